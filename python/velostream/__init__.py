@@ -1,0 +1,42 @@
+"""velostream: streaming SQL for Kafka and Arrow, with a Rust core."""
+
+from velostream import _core
+from velostream.errors import (
+    CircularDependencyError,
+    ConfigError,
+    DataError,
+    EventTimeError,
+    MissingDependencyError,
+    SinkError,
+    SourceError,
+    SqlSyntaxError,
+    SqlValidationError,
+    TableNotReadyError,
+    TopicNotFoundError,
+    VelostreamError,
+)
+
+__all__ = [
+    "CircularDependencyError",
+    "ConfigError",
+    "DataError",
+    "EventTimeError",
+    "MissingDependencyError",
+    "SinkError",
+    "SourceError",
+    "SqlSyntaxError",
+    "SqlValidationError",
+    "TableNotReadyError",
+    "TopicNotFoundError",
+    "VelostreamError",
+]
+
+if _core.build_profile != "release":  # pragma: no cover - depends on the build
+    import warnings
+
+    warnings.warn(
+        "velostream was built in debug mode: it runs 10-50x slower than a release build; "
+        "do not benchmark it (build with `maturin develop --release`)",
+        RuntimeWarning,
+        stacklevel=2,
+    )

@@ -1,0 +1,218 @@
+"""The velostream exception hierarchy (SPEC section 2).
+
+Every exception derives from :class:`VelostreamError` and carries the fields a person
+needs to fix the problem (line and column, the offending key or value, ...), not only a
+message. The Rust core raises these same classes: it imports them from this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class VelostreamError(Exception):
+    """Base class of every error velostream raises."""
+
+
+def _where(line: int | None, column: int | None) -> str:
+    if line is None:
+        return ""
+    if column is None:
+        return f"line {line}: "
+    return f"line {line}, column {column}: "
+
+
+class SqlSyntaxError(VelostreamError):
+    """SQL text that does not parse.
+
+    Attributes:
+        line: 1-based line of the offending token.
+        column: 1-based column of the first character of the offending token.
+        token: the offending token's text, when there is one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        line: int | None = None,
+        column: int | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        self.token = token
+        super().__init__(f"{_where(line, column)}{message}")
+
+
+class SqlValidationError(VelostreamError):
+    """SQL that parses but cannot run: unknown column, aggregate misuse, bad duration, ...
+
+    Attributes:
+        line: 1-based line of the offending construct, when known.
+        column: 1-based column of the offending construct, when known.
+    """
+
+    def __init__(
+        self, message: str, *, line: int | None = None, column: int | None = None
+    ) -> None:
+        self.message = message
+        self.line = line
+        self.column = column
+        super().__init__(f"{_where(line, column)}{message}")
+
+
+class ConfigError(VelostreamError):
+    """A bad or unknown configuration property.
+
+    Attributes:
+        key: the property key.
+        value: the offending value (None when the key itself is unknown).
+        allowed: the allowed values or the nearest known keys, when there are some.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        key: str | None = None,
+        value: str | None = None,
+        allowed: Sequence[str] = (),
+    ) -> None:
+        self.message = message
+        self.key = key
+        self.value = value
+        self.allowed = list(allowed)
+        super().__init__(message)
+
+
+class EventTimeError(VelostreamError):
+    """Event time cannot be extracted from a record (SPEC section 5).
+
+    Attributes:
+        kind: one of missing_field, null_value, type_mismatch, invalid_timestamp,
+            parse_error, auto_detect_failed.
+        field: the configured event-time field.
+        value: the offending value, as a string.
+        format: the expected format, as a string.
+        available_fields: the fields the record does have.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str,
+        field: str | None = None,
+        value: str | None = None,
+        format: str | None = None,
+        available_fields: Sequence[str] = (),
+    ) -> None:
+        self.message = message
+        self.kind = kind
+        self.field = field
+        self.value = value
+        self.format = format
+        self.available_fields = list(available_fields)
+        super().__init__(message)
+
+
+class CircularDependencyError(VelostreamError):
+    """Table dependencies form a cycle; ``cycle`` lists it with first == last."""
+
+    def __init__(self, cycle: Sequence[str]) -> None:
+        self.cycle = list(cycle)
+        super().__init__("circular table dependency: " + " -> ".join(self.cycle))
+
+
+class MissingDependencyError(VelostreamError):
+    """A table depends on a name that is neither a table nor a declared source."""
+
+    def __init__(self, table: str, missing: str) -> None:
+        self.table = table
+        self.missing = missing
+        super().__init__(
+            f"table {table!r} depends on {missing!r}, which is neither a table nor a declared source"
+        )
+
+
+class TableNotReadyError(VelostreamError):
+    """Waiting for a table timed out, or the table failed to load."""
+
+    def __init__(self, table: str, timeout: float | None, status: str) -> None:
+        self.table = table
+        self.timeout = timeout
+        self.status = status
+        super().__init__(f"table {table!r} is not ready (status {status}, timeout {timeout}s)")
+
+
+class SourceError(VelostreamError):
+    """Reading a source failed after retries (or cannot start).
+
+    Attributes:
+        source: the source name.
+        cause: what went wrong.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, cause: str | None = None) -> None:
+        self.source = source
+        self.cause = cause if cause is not None else message
+        super().__init__(message)
+
+
+class SinkError(VelostreamError):
+    """Writing a sink failed after retries.
+
+    Attributes:
+        sink: the sink name.
+        cause: what went wrong.
+    """
+
+    def __init__(self, message: str, *, sink: str | None = None, cause: str | None = None) -> None:
+        self.sink = sink
+        self.cause = cause if cause is not None else message
+        super().__init__(message)
+
+
+class TopicNotFoundError(SourceError):
+    """A Kafka topic does not exist (after waiting for it, when configured)."""
+
+
+class DataError(VelostreamError):
+    """A record or value cannot be processed: undecodable input, a failed CAST, ...
+
+    Attributes:
+        location: where the bad data is (file and line, topic/partition/offset), if known.
+        field: the field concerned, if known.
+        value: the offending value as a string, if known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None = None,
+        field: str | None = None,
+        value: str | None = None,
+    ) -> None:
+        self.location = location
+        self.field = field
+        self.value = value
+        super().__init__(message)
+
+
+__all__ = [
+    "CircularDependencyError",
+    "ConfigError",
+    "DataError",
+    "EventTimeError",
+    "MissingDependencyError",
+    "SinkError",
+    "SourceError",
+    "SqlSyntaxError",
+    "SqlValidationError",
+    "TableNotReadyError",
+    "TopicNotFoundError",
+    "VelostreamError",
+]

@@ -1,0 +1,55 @@
+//! The engine's one error type. The Python bindings map each variant to a specific
+//! exception of `velostream.errors` (validation → `SqlValidationError`, data → `DataError`).
+
+use arrow::error::ArrowError;
+
+/// A 1-based (line, column) position in the SQL text.
+pub type Pos = Option<(u32, u32)>;
+
+/// Everything that can go wrong inside the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The plan is well formed but cannot run against this input: unknown column,
+    /// operand types that do not fit an operator, a construct not built yet.
+    #[error("{message}")]
+    Validation { message: String, pos: Pos },
+    /// A value could not be processed: a failed CAST, an integer overflow, division of
+    /// an integer by zero.
+    #[error("{0}")]
+    Data(String),
+    /// The plan handed over by the planner is not valid JSON of the expected shape.
+    #[error("invalid physical plan: {0}")]
+    Plan(#[from] serde_json::Error),
+    /// A snapshot could not be restored.
+    #[error("invalid state snapshot: {0}")]
+    Snapshot(String),
+    /// An Arrow kernel failed for a reason not attributable to a value.
+    #[error("arrow: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+impl EngineError {
+    /// A validation error at a position of the SQL text.
+    pub fn validation(message: impl Into<String>, pos: Pos) -> Self {
+        EngineError::Validation {
+            message: message.into(),
+            pos,
+        }
+    }
+
+    /// Wrap an Arrow kernel error raised while evaluating `what` on data.
+    pub fn data(what: &str, err: ArrowError) -> Self {
+        let detail = match err {
+            ArrowError::ComputeError(m)
+            | ArrowError::CastError(m)
+            | ArrowError::InvalidArgumentError(m)
+            | ArrowError::ArithmeticOverflow(m) => m,
+            ArrowError::DivideByZero => "division by zero".to_string(),
+            other => other.to_string(),
+        };
+        EngineError::Data(format!("{what}: {detail}"))
+    }
+}
+
+/// Result alias of the engine.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

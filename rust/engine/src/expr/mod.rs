@@ -1,0 +1,1153 @@
+//! Vectorised expression evaluation over Arrow arrays.
+//!
+//! A plan expression (`plan::Expr`) is *bound* once to an input schema: column names are
+//! resolved to indices, operand types are coerced (casts inserted, literals folded) and
+//! every node's output type is known. The bound [`PhysExpr`] then evaluates a whole batch
+//! per call with Arrow compute kernels; literals stay scalars (length-1 arrays) so they
+//! are never expanded to a batch's length unless a kernel needs it.
+
+pub mod functions;
+pub mod types;
+
+use std::sync::Arc;
+
+use arrow::array::{
+    new_null_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array,
+    StringArray, UInt32Array,
+};
+use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
+use arrow::compute::{cast_with_options, prep_null_mask_filter, take, CastOptions};
+use arrow::datatypes::{DataType, Schema};
+use arrow::array::Datum;
+
+use crate::error::{EngineError, Pos, Result};
+use crate::plan::Expr;
+use functions::ScalarFunc;
+use types::{arithmetic_operands, common_type, is_string, sql_name, unpack_dictionary};
+
+/// The value of an expression over a batch: a full column, or one value for every row.
+#[derive(Debug, Clone)]
+pub enum Value {
+    Array(ArrayRef),
+    Scalar(Lit),
+}
+
+impl Value {
+    /// The value as an Arrow `Datum` (kernels broadcast scalars themselves).
+    pub fn datum(&self) -> &dyn Datum {
+        match self {
+            Value::Array(a) => a,
+            Value::Scalar(s) => s,
+        }
+    }
+
+    /// The underlying array: the column, or the length-1 array of a scalar.
+    pub fn array(&self) -> &ArrayRef {
+        match self {
+            Value::Array(a) => a,
+            Value::Scalar(s) => s.inner(),
+        }
+    }
+
+    pub fn is_scalar(&self) -> bool {
+        matches!(self, Value::Scalar(_))
+    }
+
+    /// A column of `num_rows` values (a scalar is repeated).
+    pub fn into_array(self, num_rows: usize) -> Result<ArrayRef> {
+        match self {
+            Value::Array(a) => Ok(a),
+            Value::Scalar(s) => repeat(s.inner(), num_rows),
+        }
+    }
+
+    /// Wrap a kernel result: a scalar result if every input was a scalar.
+    fn from_result(array: ArrayRef, all_scalar: bool) -> Value {
+        if all_scalar {
+            Value::Scalar(Lit::new(array))
+        } else {
+            Value::Array(array)
+        }
+    }
+}
+
+/// One value for every row: a length-1 array that kernels broadcast (an Arrow `Datum`
+/// scalar that also lends out its array).
+#[derive(Debug, Clone)]
+pub struct Lit(ArrayRef);
+
+impl Lit {
+    pub fn new(array: ArrayRef) -> Self {
+        assert_eq!(array.len(), 1, "a scalar is one value");
+        Lit(array)
+    }
+
+    pub fn inner(&self) -> &ArrayRef {
+        &self.0
+    }
+}
+
+impl Datum for Lit {
+    fn get(&self) -> (&dyn Array, bool) {
+        (self.0.as_ref(), true)
+    }
+}
+
+/// Repeat the single value of `single` `n` times.
+pub fn repeat(single: &ArrayRef, n: usize) -> Result<ArrayRef> {
+    if single.is_null(0) {
+        return Ok(new_null_array(single.data_type(), n));
+    }
+    let indices = UInt32Array::from(vec![0u32; n]);
+    Ok(take(single.as_ref(), &indices, None)?)
+}
+
+/// What an expression is evaluated over.
+pub struct Input<'a> {
+    pub columns: &'a [ArrayRef],
+    pub num_rows: usize,
+    /// Processing time of this batch, epoch millis (`NOW()`, `_timestamp`).
+    pub now_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArithOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+/// A bound expression, ready to evaluate batches of one input schema.
+#[derive(Debug, Clone)]
+pub enum PhysExpr {
+    Column(usize),
+    Literal(Lit),
+    Arith {
+        op: ArithOp,
+        left: Box<PhysExpr>,
+        right: Box<PhysExpr>,
+        pos: Pos,
+    },
+    Cmp {
+        op: CmpOp,
+        left: Box<PhysExpr>,
+        right: Box<PhysExpr>,
+    },
+    And(Box<PhysExpr>, Box<PhysExpr>),
+    Or(Box<PhysExpr>, Box<PhysExpr>),
+    Not(Box<PhysExpr>),
+    Neg(Box<PhysExpr>, Pos),
+    IsNull {
+        arg: Box<PhysExpr>,
+        negated: bool,
+    },
+    Concat(Box<PhysExpr>, Box<PhysExpr>),
+    Case {
+        whens: Vec<(PhysExpr, PhysExpr)>,
+        otherwise: Box<PhysExpr>,
+    },
+    Cast {
+        arg: Box<PhysExpr>,
+        to: DataType,
+        pos: Pos,
+    },
+    Like {
+        arg: Box<PhysExpr>,
+        pattern: Box<PhysExpr>,
+        negated: bool,
+        case_insensitive: bool,
+    },
+    Coalesce(Vec<PhysExpr>),
+    Func {
+        func: ScalarFunc,
+        args: Vec<PhysExpr>,
+        pos: Pos,
+    },
+    /// Processing time of the batch as int64 epoch millis (`_timestamp`).
+    ProcessingTimeMillis,
+}
+
+/// Where names resolve while binding.
+pub struct Scope<'a> {
+    /// The fields visible to column references (or to group/agg references).
+    pub schema: &'a Schema,
+    /// In a post-aggregation scope, group key `i` is field `i` and aggregate `j` is field
+    /// `agg_offset + j`; `None` in an input scope.
+    pub agg_offset: Option<usize>,
+}
+
+/// Resolve a column name: exact match first, then a unique case-insensitive match.
+pub fn resolve_column(schema: &Schema, name: &str) -> Option<usize> {
+    if let Ok(i) = schema.index_of(name) {
+        return Some(i);
+    }
+    let mut found = None;
+    for (i, f) in schema.fields().iter().enumerate() {
+        if f.name().eq_ignore_ascii_case(name) {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(i);
+        }
+    }
+    found
+}
+
+fn unknown_column(name: &str, schema: &Schema, pos: Pos) -> EngineError {
+    let available: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let hint = match name {
+        "_partition" | "_offset" => " (system column set by Kafka sources only)".to_string(),
+        "_window_start" | "_window_end" => " (exists in windowed queries only)".to_string(),
+        _ => String::new(),
+    };
+    EngineError::validation(
+        format!(
+            "unknown column '{name}'{hint}; available columns: {}",
+            available.join(", ")
+        ),
+        pos,
+    )
+}
+
+/// Make a literal scalar from its plan type and JSON value.
+pub fn literal(ty: &str, value: &serde_json::Value, pos: Pos) -> Result<Lit> {
+    use serde_json::Value as J;
+    let bad = || {
+        EngineError::validation(format!("invalid {ty} literal {value}"), pos)
+    };
+    let array: ArrayRef = match (ty, value) {
+        (_, J::Null) | ("null", _) => new_null_array(&DataType::Null, 1),
+        ("bool", J::Bool(b)) => Arc::new(BooleanArray::from(vec![*b])),
+        ("int64", J::Number(n)) => Arc::new(Int64Array::from(vec![n.as_i64().ok_or_else(bad)?])),
+        ("float64", J::Number(n)) => {
+            Arc::new(Float64Array::from(vec![n.as_f64().ok_or_else(bad)?]))
+        }
+        ("utf8", J::String(s)) => Arc::new(StringArray::from(vec![s.as_str()])),
+        ("decimal", J::String(s)) => decimal_literal(s).ok_or_else(bad)?,
+        ("decimal", J::Number(n)) => decimal_literal(&n.to_string()).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    Ok(Lit::new(array))
+}
+
+/// `123.450` → Decimal128(6, 3) holding 123450.
+fn decimal_literal(text: &str) -> Option<ArrayRef> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
+    if int_part.is_empty() && frac_part.is_empty() {
+        return None;
+    }
+    if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    let all: String = format!("{int_part}{frac_part}");
+    let all = all.trim_start_matches('0');
+    let mut unscaled: i128 = if all.is_empty() { 0 } else { all.parse().ok()? };
+    if negative {
+        unscaled = -unscaled;
+    }
+    let scale = frac_part.len();
+    let precision = (all.len().max(scale).max(1)) as u8;
+    if precision > 38 {
+        return None;
+    }
+    let array = Decimal128Array::from(vec![unscaled])
+        .with_precision_and_scale(precision, scale as i8)
+        .ok()?;
+    Some(Arc::new(array))
+}
+
+fn cast_options() -> CastOptions<'static> {
+    CastOptions {
+        safe: false,
+        ..Default::default()
+    }
+}
+
+/// Cast a bound expression to `to`; literals are cast right away.
+fn cast_to(expr: PhysExpr, from: &DataType, to: &DataType, pos: Pos) -> Result<PhysExpr> {
+    if from == to {
+        return Ok(expr);
+    }
+    if let PhysExpr::Literal(s) = &expr {
+        let cast = cast_with_options(s.inner().as_ref(), to, &cast_options()).map_err(|e| {
+            EngineError::validation(
+                format!("cannot convert literal to {}: {e}", sql_name(to)),
+                pos,
+            )
+        })?;
+        return Ok(PhysExpr::Literal(Lit::new(cast)));
+    }
+    Ok(PhysExpr::Cast {
+        arg: Box::new(expr),
+        to: to.clone(),
+        pos,
+    })
+}
+
+fn literal_value_of(expr: &PhysExpr) -> Option<&ArrayRef> {
+    match expr {
+        PhysExpr::Literal(s) => Some(s.inner()),
+        _ => None,
+    }
+}
+
+/// Whether casting the literal to `narrow` and back to `wide` gives the same value, so
+/// a comparison can run in the column's own type instead of widening the column.
+fn literal_fits(lit: &ArrayRef, narrow: &DataType, wide: &DataType) -> bool {
+    if lit.is_null(0) {
+        return true;
+    }
+    let Ok(down) = cast_with_options(lit.as_ref(), narrow, &cast_options()) else {
+        return false;
+    };
+    let Ok(up) = cast_with_options(down.as_ref(), wide, &cast_options()) else {
+        return false;
+    };
+    let Ok(orig) = cast_with_options(lit.as_ref(), wide, &cast_options()) else {
+        return false;
+    };
+    up.to_data() == orig.to_data()
+}
+
+/// Bind a plan expression to a scope, returning the bound expression and its type.
+pub fn bind(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
+    match expr {
+        Expr::Column { name, pos } => {
+            if scope.agg_offset.is_some() {
+                return Err(EngineError::validation(
+                    format!("column '{name}' must appear in GROUP BY or inside an aggregate"),
+                    *pos,
+                ));
+            }
+            match resolve_column(scope.schema, name) {
+                Some(i) => Ok((
+                    PhysExpr::Column(i),
+                    scope.schema.field(i).data_type().clone(),
+                )),
+                None if name == "_timestamp" || name == "_event_time" => {
+                    Ok((PhysExpr::ProcessingTimeMillis, DataType::Int64))
+                }
+                None => Err(unknown_column(name, scope.schema, *pos)),
+            }
+        }
+        Expr::GroupKey { index, pos } | Expr::Agg { index, pos } => {
+            let Some(offset) = scope.agg_offset else {
+                return Err(EngineError::validation(
+                    "group key or aggregate reference outside an aggregation",
+                    *pos,
+                ));
+            };
+            let i = match expr {
+                Expr::GroupKey { .. } => *index,
+                _ => offset + index,
+            };
+            if i >= scope.schema.fields().len() {
+                return Err(EngineError::validation("reference out of range", *pos));
+            }
+            Ok((
+                PhysExpr::Column(i),
+                scope.schema.field(i).data_type().clone(),
+            ))
+        }
+        Expr::Literal { ty, value, pos } => {
+            let s = literal(ty, value, *pos)?;
+            let dt = s.inner().data_type().clone();
+            Ok((PhysExpr::Literal(s), dt))
+        }
+        Expr::Binary {
+            func,
+            left,
+            right,
+            pos,
+        } => bind_binary(func, left, right, *pos, scope),
+        Expr::Not { arg, pos } => {
+            let (a, dt) = bind(arg, scope)?;
+            let a = expect_boolean(a, &dt, "NOT", *pos)?;
+            Ok((PhysExpr::Not(Box::new(a)), DataType::Boolean))
+        }
+        Expr::Neg { arg, pos } => {
+            let (a, dt) = bind(arg, scope)?;
+            if !types::is_numeric(&dt) && dt != DataType::Null {
+                return Err(EngineError::validation(
+                    format!("cannot negate a value of type {}", sql_name(&dt)),
+                    *pos,
+                ));
+            }
+            let (a, dt) = if types::is_integer(&dt) {
+                (cast_to(a, &dt, &DataType::Int64, *pos)?, DataType::Int64)
+            } else if dt == DataType::Null {
+                (cast_to(a, &dt, &DataType::Int64, *pos)?, DataType::Int64)
+            } else {
+                (a, dt)
+            };
+            Ok((PhysExpr::Neg(Box::new(a), *pos), dt))
+        }
+        Expr::IsNull { arg, negated, .. } => {
+            let (a, _) = bind(arg, scope)?;
+            Ok((
+                PhysExpr::IsNull {
+                    arg: Box::new(a),
+                    negated: *negated,
+                },
+                DataType::Boolean,
+            ))
+        }
+        Expr::Case {
+            operand,
+            whens,
+            else_,
+            pos,
+        } => bind_case(operand.as_deref(), whens, else_.as_deref(), *pos, scope),
+        Expr::Cast { arg, to, pos } => {
+            let target = types::parse_type_name(to).ok_or_else(|| {
+                EngineError::validation(format!("unknown type '{to}' in CAST"), *pos)
+            })?;
+            let (a, dt) = bind(arg, scope)?;
+            let a = cast_to(a, &dt, &target, *pos)?;
+            Ok((a, target))
+        }
+        Expr::InList {
+            arg,
+            list,
+            negated,
+            pos,
+        } => {
+            // x IN (a, b) is (x = a) OR (x = b): Kleene OR gives SQL's NULL semantics.
+            let mut acc: Option<Expr> = None;
+            for item in list {
+                let eq = Expr::Binary {
+                    func: "eq".into(),
+                    left: arg.clone(),
+                    right: Box::new(item.clone()),
+                    pos: *pos,
+                };
+                acc = Some(match acc {
+                    None => eq,
+                    Some(prev) => Expr::Binary {
+                        func: "or".into(),
+                        left: Box::new(prev),
+                        right: Box::new(eq),
+                        pos: *pos,
+                    },
+                });
+            }
+            let Some(acc) = acc else {
+                return Err(EngineError::validation("IN list is empty", *pos));
+            };
+            let (e, _) = bind(&acc, scope)?;
+            Ok((negate_if(e, *negated), DataType::Boolean))
+        }
+        Expr::Between {
+            arg,
+            low,
+            high,
+            negated,
+            pos,
+        } => {
+            let both = Expr::Binary {
+                func: "and".into(),
+                left: Box::new(Expr::Binary {
+                    func: "gte".into(),
+                    left: arg.clone(),
+                    right: low.clone(),
+                    pos: *pos,
+                }),
+                right: Box::new(Expr::Binary {
+                    func: "lte".into(),
+                    left: arg.clone(),
+                    right: high.clone(),
+                    pos: *pos,
+                }),
+                pos: *pos,
+            };
+            let (e, _) = bind(&both, scope)?;
+            Ok((negate_if(e, *negated), DataType::Boolean))
+        }
+        Expr::Like {
+            arg,
+            pattern,
+            negated,
+            case_insensitive,
+            pos,
+        } => {
+            let (a, adt) = bind(arg, scope)?;
+            let (p, pdt) = bind(pattern, scope)?;
+            let a = to_string_operand(a, &adt, "LIKE", *pos)?;
+            let p = to_string_operand(p, &pdt, "LIKE", *pos)?;
+            Ok((
+                PhysExpr::Like {
+                    arg: Box::new(a),
+                    pattern: Box::new(p),
+                    negated: *negated,
+                    case_insensitive: *case_insensitive,
+                },
+                DataType::Boolean,
+            ))
+        }
+        Expr::Func { name, args, pos } => {
+            if name == "coalesce" {
+                return bind_coalesce(args, *pos, scope);
+            }
+            let mut bound = Vec::with_capacity(args.len());
+            for a in args {
+                bound.push(bind(a, scope)?);
+            }
+            functions::bind_function(name, bound, *pos)
+        }
+    }
+}
+
+fn negate_if(e: PhysExpr, negated: bool) -> PhysExpr {
+    if negated {
+        PhysExpr::Not(Box::new(e))
+    } else {
+        e
+    }
+}
+
+fn expect_boolean(e: PhysExpr, dt: &DataType, what: &str, pos: Pos) -> Result<PhysExpr> {
+    match dt {
+        DataType::Boolean => Ok(e),
+        DataType::Null => cast_to(e, dt, &DataType::Boolean, pos),
+        other => Err(EngineError::validation(
+            format!("{what} needs a boolean operand, got {}", sql_name(other)),
+            pos,
+        )),
+    }
+}
+
+/// Strings stay in their own string type; NULL becomes a string; anything else is an error.
+fn to_string_operand(e: PhysExpr, dt: &DataType, what: &str, pos: Pos) -> Result<PhysExpr> {
+    let dt = unpack_dictionary(dt);
+    match dt {
+        DataType::Utf8 => Ok(e),
+        DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {
+            cast_to(e, &dt, &DataType::Utf8, pos)
+        }
+        other => Err(EngineError::validation(
+            format!("{what} needs a string operand, got {}", sql_name(&other)),
+            pos,
+        )),
+    }
+}
+
+fn bind_binary(
+    func: &str,
+    left: &Expr,
+    right: &Expr,
+    pos: Pos,
+    scope: &Scope,
+) -> Result<(PhysExpr, DataType)> {
+    let (l, ldt) = bind(left, scope)?;
+    let (r, rdt) = bind(right, scope)?;
+    let arith = match func {
+        "add" => Some(ArithOp::Add),
+        "sub" => Some(ArithOp::Sub),
+        "mul" => Some(ArithOp::Mul),
+        "div" => Some(ArithOp::Div),
+        "mod" => Some(ArithOp::Mod),
+        _ => None,
+    };
+    if let Some(op) = arith {
+        let (lt, rt) = arithmetic_operands(
+            &unpack_dictionary(&ldt),
+            &unpack_dictionary(&rdt),
+            op == ArithOp::Div,
+        )
+        .ok_or_else(|| {
+            EngineError::validation(
+                format!(
+                    "operator {} does not apply to {} and {}",
+                    symbol(func),
+                    sql_name(&ldt),
+                    sql_name(&rdt)
+                ),
+                pos,
+            )
+        })?;
+        let l = cast_to(l, &ldt, &lt, pos)?;
+        let r = cast_to(r, &rdt, &rt, pos)?;
+        let out = arith_result_type(op, &lt, &rt);
+        return Ok((
+            PhysExpr::Arith {
+                op,
+                left: Box::new(l),
+                right: Box::new(r),
+                pos,
+            },
+            out,
+        ));
+    }
+    let cmp = match func {
+        "eq" => Some(CmpOp::Eq),
+        "neq" => Some(CmpOp::NotEq),
+        "lt" => Some(CmpOp::Lt),
+        "lte" => Some(CmpOp::LtEq),
+        "gt" => Some(CmpOp::Gt),
+        "gte" => Some(CmpOp::GtEq),
+        _ => None,
+    };
+    if let Some(op) = cmp {
+        let target = common_type(&ldt, &rdt).ok_or_else(|| {
+            EngineError::validation(
+                format!(
+                    "cannot compare {} with {}",
+                    sql_name(&ldt),
+                    sql_name(&rdt)
+                ),
+                pos,
+            )
+        })?;
+        // A literal beside a column is cast to the column's type when it fits, so the
+        // column is compared as it is, without a cast of the whole batch.
+        let (lt, rt) = match (literal_value_of(&l), literal_value_of(&r)) {
+            (None, Some(lit)) if comparable_without_cast(&ldt, &target, lit) => {
+                (ldt.clone(), ldt.clone())
+            }
+            (Some(lit), None) if comparable_without_cast(&rdt, &target, lit) => {
+                (rdt.clone(), rdt.clone())
+            }
+            _ => (target.clone(), target),
+        };
+        let l = cast_to(l, &ldt, &lt, pos)?;
+        let r = cast_to(r, &rdt, &rt, pos)?;
+        return Ok((
+            PhysExpr::Cmp {
+                op,
+                left: Box::new(l),
+                right: Box::new(r),
+            },
+            DataType::Boolean,
+        ));
+    }
+    match func {
+        "and" | "or" => {
+            let l = expect_boolean(l, &ldt, &func.to_uppercase(), pos)?;
+            let r = expect_boolean(r, &rdt, &func.to_uppercase(), pos)?;
+            let e = if func == "and" {
+                PhysExpr::And(Box::new(l), Box::new(r))
+            } else {
+                PhysExpr::Or(Box::new(l), Box::new(r))
+            };
+            Ok((e, DataType::Boolean))
+        }
+        "concat" => {
+            let l = cast_to(l, &ldt, &DataType::Utf8, pos)?;
+            let r = cast_to(r, &rdt, &DataType::Utf8, pos)?;
+            Ok((
+                PhysExpr::Concat(Box::new(l), Box::new(r)),
+                DataType::Utf8,
+            ))
+        }
+        other => Err(EngineError::validation(
+            format!("unknown binary operator '{other}'"),
+            pos,
+        )),
+    }
+}
+
+fn comparable_without_cast(column: &DataType, target: &DataType, lit: &ArrayRef) -> bool {
+    if column == target {
+        return true;
+    }
+    if matches!(column, DataType::Dictionary(_, _)) {
+        return false;
+    }
+    let string_like = is_string(column) && is_string(target);
+    (string_like || types::is_numeric(column)) && literal_fits(lit, column, target)
+}
+
+fn symbol(func: &str) -> &'static str {
+    match func {
+        "add" => "+",
+        "sub" => "-",
+        "mul" => "*",
+        "div" => "/",
+        "mod" => "%",
+        _ => "?",
+    }
+}
+
+/// The output type of an arithmetic kernel over already-coerced operands.
+fn arith_result_type(op: ArithOp, l: &DataType, r: &DataType) -> DataType {
+    match (l, r) {
+        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) => {
+            let (p1, s1, p2, s2) = (*p1 as i16, *s1 as i16, *p2 as i16, *s2 as i16);
+            let (p, s) = match op {
+                ArithOp::Add | ArithOp::Sub => {
+                    let s = s1.max(s2);
+                    (s + (p1 - s1).max(p2 - s2) + 1, s)
+                }
+                ArithOp::Mul => (p1 + p2 + 1, s1 + s2),
+                ArithOp::Div => {
+                    let s = (s1 + 4).max(s1 + p2 - s2 + 1).min(38);
+                    (p1 - s1 + s2 + s, s)
+                }
+                ArithOp::Mod => (p1.max(p2), s1.max(s2)),
+            };
+            DataType::Decimal128(p.min(38) as u8, s.min(38) as i8)
+        }
+        _ => l.clone(),
+    }
+}
+
+fn bind_case(
+    operand: Option<&Expr>,
+    whens: &[(Expr, Expr)],
+    else_: Option<&Expr>,
+    pos: Pos,
+    scope: &Scope,
+) -> Result<(PhysExpr, DataType)> {
+    let mut conds = Vec::with_capacity(whens.len());
+    let mut values = Vec::with_capacity(whens.len() + 1);
+    for (when, then) in whens {
+        let cond = match operand {
+            Some(op) => Expr::Binary {
+                func: "eq".into(),
+                left: Box::new(op.clone()),
+                right: Box::new(when.clone()),
+                pos,
+            },
+            None => when.clone(),
+        };
+        let (c, cdt) = bind(&cond, scope)?;
+        conds.push(expect_boolean(c, &cdt, "CASE WHEN", pos)?);
+        values.push(bind(then, scope)?);
+    }
+    let otherwise = match else_ {
+        Some(e) => bind(e, scope)?,
+        None => (
+            PhysExpr::Literal(Lit::new(new_null_array(&DataType::Null, 1))),
+            DataType::Null,
+        ),
+    };
+    values.push(otherwise);
+    let out = merged_type(values.iter().map(|(_, t)| t), "CASE", pos)?;
+    let mut cast_values = Vec::with_capacity(values.len());
+    for (v, t) in values {
+        cast_values.push(cast_to(v, &t, &out, pos)?);
+    }
+    let otherwise = cast_values.pop().expect("else branch");
+    Ok((
+        PhysExpr::Case {
+            whens: conds.into_iter().zip(cast_values).collect(),
+            otherwise: Box::new(otherwise),
+        },
+        out,
+    ))
+}
+
+fn merged_type<'a>(
+    mut types: impl Iterator<Item = &'a DataType>,
+    what: &str,
+    pos: Pos,
+) -> Result<DataType> {
+    let first = types.next().cloned().unwrap_or(DataType::Null);
+    let mut acc = unpack_dictionary(&first);
+    for t in types {
+        acc = common_type(&acc, t).ok_or_else(|| {
+            EngineError::validation(
+                format!(
+                    "{what} branches have incompatible types {} and {}",
+                    sql_name(&acc),
+                    sql_name(t)
+                ),
+                pos,
+            )
+        })?;
+    }
+    if acc == DataType::Null {
+        // An all-NULL CASE / COALESCE: give it a concrete, nullable type.
+        acc = DataType::Int64;
+    }
+    Ok(acc)
+}
+
+fn bind_coalesce(args: &[Expr], pos: Pos, scope: &Scope) -> Result<(PhysExpr, DataType)> {
+    if args.is_empty() {
+        return Err(EngineError::validation("COALESCE needs arguments", pos));
+    }
+    let mut bound = Vec::with_capacity(args.len());
+    for a in args {
+        bound.push(bind(a, scope)?);
+    }
+    let out = merged_type(bound.iter().map(|(_, t)| t), "COALESCE", pos)?;
+    let mut cast = Vec::with_capacity(bound.len());
+    for (e, t) in bound {
+        cast.push(cast_to(e, &t, &out, pos)?);
+    }
+    Ok((PhysExpr::Coalesce(cast), out))
+}
+
+fn pos_prefix(pos: Pos) -> String {
+    match pos {
+        Some((l, c)) => format!("line {l}, column {c}: "),
+        None => String::new(),
+    }
+}
+
+fn as_bool(v: &Value, n: usize) -> Result<BooleanArray> {
+    let a = v.clone().into_array(n)?;
+    let b = a
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| EngineError::Data("expected a boolean value".into()))?;
+    Ok(b.clone())
+}
+
+impl PhysExpr {
+    /// Evaluate over one batch.
+    pub fn eval(&self, input: &Input) -> Result<Value> {
+        match self {
+            PhysExpr::Column(i) => Ok(Value::Array(input.columns[*i].clone())),
+            PhysExpr::Literal(s) => Ok(Value::Scalar(s.clone())),
+            PhysExpr::ProcessingTimeMillis => Ok(Value::Scalar(Lit::new(Arc::new(
+                Int64Array::from(vec![input.now_ms]),
+            )))),
+            PhysExpr::Arith {
+                op,
+                left,
+                right,
+                pos,
+            } => {
+                let l = left.eval(input)?;
+                let r = right.eval(input)?;
+                let f = match op {
+                    ArithOp::Add => numeric::add,
+                    ArithOp::Sub => numeric::sub,
+                    ArithOp::Mul => numeric::mul,
+                    ArithOp::Div => numeric::div,
+                    ArithOp::Mod => numeric::rem,
+                };
+                let out = f(l.datum(), r.datum()).map_err(|e| {
+                    EngineError::data(&format!("{}arithmetic", pos_prefix(*pos)), e)
+                })?;
+                Ok(Value::from_result(out, l.is_scalar() && r.is_scalar()))
+            }
+            PhysExpr::Cmp { op, left, right } => {
+                let l = left.eval(input)?;
+                let r = right.eval(input)?;
+                let f = match op {
+                    CmpOp::Eq => cmp::eq,
+                    CmpOp::NotEq => cmp::neq,
+                    CmpOp::Lt => cmp::lt,
+                    CmpOp::LtEq => cmp::lt_eq,
+                    CmpOp::Gt => cmp::gt,
+                    CmpOp::GtEq => cmp::gt_eq,
+                };
+                let out = f(l.datum(), r.datum())?;
+                Ok(Value::from_result(
+                    Arc::new(out),
+                    l.is_scalar() && r.is_scalar(),
+                ))
+            }
+            PhysExpr::And(left, right) | PhysExpr::Or(left, right) => {
+                let l = left.eval(input)?;
+                let r = right.eval(input)?;
+                let both_scalar = l.is_scalar() && r.is_scalar();
+                let n = if both_scalar { 1 } else { input.num_rows };
+                let (lb, rb) = (as_bool(&l, n)?, as_bool(&r, n)?);
+                let out = if matches!(self, PhysExpr::And(..)) {
+                    boolean::and_kleene(&lb, &rb)?
+                } else {
+                    boolean::or_kleene(&lb, &rb)?
+                };
+                Ok(Value::from_result(Arc::new(out), both_scalar))
+            }
+            PhysExpr::Not(arg) => {
+                let v = arg.eval(input)?;
+                let b = as_bool(&v, v.array().len())?;
+                Ok(Value::from_result(
+                    Arc::new(boolean::not(&b)?),
+                    v.is_scalar(),
+                ))
+            }
+            PhysExpr::Neg(arg, pos) => {
+                let v = arg.eval(input)?;
+                let out = numeric::neg(v.array().as_ref()).map_err(|e| {
+                    EngineError::data(&format!("{}negation", pos_prefix(*pos)), e)
+                })?;
+                Ok(Value::from_result(out, v.is_scalar()))
+            }
+            PhysExpr::IsNull { arg, negated } => {
+                let v = arg.eval(input)?;
+                let a = v.array();
+                let out = if *negated {
+                    boolean::is_not_null(a.as_ref())?
+                } else {
+                    boolean::is_null(a.as_ref())?
+                };
+                Ok(Value::from_result(Arc::new(out), v.is_scalar()))
+            }
+            PhysExpr::Concat(left, right) => {
+                let l = left.eval(input)?;
+                let r = right.eval(input)?;
+                let both_scalar = l.is_scalar() && r.is_scalar();
+                let n = if both_scalar { 1 } else { input.num_rows };
+                let la = l.into_array(n)?;
+                let ra = r.into_array(n)?;
+                let out = arrow::compute::kernels::concat_elements::concat_elements_dyn(
+                    la.as_ref(),
+                    ra.as_ref(),
+                )?;
+                Ok(Value::from_result(out, both_scalar))
+            }
+            PhysExpr::Case { whens, otherwise } => {
+                let n = input.num_rows;
+                let mut result = otherwise.eval(input)?;
+                for (cond, then) in whens.iter().rev() {
+                    let c = cond.eval(input)?;
+                    let mask = as_bool(&c, n)?;
+                    let mask = if mask.null_count() > 0 {
+                        prep_null_mask_filter(&mask)
+                    } else {
+                        mask
+                    };
+                    let t = then.eval(input)?;
+                    result = Value::Array(zip(&mask, t.datum(), result.datum())?);
+                }
+                Ok(result)
+            }
+            PhysExpr::Cast { arg, to, pos } => {
+                let v = arg.eval(input)?;
+                let out = cast_with_options(v.array().as_ref(), to, &cast_options())
+                    .map_err(|e| {
+                        EngineError::data(
+                            &format!("{}CAST to {}", pos_prefix(*pos), sql_name(to)),
+                            e,
+                        )
+                    })?;
+                Ok(Value::from_result(out, v.is_scalar()))
+            }
+            PhysExpr::Like {
+                arg,
+                pattern,
+                negated,
+                case_insensitive,
+            } => {
+                use arrow::compute::kernels::comparison as k;
+                let a = arg.eval(input)?;
+                let p = pattern.eval(input)?;
+                let f = match (negated, case_insensitive) {
+                    (false, false) => k::like,
+                    (true, false) => k::nlike,
+                    (false, true) => k::ilike,
+                    (true, true) => k::nilike,
+                };
+                let out = f(a.datum(), p.datum())?;
+                Ok(Value::from_result(
+                    Arc::new(out),
+                    a.is_scalar() && p.is_scalar(),
+                ))
+            }
+            PhysExpr::Coalesce(args) => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(a.eval(input)?);
+                }
+                let all_scalar = values.iter().all(Value::is_scalar);
+                let n = if all_scalar { 1 } else { input.num_rows };
+                let mut iter = values.into_iter().rev();
+                let mut result = iter.next().expect("coalesce has arguments").into_array(n)?;
+                for v in iter {
+                    let a = v.into_array(n)?;
+                    let present = boolean::is_not_null(a.as_ref())?;
+                    result = zip(&present, &a, &result)?;
+                }
+                Ok(Value::from_result(result, all_scalar))
+            }
+            PhysExpr::Func { func, args, pos } => {
+                let mut values = Vec::with_capacity(args.len());
+                for a in args {
+                    values.push(a.eval(input)?);
+                }
+                functions::eval_function(*func, &values, input, *pos)
+            }
+        }
+    }
+
+    /// Input column indices this expression reads.
+    pub fn columns(&self, out: &mut Vec<usize>) {
+        match self {
+            PhysExpr::Column(i) => out.push(*i),
+            PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
+            PhysExpr::Arith { left, right, .. }
+            | PhysExpr::Cmp { left, right, .. }
+            | PhysExpr::And(left, right)
+            | PhysExpr::Or(left, right)
+            | PhysExpr::Concat(left, right) => {
+                left.columns(out);
+                right.columns(out);
+            }
+            PhysExpr::Not(a) | PhysExpr::Neg(a, _) => a.columns(out),
+            PhysExpr::IsNull { arg, .. } | PhysExpr::Cast { arg, .. } => arg.columns(out),
+            PhysExpr::Like { arg, pattern, .. } => {
+                arg.columns(out);
+                pattern.columns(out);
+            }
+            PhysExpr::Case { whens, otherwise } => {
+                for (c, t) in whens {
+                    c.columns(out);
+                    t.columns(out);
+                }
+                otherwise.columns(out);
+            }
+            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => {
+                for a in args {
+                    a.columns(out);
+                }
+            }
+        }
+    }
+
+    /// Rewrite column indices through `map` (old index → new index).
+    pub fn remap_columns(&mut self, map: &dyn Fn(usize) -> usize) {
+        match self {
+            PhysExpr::Column(i) => *i = map(*i),
+            PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
+            PhysExpr::Arith { left, right, .. }
+            | PhysExpr::Cmp { left, right, .. }
+            | PhysExpr::And(left, right)
+            | PhysExpr::Or(left, right)
+            | PhysExpr::Concat(left, right) => {
+                left.remap_columns(map);
+                right.remap_columns(map);
+            }
+            PhysExpr::Not(a) | PhysExpr::Neg(a, _) => a.remap_columns(map),
+            PhysExpr::IsNull { arg, .. } | PhysExpr::Cast { arg, .. } => arg.remap_columns(map),
+            PhysExpr::Like { arg, pattern, .. } => {
+                arg.remap_columns(map);
+                pattern.remap_columns(map);
+            }
+            PhysExpr::Case { whens, otherwise } => {
+                for (c, t) in whens {
+                    c.remap_columns(map);
+                    t.remap_columns(map);
+                }
+                otherwise.remap_columns(map);
+            }
+            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => {
+                for a in args {
+                    a.remap_columns(map);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{AsArray, Int32Array};
+    use arrow::datatypes::{Field, Float64Type, Int64Type};
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("s", DataType::Utf8, true),
+        ])
+    }
+
+    fn columns() -> Vec<ArrayRef> {
+        vec![
+            Arc::new(Int32Array::from(vec![Some(1), None, Some(7)])),
+            Arc::new(StringArray::from(vec![Some("x"), Some("yy"), None])),
+        ]
+    }
+
+    fn run(json: &str) -> ArrayRef {
+        let expr: Expr = serde_json::from_str(json).unwrap();
+        let schema = schema();
+        let scope = Scope {
+            schema: &schema,
+            agg_offset: None,
+        };
+        let (e, _) = bind(&expr, &scope).unwrap();
+        let cols = columns();
+        let input = Input {
+            columns: &cols,
+            num_rows: 3,
+            now_ms: 0,
+        };
+        e.eval(&input).unwrap().into_array(3).unwrap()
+    }
+
+    #[test]
+    fn integer_division_is_float_division() {
+        let out = run(
+            r#"{"op":"binary","fn":"div","left":{"op":"column","name":"a"},"right":{"op":"literal","type":"int64","value":2}}"#,
+        );
+        let f = out.as_primitive::<Float64Type>();
+        assert_eq!(f.value(0), 0.5);
+        assert!(f.is_null(1));
+        assert_eq!(f.value(2), 3.5);
+    }
+
+    #[test]
+    fn in_list_has_sql_null_semantics() {
+        let out = run(
+            r#"{"op":"in_list","arg":{"op":"column","name":"a"},"list":[{"op":"literal","type":"int64","value":7},{"op":"literal","type":"null","value":null}]}"#,
+        );
+        let b = out.as_boolean();
+        assert!(b.is_null(0)); // 1 IN (7, NULL) is NULL
+        assert!(b.is_null(1));
+        assert!(b.value(2));
+    }
+
+    #[test]
+    fn case_picks_first_true_branch() {
+        let out = run(
+            r#"{"op":"case","whens":[[{"op":"binary","fn":"gt","left":{"op":"column","name":"a"},"right":{"op":"literal","type":"int64","value":5}},{"op":"literal","type":"int64","value":10}]],"else":{"op":"column","name":"a"}}"#,
+        );
+        let i = out.as_primitive::<Int64Type>();
+        assert_eq!(i.value(0), 1);
+        assert!(i.is_null(1));
+        assert_eq!(i.value(2), 10);
+    }
+
+    #[test]
+    fn unknown_column_names_the_available_ones() {
+        let expr: Expr =
+            serde_json::from_str(r#"{"op":"column","name":"nope","pos":[2,7]}"#).unwrap();
+        let schema = schema();
+        let err = bind(
+            &expr,
+            &Scope {
+                schema: &schema,
+                agg_offset: None,
+            },
+        )
+        .unwrap_err();
+        match err {
+            EngineError::Validation { message, pos } => {
+                assert!(message.contains("nope") && message.contains("a, s"));
+                assert_eq!(pos, Some((2, 7)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn decimal_literals_are_exact() {
+        let a = decimal_literal("-100.50").unwrap();
+        assert_eq!(a.data_type(), &DataType::Decimal128(5, 2));
+        assert_eq!(a.as_primitive::<arrow::datatypes::Decimal128Type>().value(0), -10050);
+    }
+}

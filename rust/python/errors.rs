@@ -1,0 +1,41 @@
+//! Mapping of engine errors to the exceptions of `velostream.errors` (defined in Python,
+//! so both sides raise the same classes with the same fields).
+
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use velostream_engine::EngineError;
+
+/// Build an instance of `velostream.errors.<class>(message, **kwargs)` as a `PyErr`.
+pub fn velostream_error(
+    py: Python<'_>,
+    class: &str,
+    message: &str,
+    kwargs: Option<&Bound<'_, PyDict>>,
+) -> PyErr {
+    let build = || -> PyResult<PyErr> {
+        let module = py.import("velostream.errors")?;
+        let cls = module.getattr(class)?;
+        let exc = cls.call((message,), kwargs)?;
+        Ok(PyErr::from_value(exc))
+    };
+    build().unwrap_or_else(|e| e)
+}
+
+/// Convert an engine error to the matching Python exception.
+pub fn to_py(err: EngineError) -> PyErr {
+    Python::attach(|py| match &err {
+        EngineError::Validation { message, pos } => {
+            let kwargs = PyDict::new(py);
+            if let Some((line, column)) = pos {
+                let _ = kwargs.set_item("line", line);
+                let _ = kwargs.set_item("column", column);
+            }
+            velostream_error(py, "SqlValidationError", message, Some(&kwargs))
+        }
+        EngineError::Data(message) => velostream_error(py, "DataError", message, None),
+        EngineError::Snapshot(message) => velostream_error(py, "VelostreamError", message, None),
+        EngineError::Plan(e) => PyRuntimeError::new_err(format!("invalid physical plan: {e}")),
+        EngineError::Arrow(e) => velostream_error(py, "DataError", &e.to_string(), None),
+    })
+}
