@@ -15,6 +15,9 @@ from velostream.errors import (
     TopicNotFoundError,
     VelostreamError,
 )
+from velostream.query import Query, compile
+
+__version__ = "0.1.0"
 
 __all__ = [
     "CircularDependencyError",
@@ -28,7 +31,9 @@ __all__ = [
     "SqlValidationError",
     "TableNotReadyError",
     "TopicNotFoundError",
+    "Query",
     "VelostreamError",
+    "compile",
 ]
 
 if _core.build_profile != "release":  # pragma: no cover - depends on the build

@@ -1,0 +1,259 @@
+"""Compiled continuous queries: :func:`compile` and :class:`Query` (SPEC section 2).
+
+A :class:`Query` is a thin wrapper over the Rust processor ``velostream._core.Processor``:
+it checks and converts arguments, and hands Arrow batches to Rust, which runs the whole
+batch in one call with the GIL released. The ``"legacy"`` path models the old per-record
+engine on purpose, to be measured against (see :mod:`velostream.legacy`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from velostream import _core
+from velostream.errors import ConfigError
+from velostream.sql import Statement, parse_statement, plan
+
+Path = Literal["direct", "legacy"]
+
+# Statement-level keys whose features are not built yet: rejected, never ignored.
+_NOT_YET = {
+    "event.time.": "event-time processing",
+    "watermark.": "watermarks",
+    "late.data.": "late-data handling",
+    "join.": "stream-table joins",
+}
+
+
+def _reject_unbuilt(properties: Mapping[str, str], connectors: Sequence[str]) -> None:
+    for key, value in properties.items():
+        if any(key.startswith(f"{name}.") for name in connectors):
+            continue
+        for prefix, feature in _NOT_YET.items():
+            if key.startswith(prefix):
+                raise ConfigError(
+                    f"property '{key}' configures {feature}, which is not supported yet "
+                    "(it arrives in a later release)",
+                    key=key,
+                    value=value,
+                )
+
+
+def _connector_names(statement: Statement, properties: Mapping[str, str]) -> list[str]:
+    names = {*statement.sources, *statement.joins}
+    if statement.name:
+        names.add(statement.name)
+    for key in properties:
+        if key.endswith(".type"):
+            names.add(key[: -len(".type")])
+    return sorted(names)
+
+
+def _validate_properties(statement: Statement, properties: Mapping[str, str]) -> None:
+    from velostream import config
+
+    connectors = _connector_names(statement, properties)
+    config.validate_statement_properties(properties, connectors)
+    _reject_unbuilt(properties, connectors)
+
+
+def _to_batches(data: Any) -> list[pa.RecordBatch]:
+    """Accept a RecordBatch, a Table, a list of dicts or any Arrow PyCapsule exporter."""
+    if isinstance(data, pa.RecordBatch):
+        return [data]
+    if isinstance(data, pa.Table):
+        return data.to_batches()
+    if isinstance(data, list):
+        return [pa.RecordBatch.from_pylist(data)] if data else []
+    if hasattr(data, "__arrow_c_stream__"):
+        return pa.table(data).to_batches()
+    if hasattr(data, "__arrow_c_array__"):
+        return [pa.record_batch(data)]
+    raise TypeError(
+        "process() takes a pyarrow.RecordBatch, a pyarrow.Table, a list of dicts or an "
+        f"object exporting the Arrow PyCapsule interface, not {type(data).__name__}"
+    )
+
+
+class Query:
+    """A compiled continuous query over one input stream.
+
+    Build it with :func:`compile`. Feed it batches with :meth:`process`; each call returns
+    exactly the rows the SQL emits because of that input. :meth:`flush` ends the input
+    and returns whatever is left.
+    """
+
+    __slots__ = ("_legacy", "_path", "_plan", "_processor", "_properties", "_statement")
+
+    def __init__(self) -> None:
+        raise TypeError("use velostream.compile() to build a Query")
+
+    @classmethod
+    def _create(
+        cls,
+        statement: Statement,
+        properties: Mapping[str, str],
+        path: Path,
+    ) -> Query:
+        physical = plan(statement)
+        plan_json = json.dumps(physical)
+        query = object.__new__(cls)
+        query._statement = statement
+        query._properties = dict(properties)
+        query._plan = physical
+        query._path = path
+        query._processor = _core.Processor(plan_json)
+        query._legacy = None
+        if path == "legacy":
+            from velostream.legacy import LegacyEngine
+
+            query._legacy = LegacyEngine(plan_json)
+        return query
+
+    @property
+    def statement(self) -> Statement:
+        """The parsed SQL statement."""
+        return self._statement
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The physical plan handed to the Rust core (plain data)."""
+        return self._plan
+
+    @property
+    def path(self) -> Path:
+        """``"direct"`` or ``"legacy"``."""
+        return self._path
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """Statement properties: the ``WITH`` clause merged over ``compile(properties=)``."""
+        return dict(self._properties)
+
+    @property
+    def input_name(self) -> str:
+        """The ``FROM`` name: the stream :meth:`process` reads."""
+        return self._plan["input"]
+
+    def process(self, data: Any) -> pa.RecordBatch:
+        """Process input records and return the rows the query emits because of them.
+
+        Args:
+            data: a ``pyarrow.RecordBatch``, a ``pyarrow.Table``, a list of dicts, or any
+                object exporting the Arrow PyCapsule interface.
+
+        Returns:
+            A ``pyarrow.RecordBatch`` with :attr:`output_schema` (possibly zero rows).
+        """
+        batches = _to_batches(data)
+        if self._legacy is not None:
+            outputs = [self._legacy.process(b) for b in batches]
+        else:
+            outputs = [self._processor.process(b) for b in batches]
+        return self._combine(outputs)
+
+    def flush(self) -> pa.RecordBatch:
+        """End of input: close what is open and return the rows still held."""
+        if self._legacy is not None:
+            return self._legacy.flush()
+        return self._processor.flush()
+
+    def bind(self, schema: pa.Schema) -> pa.Schema:
+        """Declare the input schema ahead of the first batch; returns the output schema."""
+        if self._legacy is not None:
+            self._legacy.bind(schema)
+        return self._processor.bind(schema)
+
+    @property
+    def output_schema(self) -> pa.Schema | None:
+        """The schema of what :meth:`process` and :meth:`flush` return.
+
+        It depends on the input's types, so it is known once the first batch was
+        processed or :meth:`bind` was called; before that it is ``None``.
+        """
+        if self._legacy is not None:
+            return self._legacy.output_schema
+        return self._processor.output_schema
+
+    @property
+    def watermark(self) -> int | None:
+        """The current watermark in epoch millis; ``None`` without event time."""
+        return None
+
+    def metrics(self) -> dict[str, int]:
+        """Counters: records_in, records_out, late_dropped, state_groups, ..."""
+        source = self._legacy.metrics() if self._legacy is not None else self._processor.metrics()
+        out = {"records_in": 0, "records_out": 0, "late_dropped": 0, "state_groups": 0}
+        out.update(source)
+        return out
+
+    def _combine(self, outputs: list[pa.RecordBatch]) -> pa.RecordBatch:
+        if len(outputs) == 1:
+            return outputs[0]
+        schema = self.output_schema
+        if not outputs:
+            return pa.RecordBatch.from_pylist([], schema=schema or pa.schema([]))
+        return pa.concat_batches(outputs)
+
+    def __repr__(self) -> str:
+        return f"<velostream.Query {self._path} {self._statement.text!r}>"
+
+
+def compile_statement(
+    statement: Statement,
+    *,
+    properties: Mapping[str, str] | None = None,
+    path: Path = "direct",
+) -> Query:
+    """Compile an already parsed statement (used by applications).
+
+    Args:
+        statement: from :func:`velostream.sql.parse_statement` / ``parse_script``.
+        properties: statement properties; the statement's own ``WITH`` keys win.
+        path: ``"direct"`` (batch at a time, default) or ``"legacy"`` (per record).
+
+    Raises:
+        SqlValidationError: the statement cannot run.
+        ConfigError: a property is unknown, has a bad value or is not supported yet.
+    """
+    if path not in ("direct", "legacy"):
+        raise ConfigError(
+            f"unknown path {path!r}", key="path", value=str(path), allowed=("direct", "legacy")
+        )
+    merged = {**(properties or {}), **statement.properties}
+    _validate_properties(statement, merged)
+    return Query._create(statement, merged, path)
+
+
+def compile(
+    sql: str,
+    *,
+    properties: dict[str, str] | None = None,
+    path: Path = "direct",
+) -> Query:
+    """Compile one ``SELECT`` or ``CREATE STREAM|TABLE ... AS SELECT`` into a :class:`Query`.
+
+    Args:
+        sql: the SQL text (one statement).
+        properties: statement properties, as in a ``WITH`` clause (which wins).
+        path: ``"direct"`` (default) or ``"legacy"``.
+
+    Returns:
+        The compiled query.
+
+    Raises:
+        SqlSyntaxError: the text does not parse (with line and column).
+        SqlValidationError: the statement cannot run (with line and column where known).
+        ConfigError: a property is unknown or has a bad value.
+
+    Example:
+        >>> import pyarrow as pa, velostream as vs
+        >>> q = vs.compile("SELECT a * 2 AS b FROM s WHERE a > 1")
+        >>> q.process(pa.record_batch({"a": [1, 2, 3]})).to_pydict()
+        {'b': [4, 6]}
+    """
+    return compile_statement(parse_statement(sql), properties=properties, path=path)
