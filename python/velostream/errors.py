@@ -54,9 +54,7 @@ class SqlValidationError(VelostreamError):
         column: 1-based column of the offending construct, when known.
     """
 
-    def __init__(
-        self, message: str, *, line: int | None = None, column: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, line: int | None = None, column: int | None = None) -> None:
         self.message = message
         self.line = line
         self.column = column
@@ -155,7 +153,9 @@ class SourceError(VelostreamError):
         cause: what went wrong.
     """
 
-    def __init__(self, message: str, *, source: str | None = None, cause: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, source: str | None = None, cause: str | None = None
+    ) -> None:
         self.source = source
         self.cause = cause if cause is not None else message
         super().__init__(message)

@@ -70,6 +70,16 @@ class LegacyEngine:
         """The engine's output schema (empty before the input schema is known)."""
         return self._engine.output_schema or pa.schema([])
 
+    def snapshot(self) -> bytes:
+        """The engine's state as bytes."""
+        with self._lock:
+            return self._engine.snapshot()
+
+    def restore(self, blob: bytes) -> None:
+        """Replace the engine's state."""
+        with self._lock:
+            self._engine.restore(blob)
+
     def metrics(self) -> dict[str, int]:
         """The engine's counters."""
         return dict(self._engine.metrics())

@@ -191,6 +191,31 @@ class Query:
         out.update(source)
         return out
 
+    def snapshot(self) -> bytes:
+        """Serialise the query's state (group table, accumulators, ...) to bytes.
+
+        Restore it with :meth:`restore` into a freshly compiled identical query: the
+        restored query then gives the same output as this one would.
+        """
+        if self._legacy is not None:
+            return self._legacy.snapshot()
+        return self._processor.snapshot()
+
+    def restore(self, blob: bytes) -> Query:
+        """Replace this query's state with a :meth:`snapshot` of an identical query.
+
+        Returns:
+            The query itself, so ``vs.compile(sql).restore(blob)`` reads naturally.
+
+        Raises:
+            VelostreamError: the snapshot is corrupt or comes from a different query.
+        """
+        if self._legacy is not None:
+            self._legacy.restore(blob)
+        else:
+            self._processor.restore(blob)
+        return self
+
     def _combine(self, outputs: list[pa.RecordBatch]) -> pa.RecordBatch:
         if len(outputs) == 1:
             return outputs[0]

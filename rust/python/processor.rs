@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use pyo3_arrow::{PyRecordBatch, PySchema};
 use velostream_engine::Processor as EngineProcessor;
 
@@ -68,7 +68,7 @@ impl Processor {
         }
     }
 
-    /// Counters: records_in, records_out, batches_in, filtered_out.
+    /// Counters: records_in, records_out, batches_in, filtered_out, state_groups, state_bytes.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let m = self.with(|p| p.metrics().clone());
         let d = PyDict::new(py);
@@ -76,7 +76,22 @@ impl Processor {
         d.set_item("records_out", m.records_out)?;
         d.set_item("batches_in", m.batches_in)?;
         d.set_item("filtered_out", m.filtered_out)?;
+        let (groups, bytes) = self.with(|p| (p.state_groups(), p.state_bytes()));
+        d.set_item("state_groups", groups)?;
+        d.set_item("state_bytes", bytes)?;
         Ok(d)
+    }
+
+    /// The state as bytes (restorable into a processor of the same plan).
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py.detach(|| self.with(|p| p.snapshot())).map_err(to_py)?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Replace the state with a snapshot.
+    fn restore(&self, py: Python<'_>, blob: &[u8]) -> PyResult<()> {
+        let blob = blob.to_vec();
+        py.detach(|| self.with(|p| p.restore(&blob))).map_err(to_py)
     }
 }
 

@@ -4,8 +4,10 @@
 //! runs it batch by batch: expressions (`expr`) are evaluated with Arrow kernels and all
 //! state stays inside the processor. This crate knows nothing about Python.
 
+pub mod aggregate;
 pub mod error;
 pub mod expr;
+pub mod groups;
 pub mod plan;
 pub mod processor;
 

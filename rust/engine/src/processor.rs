@@ -1,22 +1,34 @@
 //! The per-batch query processor: one `process` call per input batch, state kept inside.
 //!
 //! A [`Processor`] owns the physical plan, binds it to the input schema on the first
-//! batch (and again if the schema changes), filters and projects each batch with Arrow
-//! kernels and returns exactly the rows the SQL emits for that input.
+//! batch (and again if the schema changes), and returns exactly the rows the SQL emits
+//! for each input batch:
+//!
+//! - stateless queries filter and project with Arrow kernels;
+//! - aggregating queries (`GROUP BY`, aggregates, `HAVING`) fold each row into its
+//!   group's accumulators in place and, under `EMIT CHANGES`, emit one row per input row:
+//!   the updated aggregate of that row's group;
+//! - `SELECT DISTINCT` emits a row the first time it is seen.
+//!
+//! The state (group table, accumulators, distinct set) can be snapshotted to bytes and
+//! restored into a fresh processor of the same plan.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions};
-use arrow::compute::FilterBuilder;
+use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::compute::{take, FilterBuilder};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use serde::{Deserialize, Serialize};
 
+use crate::aggregate::{Accumulator, AggState};
 use crate::error::{EngineError, Result};
-use crate::expr::{bind, Input, PhysExpr, Scope};
+use crate::expr::{bind, cast_to, Input, PhysExpr, Scope};
+use crate::groups::{GroupKeys, GroupTable};
 use crate::plan::{Plan, SelectItem};
 
 /// Counters of one processor (`Query.metrics()`).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Metrics {
     pub records_in: u64,
     pub records_out: u64,
@@ -24,20 +36,44 @@ pub struct Metrics {
     pub filtered_out: u64,
 }
 
+/// The aggregation part of a bound plan.
+struct Aggregation {
+    /// GROUP BY expressions over the input.
+    keys: Vec<PhysExpr>,
+    /// Aggregate arguments over the input, cast to each accumulator's input type.
+    args: Vec<Option<PhysExpr>>,
+    /// HAVING over the post-aggregation columns (group keys, then aggregates).
+    having: Option<PhysExpr>,
+    key_types: Vec<DataType>,
+    /// The aggregate arguments' types before the cast (accumulators are built from them).
+    arg_types: Vec<Option<DataType>>,
+}
+
 /// The plan bound to one input schema.
 struct Bound {
     input_schema: SchemaRef,
     filter: Option<PhysExpr>,
-    /// Input columns the projections read, in the order they are handed to them.
+    /// Input columns the next stage reads, in the order they are handed to it.
     needed: Vec<usize>,
+    aggregation: Option<Aggregation>,
+    /// The SELECT list: over `needed` (stateless) or over keys ++ aggregates.
     projections: Vec<PhysExpr>,
     output_schema: SchemaRef,
+}
+
+/// State that outlives re-binding: group table, accumulators, distinct set.
+struct State {
+    groups: Option<GroupTable>,
+    accumulators: Vec<Accumulator>,
+    distinct: Option<GroupTable>,
+    gids: Vec<u32>,
 }
 
 /// A compiled continuous query over one input stream.
 pub struct Processor {
     plan: Plan,
     bound: Option<Bound>,
+    state: Option<State>,
     metrics: Metrics,
 }
 
@@ -49,6 +85,17 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    version: u32,
+    plan: String,
+    input_schema: Vec<u8>,
+    groups: Option<GroupKeys>,
+    accumulators: Vec<AggState>,
+    distinct: Option<GroupKeys>,
+    metrics: Metrics,
+}
+
 impl Processor {
     /// Build a processor; constructs whose execution is not built yet are rejected here.
     pub fn new(plan: Plan) -> Result<Self> {
@@ -58,20 +105,19 @@ impl Processor {
                 None,
             ));
         }
-        if plan.is_aggregate() || plan.distinct || plan.having.is_some() {
-            let what = if plan.distinct {
-                "SELECT DISTINCT"
-            } else {
-                "GROUP BY / aggregate functions"
-            };
+        if plan.emit == "final" {
+            return Err(EngineError::validation("EMIT FINAL needs a WINDOW", None));
+        }
+        if plan.having.is_some() && !plan.is_aggregate() {
             return Err(EngineError::validation(
-                format!("{what} is not supported yet (streaming aggregation arrives in the next release)"),
-                plan.aggregates.first().and_then(|a| a.pos),
+                "HAVING needs GROUP BY or an aggregate",
+                plan.having.as_ref().and_then(|h| h.pos()),
             ));
         }
         Ok(Processor {
             plan,
             bound: None,
+            state: None,
             metrics: Metrics::default(),
         })
     }
@@ -89,6 +135,27 @@ impl Processor {
         &self.metrics
     }
 
+    /// Live groups (and distinct rows) held in state.
+    pub fn state_groups(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| {
+            s.groups.as_ref().map_or(0, GroupTable::len)
+                + s.distinct.as_ref().map_or(0, GroupTable::len)
+        })
+    }
+
+    /// Heap bytes held in state.
+    pub fn state_bytes(&self) -> usize {
+        self.state.as_ref().map_or(0, |s| {
+            s.groups.as_ref().map_or(0, GroupTable::state_bytes)
+                + s.distinct.as_ref().map_or(0, GroupTable::state_bytes)
+                + s.accumulators
+                    .iter()
+                    .map(Accumulator::state_bytes)
+                    .sum::<usize>()
+                + s.gids.capacity() * 4
+        })
+    }
+
     /// The schema of what `process` and `flush` return, once the input schema is known.
     pub fn output_schema(&self) -> Option<SchemaRef> {
         self.bound.as_ref().map(|b| b.output_schema.clone())
@@ -103,15 +170,20 @@ impl Processor {
         }
         let bound = bind_plan(&self.plan, schema)?;
         if let Some(previous) = &self.bound {
-            if previous.output_schema.fields() != bound.output_schema.fields() {
+            if previous.output_schema.fields() != bound.output_schema.fields()
+                || agg_types(previous) != agg_types(&bound)
+            {
                 return Err(EngineError::validation(
                     format!(
-                        "input schema changed in a way that changes the output schema: was {:?}, now {:?}",
-                        previous.output_schema, bound.output_schema
+                        "the input schema changed in a way that changes the query's types: was {}, now {}",
+                        previous.input_schema, schema
                     ),
                     None,
                 ));
             }
+        }
+        if self.state.is_none() {
+            self.state = Some(new_state(&self.plan, &bound)?);
         }
         let out = bound.output_schema.clone();
         self.bound = Some(bound);
@@ -122,10 +194,14 @@ impl Processor {
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         self.bind(&batch.schema())?;
         let bound = self.bound.as_ref().expect("bound above");
+        let state = self.state.as_mut().expect("state created with the binding");
         let n = batch.num_rows();
         let now_ms = now_millis();
-        let mut columns: Vec<ArrayRef> =
-            bound.needed.iter().map(|i| batch.column(*i).clone()).collect();
+        let mut columns: Vec<ArrayRef> = bound
+            .needed
+            .iter()
+            .map(|i| batch.column(*i).clone())
+            .collect();
         let mut rows = n;
         if let Some(filter) = &bound.filter {
             let input = Input {
@@ -138,20 +214,48 @@ impl Processor {
                 .as_any()
                 .downcast_ref::<BooleanArray>()
                 .expect("filter is boolean after binding");
-            let kept = mask.true_count();
-            if kept != n || mask.null_count() > 0 {
-                let mut builder = FilterBuilder::new(mask);
-                if columns.len() > 1 {
-                    builder = builder.optimize();
-                }
-                let predicate = builder.build();
-                columns = columns
-                    .iter()
-                    .map(|c| predicate.filter(c.as_ref()))
-                    .collect::<Result<_, _>>()?;
-                rows = predicate.count();
-            }
+            (columns, rows) = filter_columns(&columns, mask, rows)?;
         }
+        self.metrics.batches_in += 1;
+        self.metrics.records_in += n as u64;
+        self.metrics.filtered_out += (n - rows) as u64;
+
+        if let Some(agg) = &bound.aggregation {
+            let input = Input {
+                columns: &columns,
+                num_rows: rows,
+                now_ms,
+            };
+            let mut post: Vec<ArrayRef> = Vec::with_capacity(agg.keys.len() + agg.args.len());
+            for k in &agg.keys {
+                post.push(k.eval(&input)?.into_array(rows)?);
+            }
+            let groups = state.groups.as_mut().expect("aggregating state");
+            groups.group_ids(&post, rows, &mut state.gids)?;
+            let group_count = groups.len();
+            for (acc, arg) in state.accumulators.iter_mut().zip(&agg.args) {
+                let arg = match arg {
+                    Some(a) => Some(a.eval(&input)?.into_array(rows)?),
+                    None => None,
+                };
+                post.push(acc.update_and_emit(&state.gids, group_count, arg.as_ref())?);
+            }
+            if let Some(having) = &agg.having {
+                let input = Input {
+                    columns: &post,
+                    num_rows: rows,
+                    now_ms,
+                };
+                let mask = having.eval(&input)?.into_array(rows)?;
+                let mask = mask
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .expect("HAVING is boolean after binding");
+                (post, rows) = filter_columns(&post, mask, rows)?;
+            }
+            columns = post;
+        }
+
         let input = Input {
             columns: &columns,
             num_rows: rows,
@@ -161,51 +265,222 @@ impl Processor {
         for p in &bound.projections {
             out.push(p.eval(&input)?.into_array(rows)?);
         }
+        if let Some(seen) = state.distinct.as_mut() {
+            (out, rows) = first_seen(seen, &out, rows, &mut state.gids)?;
+        }
         let result = RecordBatch::try_new_with_options(
             bound.output_schema.clone(),
             out,
             &RecordBatchOptions::new().with_row_count(Some(rows)),
         )?;
-        self.metrics.batches_in += 1;
-        self.metrics.records_in += n as u64;
         self.metrics.records_out += rows as u64;
-        self.metrics.filtered_out += (n - rows) as u64;
         Ok(result)
     }
 
-    /// End of input: return what is left (nothing, for a stateless query).
+    /// End of input: return what is left. Without windows nothing is held back:
+    /// `EMIT CHANGES` already emitted every update.
     pub fn flush(&mut self) -> Result<RecordBatch> {
         let schema = self
             .output_schema()
             .unwrap_or_else(|| Arc::new(Schema::empty()));
         Ok(RecordBatch::new_empty(schema))
     }
+
+    /// Serialise the state (and the input schema it was built for) to bytes.
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        let (input_schema, groups, accumulators, distinct) = match (&self.bound, &self.state) {
+            (Some(b), Some(s)) => (
+                schema_to_bytes(&b.input_schema)?,
+                s.groups.as_ref().map(|g| g.keys().clone()),
+                s.accumulators.iter().map(|a| a.state.clone()).collect(),
+                s.distinct.as_ref().map(|g| g.keys().clone()),
+            ),
+            _ => (Vec::new(), None, Vec::new(), None),
+        };
+        let snapshot = Snapshot {
+            version: 1,
+            plan: serde_json::to_string(&self.plan)?,
+            input_schema,
+            groups,
+            accumulators,
+            distinct,
+            metrics: self.metrics.clone(),
+        };
+        postcard::to_allocvec(&snapshot).map_err(|e| EngineError::Snapshot(e.to_string()))
+    }
+
+    /// Replace the state with a snapshot taken from a processor of the same plan.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let snapshot: Snapshot =
+            postcard::from_bytes(bytes).map_err(|e| EngineError::Snapshot(e.to_string()))?;
+        if snapshot.version != 1 {
+            return Err(EngineError::Snapshot(format!(
+                "unsupported snapshot version {}",
+                snapshot.version
+            )));
+        }
+        if snapshot.plan != serde_json::to_string(&self.plan)? {
+            return Err(EngineError::Snapshot(
+                "the snapshot was taken from a different query".into(),
+            ));
+        }
+        self.bound = None;
+        self.state = None;
+        self.metrics = snapshot.metrics;
+        if snapshot.input_schema.is_empty() {
+            return Ok(());
+        }
+        let schema = schema_from_bytes(&snapshot.input_schema)?;
+        self.bind(&schema)?;
+        let state = self.state.as_mut().expect("bound");
+        if let (Some(table), Some(keys)) = (state.groups.as_mut(), snapshot.groups) {
+            table.restore(keys);
+        }
+        if let (Some(table), Some(keys)) = (state.distinct.as_mut(), snapshot.distinct) {
+            table.restore(keys);
+        }
+        if state.accumulators.len() != snapshot.accumulators.len() {
+            return Err(EngineError::Snapshot("aggregate count differs".into()));
+        }
+        for (acc, saved) in state.accumulators.iter_mut().zip(snapshot.accumulators) {
+            if std::mem::discriminant(&acc.state) != std::mem::discriminant(&saved) {
+                return Err(EngineError::Snapshot("aggregate state kind differs".into()));
+            }
+            acc.state = saved;
+        }
+        Ok(())
+    }
 }
 
-fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
-    let scope = Scope {
-        schema: schema.as_ref(),
-        agg_offset: None,
-    };
-    let filter = match &plan.filter {
-        Some(f) => {
-            let (e, dt) = bind(f, &scope)?;
-            if !matches!(dt, DataType::Boolean | DataType::Null) {
-                return Err(EngineError::validation(
-                    format!("WHERE needs a boolean condition, got {dt}"),
-                    f.pos(),
-                ));
+fn agg_types(b: &Bound) -> Option<(Vec<DataType>, Vec<Option<DataType>>)> {
+    b.aggregation
+        .as_ref()
+        .map(|a| (a.key_types.clone(), a.arg_types.clone()))
+}
+
+fn new_state(plan: &Plan, bound: &Bound) -> Result<State> {
+    let (groups, accumulators) = match &bound.aggregation {
+        Some(agg) => {
+            let mut accs = Vec::with_capacity(plan.aggregates.len());
+            for (a, arg_type) in plan.aggregates.iter().zip(&agg.arg_types) {
+                accs.push(Accumulator::new(&a.func, arg_type.as_ref(), a.pos)?);
             }
-            Some(e)
+            (Some(GroupTable::new(&agg.key_types)?), accs)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
+    let distinct = if plan.distinct {
+        let types: Vec<DataType> = bound
+            .output_schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        Some(GroupTable::new(&types)?)
+    } else {
+        None
+    };
+    Ok(State {
+        groups,
+        accumulators,
+        distinct,
+        gids: Vec::new(),
+    })
+}
+
+/// Keep the rows where `mask` is true (NULL counts as false).
+fn filter_columns(
+    columns: &[ArrayRef],
+    mask: &BooleanArray,
+    rows: usize,
+) -> Result<(Vec<ArrayRef>, usize)> {
+    if mask.null_count() == 0 && mask.true_count() == rows {
+        return Ok((columns.to_vec(), rows));
+    }
+    let mut builder = FilterBuilder::new(mask);
+    if columns.len() > 1 {
+        builder = builder.optimize();
+    }
+    let predicate = builder.build();
+    let filtered = columns
+        .iter()
+        .map(|c| predicate.filter(c.as_ref()))
+        .collect::<Result<_, _>>()?;
+    Ok((filtered, predicate.count()))
+}
+
+/// Keep the rows of `columns` whose value combination was never seen before.
+fn first_seen(
+    seen: &mut GroupTable,
+    columns: &[ArrayRef],
+    rows: usize,
+    gids: &mut Vec<u32>,
+) -> Result<(Vec<ArrayRef>, usize)> {
+    let before = seen.len() as u32;
+    seen.group_ids(columns, rows, gids)?;
+    // Group ids are handed out in order of first appearance, so a row is new exactly
+    // when its id is the next unused one.
+    let mut next = before;
+    let mut keep = Vec::new();
+    for (i, &g) in gids.iter().enumerate() {
+        if g == next {
+            keep.push(i as u32);
+            next += 1;
+        }
+    }
+    if keep.len() == rows {
+        return Ok((columns.to_vec(), rows));
+    }
+    let indices = UInt32Array::from(keep);
+    let out = columns
+        .iter()
+        .map(|c| take(c.as_ref(), &indices, None))
+        .collect::<Result<_, _>>()?;
+    Ok((out, indices.len()))
+}
+
+fn schema_to_bytes(schema: &SchemaRef) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    {
+        let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut buf, schema)?;
+        w.finish()?;
+    }
+    Ok(buf)
+}
+
+fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
+    let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
+    Ok(reader.schema())
+}
+
+fn bind_filter(plan: &Plan, scope: &Scope) -> Result<Option<PhysExpr>> {
+    let Some(f) = &plan.filter else {
+        return Ok(None);
+    };
+    let (e, dt) = bind(f, scope)?;
+    if !matches!(dt, DataType::Boolean | DataType::Null) {
+        return Err(EngineError::validation(
+            format!("WHERE needs a boolean condition, got {dt}"),
+            f.pos(),
+        ));
+    }
+    Ok(Some(e))
+}
+
+/// Bind the SELECT list to `scope`, expanding `*` (stateless queries only).
+fn bind_select(plan: &Plan, scope: &Scope) -> Result<(Vec<PhysExpr>, Vec<Field>)> {
     let mut projections = Vec::new();
     let mut fields = Vec::new();
     for item in &plan.select {
         match item {
-            SelectItem::Star { .. } => {
-                for (i, f) in schema.fields().iter().enumerate() {
+            SelectItem::Star { pos, .. } => {
+                if scope.agg_offset.is_some() {
+                    return Err(EngineError::validation(
+                        "SELECT * cannot be combined with GROUP BY or aggregates",
+                        *pos,
+                    ));
+                }
+                for (i, f) in scope.schema.fields().iter().enumerate() {
                     if is_system_column(f.name()) {
                         continue;
                     }
@@ -214,37 +489,129 @@ fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
                 }
             }
             SelectItem::Column { name, expr } => {
-                let (e, dt) = bind(expr, &scope)?;
-                let dt = if dt == DataType::Null { DataType::Int64 } else { dt };
+                let (mut e, dt) = bind(expr, scope)?;
+                let dt = if dt == DataType::Null {
+                    // A bare NULL gets a concrete (nullable) type.
+                    e = cast_to(e, &DataType::Null, &DataType::Int64, expr.pos())?;
+                    DataType::Int64
+                } else {
+                    dt
+                };
                 projections.push(e);
                 fields.push(Field::new(name, dt, true));
             }
         }
     }
-    // Null-typed projections (a bare NULL literal) are given int64 so the output has a
-    // concrete type; cast them now that the field says so.
-    for (p, f) in projections.iter_mut().zip(&fields) {
-        if let PhysExpr::Literal(s) = p {
-            if s.inner().data_type() == &DataType::Null {
-                let cast = arrow::compute::cast(s.inner().as_ref(), f.data_type())?;
-                *p = PhysExpr::Literal(crate::expr::Lit::new(cast));
-            }
-        }
-    }
+    Ok((projections, fields))
+}
+
+/// Restrict `exprs` to the input columns they read; returns those columns' indices.
+fn narrow_inputs(exprs: &mut [&mut PhysExpr]) -> Vec<usize> {
     let mut needed = Vec::new();
-    for p in &projections {
-        p.columns(&mut needed);
+    for e in exprs.iter() {
+        e.columns(&mut needed);
     }
     needed.sort_unstable();
     needed.dedup();
     let position = |i: usize| needed.binary_search(&i).expect("collected above");
-    for p in &mut projections {
-        p.remap_columns(&position);
+    for e in exprs.iter_mut() {
+        e.remap_columns(&position);
     }
+    needed
+}
+
+fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
+    let scope = Scope {
+        schema: schema.as_ref(),
+        agg_offset: None,
+    };
+    let filter = bind_filter(plan, &scope)?;
+    if !plan.is_aggregate() {
+        let (mut projections, fields) = bind_select(plan, &scope)?;
+        let needed = narrow_inputs(&mut projections.iter_mut().collect::<Vec<_>>());
+        return Ok(Bound {
+            input_schema: schema.clone(),
+            filter,
+            needed,
+            aggregation: None,
+            projections,
+            output_schema: Arc::new(Schema::new(fields)),
+        });
+    }
+
+    // Aggregation: keys and aggregate arguments read the input; SELECT and HAVING read
+    // the post-aggregation columns (keys, then aggregates).
+    let mut keys = Vec::with_capacity(plan.group_by.len());
+    let mut post_fields = Vec::new();
+    let mut key_types = Vec::new();
+    for (i, k) in plan.group_by.iter().enumerate() {
+        let (e, dt) = bind(k, &scope)?;
+        let (e, dt) = if dt == DataType::Null {
+            (cast_to(e, &dt, &DataType::Int64, k.pos())?, DataType::Int64)
+        } else {
+            (e, dt)
+        };
+        keys.push(e);
+        post_fields.push(Field::new(format!("__key{i}"), dt.clone(), true));
+        key_types.push(dt);
+    }
+    let mut args = Vec::with_capacity(plan.aggregates.len());
+    let mut arg_types = Vec::with_capacity(plan.aggregates.len());
+    for (j, a) in plan.aggregates.iter().enumerate() {
+        let bound_arg = match &a.arg {
+            Some(arg) => Some(bind(arg, &scope)?),
+            None => None,
+        };
+        let arg_type = bound_arg.as_ref().map(|(_, t)| t.clone());
+        // Probe the accumulator for the type its argument is cast to, and its output.
+        let probe = Accumulator::new(&a.func, arg_type.as_ref(), a.pos)?;
+        args.push(match bound_arg {
+            Some((e, t)) => {
+                let target = probe.input_type.clone().unwrap_or_else(|| t.clone());
+                Some(cast_to(e, &t, &target, a.pos)?)
+            }
+            None => None,
+        });
+        arg_types.push(arg_type);
+        post_fields.push(Field::new(
+            format!("__agg{j}"),
+            probe.output_type.clone(),
+            true,
+        ));
+    }
+    let post_schema = Schema::new(post_fields);
+    let post_scope = Scope {
+        schema: &post_schema,
+        agg_offset: Some(plan.group_by.len()),
+    };
+    let having = match &plan.having {
+        Some(h) => {
+            let (e, dt) = bind(h, &post_scope)?;
+            if !matches!(dt, DataType::Boolean | DataType::Null) {
+                return Err(EngineError::validation(
+                    format!("HAVING needs a boolean condition, got {dt}"),
+                    h.pos(),
+                ));
+            }
+            Some(e)
+        }
+        None => None,
+    };
+    let (projections, fields) = bind_select(plan, &post_scope)?;
+    let mut input_exprs: Vec<&mut PhysExpr> = keys.iter_mut().collect();
+    input_exprs.extend(args.iter_mut().flatten());
+    let needed = narrow_inputs(&mut input_exprs);
     Ok(Bound {
         input_schema: schema.clone(),
         filter,
         needed,
+        aggregation: Some(Aggregation {
+            keys,
+            args,
+            having,
+            key_types,
+            arg_types,
+        }),
         projections,
         output_schema: Arc::new(Schema::new(fields)),
     })
@@ -262,7 +629,7 @@ pub fn is_system_column(name: &str) -> bool {
 mod tests {
     use super::*;
     use arrow::array::{AsArray, Float64Array, Int64Array, StringArray};
-    use arrow::datatypes::Float64Type;
+    use arrow::datatypes::{Float64Type, Int64Type};
 
     fn trades() -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
@@ -274,8 +641,13 @@ mod tests {
         RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(vec!["A", "B", "C", "D"])),
-                Arc::new(Float64Array::from(vec![Some(150.0), Some(90.0), None, Some(101.0)])),
+                Arc::new(StringArray::from(vec!["A", "B", "A", "D"])),
+                Arc::new(Float64Array::from(vec![
+                    Some(150.0),
+                    Some(90.0),
+                    None,
+                    Some(101.0),
+                ])),
                 Arc::new(Int64Array::from(vec![2, 3, 4, 5])),
                 Arc::new(StringArray::from(vec!["open", "open", "open", "closed"])),
             ],
@@ -283,7 +655,7 @@ mod tests {
         .unwrap()
     }
 
-    const PLAN: &str = r#"{
+    const FILTER_PLAN: &str = r#"{
         "input": "trades",
         "filter": {"op": "binary", "fn": "and",
             "left": {"op": "binary", "fn": "gt", "left": {"op": "column", "name": "price"},
@@ -297,9 +669,22 @@ mod tests {
         ]
     }"#;
 
+    const COUNT_PLAN: &str = r#"{
+        "input": "trades",
+        "group_by": [{"op": "column", "name": "symbol"}],
+        "aggregates": [{"fn": "count_star"}, {"fn": "sum", "arg": {"op": "column", "name": "qty"}}],
+        "having": {"op": "binary", "fn": "gt", "left": {"op": "agg", "index": 1},
+                   "right": {"op": "literal", "type": "int64", "value": 2}},
+        "select": [
+            {"name": "symbol", "expr": {"op": "group_key", "index": 0}},
+            {"name": "n", "expr": {"op": "agg", "index": 0}},
+            {"name": "total", "expr": {"op": "agg", "index": 1}}
+        ]
+    }"#;
+
     #[test]
     fn filter_and_project() {
-        let mut p = Processor::from_json(PLAN).unwrap();
+        let mut p = Processor::from_json(FILTER_PLAN).unwrap();
         let out = p.process(&trades()).unwrap();
         assert_eq!(out.num_rows(), 1);
         assert_eq!(out.column(0).as_string::<i32>().value(0), "A");
@@ -319,8 +704,53 @@ mod tests {
     }
 
     #[test]
-    fn aggregation_is_rejected_until_built() {
-        let plan = r#"{"input": "t", "select": [], "aggregates": [{"fn": "count_star", "pos": [1, 8]}]}"#;
+    fn emit_changes_with_having_emits_running_aggregates() {
+        let mut p = Processor::from_json(COUNT_PLAN).unwrap();
+        let out = p.process(&trades()).unwrap();
+        // Rows: A(2) -> total 2 fails HAVING; B(3) -> 3; A(4) -> 6; D(5) -> 5.
+        let symbols: Vec<&str> = out.column(0).as_string::<i32>().iter().flatten().collect();
+        assert_eq!(symbols, vec!["B", "A", "D"]);
+        let n = out.column(1).as_primitive::<Int64Type>();
+        assert_eq!(n.values().to_vec(), vec![1, 2, 1]);
+        let totals = out.column(2).as_primitive::<Int64Type>();
+        assert_eq!(totals.values().to_vec(), vec![3, 6, 5]);
+        assert_eq!(p.state_groups(), 3);
+    }
+
+    #[test]
+    fn snapshot_and_restore_continue_the_same_state() {
+        let mut p = Processor::from_json(COUNT_PLAN).unwrap();
+        p.process(&trades()).unwrap();
+        let blob = p.snapshot().unwrap();
+        let mut restored = Processor::from_json(COUNT_PLAN).unwrap();
+        restored.restore(&blob).unwrap();
+        let a = p.process(&trades()).unwrap();
+        let b = restored.process(&trades()).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(restored.state_groups(), 3);
+        let other = Processor::from_json(FILTER_PLAN).unwrap().restore(&blob);
+        assert!(matches!(other, Err(EngineError::Snapshot(_))));
+    }
+
+    #[test]
+    fn distinct_emits_first_occurrences_only() {
+        let plan = r#"{"input": "t", "distinct": true,
+            "select": [{"name": "status", "expr": {"op": "column", "name": "status"}}]}"#;
+        let mut p = Processor::from_json(plan).unwrap();
+        let first = p.process(&trades()).unwrap();
+        let values: Vec<&str> = first
+            .column(0)
+            .as_string::<i32>()
+            .iter()
+            .flatten()
+            .collect();
+        assert_eq!(values, vec!["open", "closed"]);
+        assert_eq!(p.process(&trades()).unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn emit_final_without_window_is_rejected() {
+        let plan = r#"{"input": "t", "select": [], "emit": "final"}"#;
         assert!(matches!(
             Processor::from_json(plan),
             Err(EngineError::Validation { .. })

@@ -159,7 +159,10 @@ pub fn bind_function(
                     } else {
                         ScalarFunc::Ceil
                     };
-                    (f, DataType::Decimal128((*p as i8 - *s + 1).clamp(1, 38) as u8, 0))
+                    (
+                        f,
+                        DataType::Decimal128((*p as i8 - *s + 1).clamp(1, 38) as u8, 0),
+                    )
                 }
                 ("floor", _) => (ScalarFunc::Floor, dt.clone()),
                 _ => (ScalarFunc::Ceil, dt.clone()),
@@ -321,11 +324,7 @@ fn round_f64(x: f64, digits: i32) -> f64 {
     }
 }
 
-fn decimal_unary(
-    a: &ArrayRef,
-    out: &DataType,
-    f: impl Fn(i128) -> i128,
-) -> Result<ArrayRef> {
+fn decimal_unary(a: &ArrayRef, out: &DataType, f: impl Fn(i128) -> i128) -> Result<ArrayRef> {
     let DataType::Decimal128(p, s) = out else {
         unreachable!("decimal output")
     };
@@ -370,18 +369,16 @@ fn math(func: ScalarFunc, a: &ArrayRef) -> Result<ArrayRef> {
             let (p, s) = (*p, *s as i32);
             match func {
                 ScalarFunc::Abs => decimal_unary(a, &DataType::Decimal128(p, s as i8), i128::abs)?,
-                ScalarFunc::Round(d) if d < s => decimal_unary(
-                    a,
-                    &DataType::Decimal128(p, d.max(0) as i8),
-                    |v| {
+                ScalarFunc::Round(d) if d < s => {
+                    decimal_unary(a, &DataType::Decimal128(p, d.max(0) as i8), |v| {
                         let r = round_decimal(v, s, d);
                         if d < 0 {
                             r * pow10((-d) as u32)
                         } else {
                             r
                         }
-                    },
-                )?,
+                    })?
+                }
                 ScalarFunc::Round(_) => a.clone(),
                 ScalarFunc::Floor | ScalarFunc::Ceil => decimal_unary(
                     a,
@@ -421,7 +418,10 @@ pub fn eval_function(func: ScalarFunc, args: &[Value], input: &Input, pos: Pos) 
         ScalarFunc::RTrim => map_strs(&arrays[0], |s| s.trim_end_matches(' ')),
         ScalarFunc::Length => {
             let s = arrays[0].as_string::<i32>();
-            let r: Int64Array = s.iter().map(|v| v.map(|v| v.chars().count() as i64)).collect();
+            let r: Int64Array = s
+                .iter()
+                .map(|v| v.map(|v| v.chars().count() as i64))
+                .collect();
             Arc::new(r)
         }
         ScalarFunc::Substring => {

@@ -11,6 +11,7 @@ pub mod types;
 
 use std::sync::Arc;
 
+use arrow::array::Datum;
 use arrow::array::{
     new_null_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array,
     StringArray, UInt32Array,
@@ -18,7 +19,6 @@ use arrow::array::{
 use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
 use arrow::compute::{cast_with_options, prep_null_mask_filter, take, CastOptions};
 use arrow::datatypes::{DataType, Schema};
-use arrow::array::Datum;
 
 use crate::error::{EngineError, Pos, Result};
 use crate::plan::Expr;
@@ -224,9 +224,7 @@ fn unknown_column(name: &str, schema: &Schema, pos: Pos) -> EngineError {
 /// Make a literal scalar from its plan type and JSON value.
 pub fn literal(ty: &str, value: &serde_json::Value, pos: Pos) -> Result<Lit> {
     use serde_json::Value as J;
-    let bad = || {
-        EngineError::validation(format!("invalid {ty} literal {value}"), pos)
-    };
+    let bad = || EngineError::validation(format!("invalid {ty} literal {value}"), pos);
     let array: ArrayRef = match (ty, value) {
         (_, J::Null) | ("null", _) => new_null_array(&DataType::Null, 1),
         ("bool", J::Bool(b)) => Arc::new(BooleanArray::from(vec![*b])),
@@ -253,7 +251,11 @@ fn decimal_literal(text: &str) -> Option<ArrayRef> {
     if int_part.is_empty() && frac_part.is_empty() {
         return None;
     }
-    if !int_part.chars().chain(frac_part.chars()).all(|c| c.is_ascii_digit()) {
+    if !int_part
+        .chars()
+        .chain(frac_part.chars())
+        .all(|c| c.is_ascii_digit())
+    {
         return None;
     }
     let all: String = format!("{int_part}{frac_part}");
@@ -281,7 +283,7 @@ fn cast_options() -> CastOptions<'static> {
 }
 
 /// Cast a bound expression to `to`; literals are cast right away.
-fn cast_to(expr: PhysExpr, from: &DataType, to: &DataType, pos: Pos) -> Result<PhysExpr> {
+pub fn cast_to(expr: PhysExpr, from: &DataType, to: &DataType, pos: Pos) -> Result<PhysExpr> {
     if from == to {
         return Ok(expr);
     }
@@ -607,11 +609,7 @@ fn bind_binary(
     if let Some(op) = cmp {
         let target = common_type(&ldt, &rdt).ok_or_else(|| {
             EngineError::validation(
-                format!(
-                    "cannot compare {} with {}",
-                    sql_name(&ldt),
-                    sql_name(&rdt)
-                ),
+                format!("cannot compare {} with {}", sql_name(&ldt), sql_name(&rdt)),
                 pos,
             )
         })?;
@@ -651,10 +649,7 @@ fn bind_binary(
         "concat" => {
             let l = cast_to(l, &ldt, &DataType::Utf8, pos)?;
             let r = cast_to(r, &rdt, &DataType::Utf8, pos)?;
-            Ok((
-                PhysExpr::Concat(Box::new(l), Box::new(r)),
-                DataType::Utf8,
-            ))
+            Ok((PhysExpr::Concat(Box::new(l), Box::new(r)), DataType::Utf8))
         }
         other => Err(EngineError::validation(
             format!("unknown binary operator '{other}'"),
@@ -818,9 +813,11 @@ impl PhysExpr {
         match self {
             PhysExpr::Column(i) => Ok(Value::Array(input.columns[*i].clone())),
             PhysExpr::Literal(s) => Ok(Value::Scalar(s.clone())),
-            PhysExpr::ProcessingTimeMillis => Ok(Value::Scalar(Lit::new(Arc::new(
-                Int64Array::from(vec![input.now_ms]),
-            )))),
+            PhysExpr::ProcessingTimeMillis => {
+                Ok(Value::Scalar(Lit::new(Arc::new(Int64Array::from(vec![
+                    input.now_ms,
+                ])))))
+            }
             PhysExpr::Arith {
                 op,
                 left,
@@ -881,9 +878,8 @@ impl PhysExpr {
             }
             PhysExpr::Neg(arg, pos) => {
                 let v = arg.eval(input)?;
-                let out = numeric::neg(v.array().as_ref()).map_err(|e| {
-                    EngineError::data(&format!("{}negation", pos_prefix(*pos)), e)
-                })?;
+                let out = numeric::neg(v.array().as_ref())
+                    .map_err(|e| EngineError::data(&format!("{}negation", pos_prefix(*pos)), e))?;
                 Ok(Value::from_result(out, v.is_scalar()))
             }
             PhysExpr::IsNull { arg, negated } => {
@@ -927,8 +923,8 @@ impl PhysExpr {
             }
             PhysExpr::Cast { arg, to, pos } => {
                 let v = arg.eval(input)?;
-                let out = cast_with_options(v.array().as_ref(), to, &cast_options())
-                    .map_err(|e| {
+                let out =
+                    cast_with_options(v.array().as_ref(), to, &cast_options()).map_err(|e| {
                         EngineError::data(
                             &format!("{}CAST to {}", pos_prefix(*pos), sql_name(to)),
                             e,
@@ -1148,6 +1144,10 @@ mod tests {
     fn decimal_literals_are_exact() {
         let a = decimal_literal("-100.50").unwrap();
         assert_eq!(a.data_type(), &DataType::Decimal128(5, 2));
-        assert_eq!(a.as_primitive::<arrow::datatypes::Decimal128Type>().value(0), -10050);
+        assert_eq!(
+            a.as_primitive::<arrow::datatypes::Decimal128Type>()
+                .value(0),
+            -10050
+        );
     }
 }

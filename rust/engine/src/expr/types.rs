@@ -52,7 +52,10 @@ pub fn is_integer(dt: &DataType) -> bool {
 }
 
 pub fn is_float(dt: &DataType) -> bool {
-    matches!(dt, DataType::Float16 | DataType::Float32 | DataType::Float64)
+    matches!(
+        dt,
+        DataType::Float16 | DataType::Float32 | DataType::Float64
+    )
 }
 
 pub fn is_decimal(dt: &DataType) -> bool {
@@ -64,7 +67,10 @@ pub fn is_numeric(dt: &DataType) -> bool {
 }
 
 pub fn is_string(dt: &DataType) -> bool {
-    matches!(dt, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
 }
 
 pub fn is_temporal(dt: &DataType) -> bool {
@@ -87,7 +93,11 @@ fn integer_as_decimal(dt: &DataType) -> DataType {
 /// does not apply to these types. Integers compute in int64, anything with a float in
 /// float64, decimals exactly (an integer beside a decimal becomes a decimal), and `/`
 /// between integers is float64 division.
-pub fn arithmetic_operands(l: &DataType, r: &DataType, division: bool) -> Option<(DataType, DataType)> {
+pub fn arithmetic_operands(
+    l: &DataType,
+    r: &DataType,
+    division: bool,
+) -> Option<(DataType, DataType)> {
     let l = if *l == DataType::Null { r } else { l };
     let r = if *r == DataType::Null { l } else { r };
     if *l == DataType::Null {
@@ -164,7 +174,10 @@ mod tests {
 
     #[test]
     fn type_names() {
-        assert_eq!(parse_type_name("decimal(10,2)"), Some(DataType::Decimal128(10, 2)));
+        assert_eq!(
+            parse_type_name("decimal(10,2)"),
+            Some(DataType::Decimal128(10, 2))
+        );
         assert_eq!(parse_type_name("int32"), Some(DataType::Int32));
         assert_eq!(parse_type_name("decimal(2,3)"), None);
         assert_eq!(parse_type_name("blob"), None);

@@ -1,0 +1,684 @@
+"""Validation of a parsed statement and its translation into the physical plan.
+
+The plan is plain JSON-serialisable data, the contract with the Rust core described in
+``docs/plan-format.md``. Everything the core cannot run yet (windows, joins, UNION ALL,
+window functions) is rejected here with a :class:`~velostream.errors.SqlValidationError`
+naming the construct and its position, as is every query that is not valid SQL for the
+engine (aggregate misuse, unknown functions, bad qualifiers, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing as t
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from velostream.errors import SqlValidationError
+from velostream.sql.dialect import DIALECT, node_position
+from velostream.sql.statements import Statement, output_name, query_selects, relation_name
+
+PLAN_VERSION = 1
+
+Plan = dict[str, t.Any]
+PlanExpr = dict[str, t.Any]
+
+_INT64_MAX = 2**63 - 1
+
+_LATER_WINDOWS = "event-time windows arrive in a later release"
+
+_BINARY_OPS: dict[type[exp.Expr], str] = {
+    exp.Add: "add",
+    exp.Sub: "sub",
+    exp.Mul: "mul",
+    exp.Div: "div",
+    exp.Mod: "mod",
+    exp.EQ: "eq",
+    exp.NEQ: "neq",
+    exp.LT: "lt",
+    exp.LTE: "lte",
+    exp.GT: "gt",
+    exp.GTE: "gte",
+    exp.And: "and",
+    exp.Or: "or",
+    exp.DPipe: "concat",
+}
+
+_AGGREGATES: dict[type[exp.Expr], str] = {
+    exp.Sum: "sum",
+    exp.Avg: "avg",
+    exp.Min: "min",
+    exp.Max: "max",
+    exp.FirstValue: "first_value",
+    exp.LastValue: "last_value",
+    exp.Stddev: "stddev",
+    exp.StddevSamp: "stddev",
+    exp.StddevPop: "stddev_pop",
+    exp.Variance: "variance",
+    exp.VariancePop: "var_pop",
+}
+
+# sqlglot function node -> (plan name, the argument keys in order, how many are required)
+_SCALARS: dict[type[exp.Expr], tuple[str, tuple[str, ...], int]] = {
+    exp.Upper: ("upper", ("this",), 1),
+    exp.Lower: ("lower", ("this",), 1),
+    exp.Length: ("length", ("this",), 1),
+    exp.Abs: ("abs", ("this",), 1),
+    exp.Round: ("round", ("this", "decimals"), 1),
+    exp.Floor: ("floor", ("this",), 1),
+    exp.Ceil: ("ceil", ("this",), 1),
+    exp.Substring: ("substring", ("this", "start", "length"), 2),
+}
+
+# Functions sqlglot does not know: name -> (plan name, min args, max args)
+_ANONYMOUS: dict[str, tuple[str, int, int]] = {
+    "NOW": ("now", 0, 0),
+    "FROM_UNIXTIME": ("from_unixtime", 1, 1),
+}
+
+_WINDOW_FUNCTIONS = {
+    "TUMBLE_START",
+    "TUMBLE_END",
+    "HOP_START",
+    "HOP_END",
+    "SESSION_START",
+    "SESSION_END",
+    "WINDOWSTART",
+    "WINDOWEND",
+}
+
+_WINDOW_COLUMNS = {"_window_start", "_window_end"}
+
+_SIMPLE_TYPES: dict[exp.DType, str] = {
+    exp.DType.BOOLEAN: "bool",
+    exp.DType.TINYINT: "int8",
+    exp.DType.SMALLINT: "int16",
+    exp.DType.INT: "int32",
+    exp.DType.BIGINT: "int64",
+    exp.DType.UTINYINT: "uint8",
+    exp.DType.USMALLINT: "uint16",
+    exp.DType.UINT: "uint32",
+    exp.DType.UBIGINT: "uint64",
+    exp.DType.FLOAT: "float32",
+    exp.DType.DOUBLE: "float64",
+    exp.DType.VARCHAR: "utf8",
+    exp.DType.NVARCHAR: "utf8",
+    exp.DType.CHAR: "utf8",
+    exp.DType.NCHAR: "utf8",
+    exp.DType.TEXT: "utf8",
+    exp.DType.DATE: "date32",
+    exp.DType.TIMESTAMP: "timestamp_ms",
+}
+
+_DEFAULT_DECIMAL = (18, 3)
+
+# Select arguments the planner understands; any other one set is an unsupported clause.
+_SELECT_ARGS = {"expressions", "from_", "where", "group", "having", "distinct", "joins"}
+
+_INTEGER = re.compile(r"\d+")
+
+
+def plan(statement: Statement) -> Plan:
+    """Validate a statement and build its physical plan (``docs/plan-format.md``).
+
+    ``CREATE STREAM x AS SELECT ...`` plans as its SELECT; ``CREATE TABLE`` also needs a
+    key (``PRIMARY KEY`` fields or ``GROUP BY`` keys).
+
+    Args:
+        statement: a statement from :func:`~velostream.sql.parse_statement` or
+            :func:`~velostream.sql.parse_script`.
+
+    Returns:
+        The plan: a dict of JSON-serialisable values.
+
+    Raises:
+        SqlValidationError: the statement cannot run (with line and column where known),
+            including constructs a later release adds (WINDOW, JOIN, UNION ALL).
+
+    """
+    _reject_not_yet_supported(statement)
+    selects = query_selects(statement.query)
+    if len(selects) != 1 or not isinstance(statement.query, exp.Select):
+        raise _error("only a single SELECT can be planned", statement.query, statement)
+    select = selects[0]
+    _check_select_shape(select, statement)
+
+    if statement.kind == "table" and not statement.primary_key:
+        group = select.args.get("group")
+        if group is None or not group.expressions:
+            raise SqlValidationError(
+                f"CREATE TABLE {statement.name} needs a key: mark a select field "
+                "PRIMARY KEY or use GROUP BY",
+                line=statement.line,
+                column=statement.column,
+            )
+
+    if statement.emit == "final" and statement.window is None:
+        line, column = statement.emit_position or (statement.line, statement.column)
+        raise SqlValidationError(
+            "EMIT FINAL needs a WINDOW (without a window every change is emitted: "
+            "use EMIT CHANGES)",
+            line=line,
+            column=column,
+        )
+
+    table = select.args["from_"].this
+    source = relation_name(table)
+    qualifiers = {source.lower(), table.name.lower()}
+    if table.alias:
+        qualifiers.add(table.alias.lower())
+    return _SelectPlanner(select, qualifiers).build(source, statement)
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _error(
+    message: str, node: exp.Expr | None, statement: Statement | None = None
+) -> SqlValidationError:
+    position = node_position(node)
+    if position is None and statement is not None:
+        position = (statement.line, statement.column)
+    if position is None:
+        return SqlValidationError(message)
+    return SqlValidationError(message, line=position[0], column=position[1])
+
+
+def _reject_not_yet_supported(statement: Statement) -> None:
+    window = statement.window
+    if window is not None:
+        raise SqlValidationError(
+            f"WINDOW {window.kind.upper()} is not supported yet ({_LATER_WINDOWS})",
+            line=window.line,
+            column=window.column,
+        )
+    for union in statement.query.find_all(exp.Union):
+        raise _error(
+            "UNION ALL is not supported yet (several sources per statement arrive in a "
+            "later release)",
+            union,
+            statement,
+        )
+    for join in statement.query.find_all(exp.Join):
+        what = "LEFT JOIN" if join.side == "LEFT" else "JOIN"
+        raise _error(
+            f"{what} is not supported yet (stream-table joins arrive in a later release)",
+            join,
+            statement,
+        )
+
+
+def _check_select_shape(select: exp.Select, statement: Statement) -> None:
+    for key, value in select.args.items():
+        if value and key not in _SELECT_ARGS:
+            raise _error(f"unsupported clause in SELECT: {key}", select, statement)
+    if select.args.get("from_") is None:
+        raise _error("SELECT needs a FROM clause naming the input stream", select, statement)
+    distinct = select.args.get("distinct")
+    if distinct is not None and distinct.args.get("on") is not None:
+        raise _error("DISTINCT ON is not supported", distinct.args["on"], statement)
+    group = select.args.get("group")
+    if group is not None:
+        for key in ("grouping_sets", "cube", "rollup", "totals", "all"):
+            if group.args.get(key) is not None:
+                raise _error(
+                    f"GROUP BY {key.upper().replace('_', ' ')} is not supported", group, statement
+                )
+    for sub in select.find_all(exp.Subquery, exp.Select):
+        if sub is not select:
+            raise _error("subqueries are not supported", sub, statement)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _strip_positions(value: t.Any) -> t.Any:
+    if isinstance(value, dict):
+        return {k: _strip_positions(v) for k, v in value.items() if k != "pos"}
+    if isinstance(value, list):
+        return [_strip_positions(v) for v in value]
+    return value
+
+
+def _shape(value: t.Any) -> str:
+    """Return a key comparing plan expressions regardless of where they were written."""
+    return json.dumps(_strip_positions(value), sort_keys=True)
+
+
+def _function_name(node: exp.Expr) -> str:
+    if isinstance(node, exp.Anonymous):
+        return str(node.name)
+    if isinstance(node, exp.Func):
+        return node.sql_name()
+    return node.key.upper()
+
+
+def _contains_column(node: exp.Expr) -> bool:
+    return any(True for _ in node.find_all(exp.Column))
+
+
+def _is_aggregate(node: exp.Expr) -> bool:
+    return isinstance(node, exp.AggFunc)
+
+
+@dataclass
+class _Scope:
+    """How expressions are planned at one place of the query.
+
+    ``grouped`` is False for row context (WHERE, GROUP BY, aggregate arguments, SELECT of a
+    query without aggregation) and True for SELECT/HAVING of an aggregated query, where
+    column references must go through group keys and aggregates.
+    """
+
+    clause: str
+    grouped: bool = False
+    inside_aggregate: exp.Expr | None = None
+    aliases: dict[str, exp.Expr] = field(default_factory=dict)
+
+
+class _SelectPlanner:
+    def __init__(self, select: exp.Select, qualifiers: set[str]) -> None:
+        self.select = select
+        self.qualifiers = qualifiers
+        self.group_keys: list[str] = []
+        self.group_by: list[PlanExpr] = []
+        self.aggregates: list[PlanExpr] = []
+        self.aggregate_keys: list[str] = []
+
+    # ----------------------------------------------------------------- statement
+
+    def build(self, source: str, statement: Statement) -> Plan:
+        select = self.select
+        where = select.args.get("where")
+        having = select.args.get("having")
+        group = select.args.get("group")
+        projections = list(select.expressions)
+
+        filter_ = self.expr(where.this, _Scope("WHERE")) if where is not None else None
+
+        aliases = {
+            projection.alias.lower(): projection.this
+            for projection in projections
+            if isinstance(projection, exp.Alias)
+        }
+        if group is not None:
+            for item in group.expressions:
+                self._add_group_key(item, aliases)
+
+        aggregated = bool(self.group_by) or any(
+            any(True for _ in node.find_all(exp.AggFunc))
+            for node in [*projections, *([having.this] if having is not None else [])]
+        )
+
+        select_items: list[PlanExpr] = []
+        scope = _Scope("SELECT", grouped=aggregated)
+        for projection in projections:
+            select_items.append(self._select_item(projection, scope, aggregated))
+
+        having_expr = None
+        if having is not None:
+            if not aggregated:
+                raise _error("HAVING needs GROUP BY or an aggregate", having.this)
+            having_expr = self.expr(having.this, _Scope("HAVING", grouped=True, aliases=aliases))
+
+        return {
+            "version": PLAN_VERSION,
+            "input": source,
+            "filter": filter_,
+            "select": select_items,
+            "distinct": select.args.get("distinct") is not None,
+            "group_by": self.group_by,
+            "aggregates": self.aggregates,
+            "having": having_expr,
+            "emit": statement.emit or "changes",
+            "window": None,
+        }
+
+    def _add_group_key(self, item: exp.Expr, aliases: dict[str, exp.Expr]) -> None:
+        if isinstance(item, exp.Literal) and not item.is_string:
+            raise _error("GROUP BY by position is not supported: name the expression", item)
+        if isinstance(item, exp.Column) and not item.table and item.name.lower() in aliases:
+            aliased = aliases[item.name.lower()]
+            # `SELECT UPPER(sym) AS s ... GROUP BY s` groups by the aliased expression.
+            if not (isinstance(aliased, exp.Column) and aliased.name == item.name):
+                item = aliased
+        for aggregate in item.find_all(exp.AggFunc):
+            raise _error(
+                f"aggregate {aggregate.sql(dialect=DIALECT, comments=False)} is not allowed in "
+                "GROUP BY",
+                aggregate,
+            )
+        planned = self.expr(item, _Scope("GROUP BY"))
+        self.group_by.append(planned)
+        self.group_keys.append(_shape(planned))
+
+    def _select_item(self, projection: exp.Expr, scope: _Scope, aggregated: bool) -> PlanExpr:
+        star = projection
+        if isinstance(star, exp.Column) and isinstance(star.this, exp.Star):
+            self._check_qualifier(star)
+            star = star.this
+        if isinstance(star, exp.Star):
+            if aggregated:
+                raise _error("SELECT * cannot be used with GROUP BY or aggregates", projection)
+            if star.args.get("except_") or star.args.get("replace") or star.args.get("rename"):
+                raise _error("SELECT * EXCEPT/REPLACE is not supported", projection)
+            item: PlanExpr = {"star": True}
+            position = node_position(projection)
+            if position is not None:
+                item["pos"] = list(position)
+            return item
+        value = projection.this if isinstance(projection, exp.Alias) else projection
+        return {"name": output_name(projection), "expr": self.expr(value, scope)}
+
+    # ----------------------------------------------------------------- expressions
+
+    def expr(self, node: exp.Expr, scope: _Scope) -> PlanExpr:
+        """Plan one expression in `scope`."""
+        if isinstance(node, exp.Paren):
+            return self.expr(node.this, scope)
+
+        if scope.grouped:
+            if _contains_column(node) and not any(True for _ in node.find_all(exp.AggFunc)):
+                shape = _shape(self.expr(node, _Scope(scope.clause)))
+                if shape in self.group_keys:
+                    return self._with_pos(
+                        {"op": "group_key", "index": self.group_keys.index(shape)}, node
+                    )
+            if _is_aggregate(node):
+                return self._aggregate(node)
+            if isinstance(node, exp.Column):
+                alias = scope.aliases.get(node.name.lower()) if not node.table else None
+                if alias is not None:
+                    planned = self.expr(alias, _Scope(scope.clause, grouped=True))
+                    position = node_position(node)
+                    if position is not None:
+                        planned["pos"] = list(position)
+                    return planned
+                raise _error(
+                    f"column {node.name} must appear in GROUP BY or inside an aggregate", node
+                )
+        elif _is_aggregate(node):
+            text = node.sql(dialect=DIALECT, comments=False)
+            if scope.inside_aggregate is not None:
+                outer = scope.inside_aggregate.sql(dialect=DIALECT, comments=False)
+                raise _error(f"aggregate calls cannot be nested: {text} inside {outer}", node)
+            hint = " (use HAVING)" if scope.clause == "WHERE" else ""
+            raise _error(f"aggregate {text} is not allowed in {scope.clause}{hint}", node)
+
+        return self._with_pos(self._plain(node, scope), node)
+
+    def _with_pos(self, planned: PlanExpr, node: exp.Expr) -> PlanExpr:
+        if "pos" not in planned:
+            position = node_position(node)
+            if position is not None:
+                planned["pos"] = list(position)
+        return planned
+
+    def _aggregate(self, node: exp.Expr) -> PlanExpr:
+        arity = node.meta.get("arity_error")
+        name = _function_name(node)
+        if arity:
+            raise _error(f"wrong number of arguments for {name}: {arity}", node)
+        inner = _Scope("an aggregate", inside_aggregate=node)
+        arg: PlanExpr | None
+        if isinstance(node, exp.Count):
+            this = node.this
+            if node.expressions:
+                raise _error("COUNT takes one argument", node)
+            if isinstance(this, exp.Star):
+                fn, arg = "count_star", None
+            elif isinstance(this, exp.Distinct):
+                if len(this.expressions) != 1:
+                    raise _error("COUNT(DISTINCT ...) takes one argument", node)
+                fn, arg = "count_distinct", self.expr(this.expressions[0], inner)
+            elif this is None:
+                raise _error("COUNT needs an argument: COUNT(*) or COUNT(x)", node)
+            else:
+                fn, arg = "count", self.expr(this, inner)
+        elif type(node) in _AGGREGATES:
+            if isinstance(node.this, exp.Distinct):
+                raise _error(f"{name}(DISTINCT ...) is not supported", node)
+            extra = [k for k, v in node.args.items() if k != "this" and v]
+            if extra:
+                raise _error(f"wrong number of arguments for {name}", node)
+            fn, arg = _AGGREGATES[type(node)], self.expr(node.this, inner)
+        else:
+            raise _error(f"unknown function {name}", node)
+
+        aggregate: PlanExpr = {"fn": fn, "arg": arg}
+        position = node_position(node)
+        if position is not None:
+            aggregate["pos"] = list(position)
+        key = _shape(aggregate)
+        if key not in self.aggregate_keys:
+            self.aggregate_keys.append(key)
+            self.aggregates.append(aggregate)
+        return self._with_pos({"op": "agg", "index": self.aggregate_keys.index(key)}, node)
+
+    def _check_qualifier(self, column: exp.Column) -> None:
+        if column.args.get("db") is not None or column.args.get("catalog") is not None:
+            raise _error(
+                f"column reference {column.sql(dialect=DIALECT)} has too many parts", column
+            )
+        qualifier = column.table
+        if qualifier and qualifier.lower() not in self.qualifiers:
+            known = ", ".join(sorted(self.qualifiers))
+            raise _error(
+                f"unknown qualifier {qualifier!r} in {column.sql(dialect=DIALECT, comments=False)}"
+                f" (the query reads {known})",
+                column,
+            )
+
+    def _plain(self, node: exp.Expr, scope: _Scope) -> PlanExpr:
+        def sub(child: exp.Expr) -> PlanExpr:
+            return self.expr(child, scope)
+
+        if isinstance(node, exp.Column):
+            if isinstance(node.this, exp.Star):
+                raise _error("* is only allowed as a select field", node)
+            self._check_qualifier(node)
+            if node.name.lower() in _WINDOW_COLUMNS:
+                raise _error(f"{node.name} exists only in windowed queries (add a WINDOW)", node)
+            return {"op": "column", "name": node.name}
+
+        if isinstance(node, exp.Literal):
+            return _literal(node)
+        if isinstance(node, exp.Boolean):
+            return {"op": "literal", "type": "bool", "value": bool(node.this)}
+        if isinstance(node, exp.Null):
+            return {"op": "literal", "type": "null", "value": None}
+
+        op = _BINARY_OPS.get(type(node))
+        if op is not None:
+            return {"op": "binary", "fn": op, "left": sub(node.this), "right": sub(node.expression)}
+
+        if isinstance(node, exp.Neg):
+            return {"op": "neg", "arg": sub(node.this)}
+        if isinstance(node, exp.Not):
+            return self._negated(node, scope)
+        if isinstance(node, exp.Is):
+            return self._is_null(node, scope, negated=False)
+        if isinstance(node, exp.In):
+            return self._in_list(node, scope, negated=False)
+        if isinstance(node, exp.Between):
+            return self._between(node, scope, negated=False)
+        if isinstance(node, (exp.Like, exp.ILike)):
+            return self._like(node, scope, negated=False)
+        if isinstance(node, exp.Case):
+            return {
+                "op": "case",
+                "operand": sub(node.this) if node.this is not None else None,
+                "whens": [[sub(when.this), sub(when.args["true"])] for when in node.args["ifs"]],
+                "else": sub(node.args["default"]) if node.args.get("default") is not None else None,
+            }
+        if isinstance(node, exp.Cast):
+            if isinstance(node, exp.TryCast) or node.args.get("safe"):
+                raise _error("TRY_CAST is not supported: use CAST", node)
+            if node.args.get("format") is not None:
+                raise _error("CAST ... FORMAT is not supported", node)
+            return {"op": "cast", "arg": sub(node.this), "to": _type_name(node.to, node)}
+        if isinstance(node, exp.Func):
+            return self._function(node, scope)
+        if isinstance(node, (exp.Subquery, exp.Select, exp.Exists)):
+            raise _error("subqueries are not supported", node)
+        if isinstance(node, exp.Window):
+            raise _error("window functions (OVER ...) are not supported", node)
+        raise _error(f"unsupported expression: {node.sql(dialect=DIALECT, comments=False)}", node)
+
+    def _negated(self, node: exp.Not, scope: _Scope) -> PlanExpr:
+        inner = node.this
+        while isinstance(inner, exp.Paren) and isinstance(
+            inner.this, (exp.Is, exp.In, exp.Between, exp.Like, exp.ILike)
+        ):
+            inner = inner.this
+        if isinstance(inner, exp.Is):
+            return self._is_null(inner, scope, negated=True)
+        if isinstance(inner, exp.In):
+            return self._in_list(inner, scope, negated=True)
+        if isinstance(inner, exp.Between):
+            return self._between(inner, scope, negated=True)
+        if isinstance(inner, (exp.Like, exp.ILike)):
+            return self._like(inner, scope, negated=True)
+        return {"op": "not", "arg": self.expr(node.this, scope)}
+
+    def _is_null(self, node: exp.Is, scope: _Scope, negated: bool) -> PlanExpr:
+        if not isinstance(node.expression, exp.Null):
+            raise _error(
+                f"IS {node.expression.sql(dialect=DIALECT)} is not supported (only IS [NOT] NULL)",
+                node,
+            )
+        negated = negated != bool(node.args.get("negate"))
+        return self._with_pos(
+            {"op": "is_null", "arg": self.expr(node.this, scope), "negated": negated}, node
+        )
+
+    def _in_list(self, node: exp.In, scope: _Scope, negated: bool) -> PlanExpr:
+        if node.args.get("query") is not None or node.args.get("unnest") is not None:
+            raise _error("IN with a subquery is not supported", node)
+        if node.args.get("field") is not None or not node.expressions:
+            raise _error("IN needs a list of values: x IN (a, b, ...)", node)
+        return self._with_pos(
+            {
+                "op": "in_list",
+                "arg": self.expr(node.this, scope),
+                "list": [self.expr(item, scope) for item in node.expressions],
+                "negated": negated,
+            },
+            node,
+        )
+
+    def _between(self, node: exp.Between, scope: _Scope, negated: bool) -> PlanExpr:
+        if node.args.get("symmetric"):
+            raise _error("BETWEEN SYMMETRIC is not supported", node)
+        return self._with_pos(
+            {
+                "op": "between",
+                "arg": self.expr(node.this, scope),
+                "low": self.expr(node.args["low"], scope),
+                "high": self.expr(node.args["high"], scope),
+                "negated": negated,
+            },
+            node,
+        )
+
+    def _like(self, node: exp.Like | exp.ILike, scope: _Scope, negated: bool) -> PlanExpr:
+        negated = negated != bool(node.args.get("negate"))
+        return self._with_pos(
+            {
+                "op": "like",
+                "arg": self.expr(node.this, scope),
+                "pattern": self.expr(node.expression, scope),
+                "negated": negated,
+                "case_insensitive": isinstance(node, exp.ILike),
+            },
+            node,
+        )
+
+    def _function(self, node: exp.Func, scope: _Scope) -> PlanExpr:
+        name = _function_name(node)
+        arity = node.meta.get("arity_error")
+        if isinstance(node, exp.Anonymous):
+            upper = name.upper()
+            if upper in _WINDOW_FUNCTIONS:
+                raise _error(f"{upper} is not supported yet ({_LATER_WINDOWS})", node)
+            known = _ANONYMOUS.get(upper)
+            if known is None:
+                raise _error(f"unknown function {name}", node)
+            plan_name, least, most = known
+            args = node.expressions
+            if not least <= len(args) <= most:
+                expected = str(least) if least == most else f"{least} to {most}"
+                raise _error(
+                    f"wrong number of arguments for {upper}: expected {expected}, got {len(args)}",
+                    node,
+                )
+            return self._call(plan_name, args, scope)
+        if arity:
+            raise _error(f"wrong number of arguments for {name}: {arity}", node)
+
+        if isinstance(node, exp.CurrentTimestamp):
+            if node.this is not None:
+                raise _error("CURRENT_TIMESTAMP takes no argument", node)
+            return self._call("now", [], scope)
+        if isinstance(node, exp.Concat):
+            return self._call("concat", node.expressions, scope)
+        if isinstance(node, exp.Coalesce):
+            return self._call("coalesce", [node.this, *node.expressions], scope)
+        if isinstance(node, exp.Trim):
+            if node.args.get("expression") is not None or node.args.get("collation") is not None:
+                raise _error("TRIM of specific characters is not supported", node)
+            position = str(node.args.get("position") or "BOTH").upper()
+            plan_name = {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(position, "trim")
+            return self._call(plan_name, [node.this], scope)
+
+        scalar = _SCALARS.get(type(node))
+        if scalar is None:
+            raise _error(f"unknown function {name}", node)
+        plan_name, keys, required = scalar
+        for key, value in node.args.items():
+            if key not in keys and isinstance(value, exp.Expr):
+                raise _error(f"wrong number of arguments for {name}", node)
+        args = [node.args.get(key) for key in keys]
+        while args and args[-1] is None:
+            args.pop()
+        if len(args) < required or any(arg is None for arg in args):
+            raise _error(f"wrong number of arguments for {name}", node)
+        return self._call(plan_name, t.cast(list[exp.Expr], args), scope)
+
+    def _call(self, name: str, args: list[exp.Expr], scope: _Scope) -> PlanExpr:
+        return {"op": "func", "name": name, "args": [self.expr(arg, scope) for arg in args]}
+
+
+def _literal(node: exp.Literal) -> PlanExpr:
+    text = str(node.this)
+    if node.is_string:
+        return {"op": "literal", "type": "utf8", "value": text}
+    if _INTEGER.fullmatch(text) and int(text) <= _INT64_MAX:
+        return {"op": "literal", "type": "int64", "value": int(text)}
+    if "e" in text.lower():
+        return {"op": "literal", "type": "float64", "value": float(text)}
+    return {"op": "literal", "type": "decimal", "value": text}
+
+
+def _type_name(data_type: exp.DataType, node: exp.Expr) -> str:
+    kind = data_type.this
+    if kind in (exp.DType.DECIMAL, exp.DType.BIGDECIMAL):
+        params = [param.this for param in data_type.expressions]
+        if not params:
+            precision, scale = _DEFAULT_DECIMAL
+        else:
+            try:
+                numbers = [int(param.name) for param in params]
+            except ValueError:
+                raise _error(f"invalid DECIMAL parameters in {data_type.sql()}", node) from None
+            precision = numbers[0]
+            scale = numbers[1] if len(numbers) > 1 else 0
+            if len(numbers) > 2 or not 0 < precision <= 38 or not 0 <= scale <= precision:
+                raise _error(f"invalid DECIMAL parameters in {data_type.sql()}", node)
+        return f"decimal({precision},{scale})"
+    name = _SIMPLE_TYPES.get(kind)
+    if name is None:
+        raise _error(f"unsupported type {data_type.sql(dialect=DIALECT)} in CAST", node)
+    return name
