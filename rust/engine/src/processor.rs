@@ -143,7 +143,7 @@ impl Processor {
         })
     }
 
-    /// Heap bytes held in state.
+    /// Heap bytes held in state (per-batch scratch buffers excluded).
     pub fn state_bytes(&self) -> usize {
         self.state.as_ref().map_or(0, |s| {
             s.groups.as_ref().map_or(0, GroupTable::state_bytes)

@@ -392,9 +392,7 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
                     *pos,
                 ));
             }
-            let (a, dt) = if types::is_integer(&dt) {
-                (cast_to(a, &dt, &DataType::Int64, *pos)?, DataType::Int64)
-            } else if dt == DataType::Null {
+            let (a, dt) = if types::is_integer(&dt) || dt == DataType::Null {
                 (cast_to(a, &dt, &DataType::Int64, *pos)?, DataType::Int64)
             } else {
                 (a, dt)
