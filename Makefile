@@ -27,6 +27,7 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check python tests benches
 	$(BIN)/ruff format --check python tests benches
+	$(PY) -m mypy
 	$(PY) -m mypy.stubtest velostream._core --mypy-config-file pyproject.toml
 
 rust-test:

@@ -1,6 +1,7 @@
 """velostream: streaming SQL for Kafka and Arrow, with a Rust core."""
 
 from velostream import _core
+from velostream.app import Application, RunReport
 from velostream.errors import (
     CircularDependencyError,
     ConfigError,
@@ -20,12 +21,14 @@ from velostream.query import Query, compile
 __version__ = "0.1.0"
 
 __all__ = [
+    "Application",
     "CircularDependencyError",
     "ConfigError",
     "DataError",
     "EventTimeError",
     "MissingDependencyError",
     "Query",
+    "RunReport",
     "SinkError",
     "SourceError",
     "SqlSyntaxError",

@@ -1,16 +1,29 @@
 """Type stubs of the Rust extension ``velostream._core`` (checked by mypy.stubtest)."""
 
-from typing import Any
+from typing import Any, final
 
 import pyarrow as pa
 
+__all__ = [
+    "CsvDecoder",
+    "JsonDecoder",
+    "Processor",
+    "build_profile",
+    "encode_csv",
+    "encode_json",
+    "infer_csv_schema",
+    "infer_json_schema",
+]
+
 build_profile: str
 
+@final
 class Processor:
     """The Rust query processor behind :class:`velostream.Query`."""
 
     def __new__(cls, plan_json: str) -> Processor: ...
     def process(self, batch: Any) -> pa.RecordBatch: ...
+    def process_stream(self, stream: Any) -> pa.RecordBatch: ...
     def flush(self) -> pa.RecordBatch: ...
     def bind(self, schema: Any) -> pa.Schema: ...
     @property
@@ -18,3 +31,28 @@ class Processor:
     def metrics(self) -> dict[str, int]: ...
     def snapshot(self) -> bytes: ...
     def restore(self, blob: bytes) -> None: ...
+
+_BadLine = tuple[int, str, bytes]
+
+@final
+class JsonDecoder:
+    """Decodes JSON Lines chunks into record batches of a fixed schema."""
+
+    def __new__(cls, schema: Any) -> JsonDecoder: ...
+    @property
+    def schema(self) -> pa.Schema: ...
+    def decode(self, data: bytes) -> tuple[pa.RecordBatch, list[_BadLine]]: ...
+
+@final
+class CsvDecoder:
+    """Decodes header-less CSV chunks into record batches of a fixed schema."""
+
+    def __new__(cls, schema: Any) -> CsvDecoder: ...
+    @property
+    def schema(self) -> pa.Schema: ...
+    def decode(self, data: bytes) -> tuple[pa.RecordBatch, list[_BadLine]]: ...
+
+def infer_json_schema(data: bytes, max_records: int | None = None) -> pa.Schema: ...
+def infer_csv_schema(data: bytes, max_records: int | None = None) -> pa.Schema: ...
+def encode_json(batch: Any) -> bytes: ...
+def encode_csv(batch: Any, header: bool = True) -> bytes: ...

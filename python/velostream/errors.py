@@ -68,6 +68,8 @@ class ConfigError(VelostreamError):
         key: the property key.
         value: the offending value (None when the key itself is unknown).
         allowed: the allowed values or the nearest known keys, when there are some.
+        line: 1-based line of the key in a ``WITH`` clause, when it came from SQL.
+        column: 1-based column of the key in a ``WITH`` clause, when it came from SQL.
     """
 
     def __init__(
@@ -77,11 +79,15 @@ class ConfigError(VelostreamError):
         key: str | None = None,
         value: str | None = None,
         allowed: Sequence[str] = (),
+        line: int | None = None,
+        column: int | None = None,
     ) -> None:
         self.message = message
         self.key = key
         self.value = value
         self.allowed = list(allowed)
+        self.line = line
+        self.column = column
         super().__init__(message)
 
 

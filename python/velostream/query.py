@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from velostream import _core
 from velostream.errors import ConfigError
+from velostream.legacy import LegacyEngine
 from velostream.sql import Statement, parse_statement, plan
 
 Path = Literal["direct", "legacy"]
@@ -89,6 +90,13 @@ class Query:
 
     __slots__ = ("_legacy", "_path", "_plan", "_processor", "_properties", "_statement")
 
+    _legacy: LegacyEngine | None
+    _path: Path
+    _plan: dict[str, Any]
+    _processor: _core.Processor
+    _properties: dict[str, str]
+    _statement: Statement
+
     def __init__(self) -> None:
         raise TypeError("use velostream.compile() to build a Query")
 
@@ -107,11 +115,7 @@ class Query:
         query._plan = physical
         query._path = path
         query._processor = _core.Processor(plan_json)
-        query._legacy = None
-        if path == "legacy":
-            from velostream.legacy import LegacyEngine
-
-            query._legacy = LegacyEngine(plan_json)
+        query._legacy = LegacyEngine(plan_json) if path == "legacy" else None
         return query
 
     @property
@@ -149,12 +153,16 @@ class Query:
         Returns:
             A ``pyarrow.RecordBatch`` with :attr:`output_schema` (possibly zero rows).
         """
-        batches = _to_batches(data)
         if self._legacy is not None:
-            outputs = [self._legacy.process(b) for b in batches]
-        else:
-            outputs = [self._processor.process(b) for b in batches]
-        return self._combine(outputs)
+            return self._combine([self._legacy.process(b) for b in _to_batches(data)])
+        if isinstance(data, pa.RecordBatch):
+            return self._processor.process(data)
+        if isinstance(data, pa.Table) or (
+            hasattr(data, "__arrow_c_stream__") and not hasattr(data, "__arrow_c_array__")
+        ):
+            # Every batch of the stream in one call into Rust, state carried between them.
+            return self._processor.process_stream(data)
+        return self._combine([self._processor.process(b) for b in _to_batches(data)])
 
     def flush(self) -> pa.RecordBatch:
         """End of input: close what is open and return the rows still held."""

@@ -1,28 +1,72 @@
 //! `velostream._core.Processor`: the Rust query processor behind `velostream.Query`.
 //!
 //! Batches arrive through the Arrow PyCapsule interface (any object exporting
-//! `__arrow_c_array__`), are processed with the GIL released, and leave as
-//! `pyarrow.RecordBatch`. The processor's state lives here, behind a mutex, and is
-//! mutated in place.
+//! `__arrow_c_array__`, or `__arrow_c_stream__` for many batches in one call), are
+//! processed with the GIL released, and leave as `pyarrow.RecordBatch`. The processor's
+//! state lives here, behind a mutex, and is mutated in place.
+//!
+//! Output batches are handed to pyarrow through the C data interface with the output
+//! schema already imported once and cached, so a call costs a few microseconds of
+//! boundary work rather than a schema round trip per batch.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use arrow::array::{Array, RecordBatch, StructArray};
+use arrow::datatypes::SchemaRef;
+use arrow::ffi::FFI_ArrowArray;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
-use pyo3_arrow::{PyRecordBatch, PySchema};
+use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader, PySchema};
 use velostream_engine::Processor as EngineProcessor;
 
 use crate::errors::to_py;
 
+/// The pyarrow form of the current output schema, imported once.
+struct OutputSchema {
+    schema: SchemaRef,
+    pyarrow: Py<PyAny>,
+}
+
 #[pyclass(frozen, module = "velostream._core")]
 pub struct Processor {
     inner: Mutex<EngineProcessor>,
+    output: Mutex<Option<OutputSchema>>,
 }
 
 impl Processor {
     fn with<R>(&self, f: impl FnOnce(&mut EngineProcessor) -> R) -> R {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
+    }
+
+    /// Hand a batch to pyarrow (`RecordBatch._import_from_c`) with the cached schema.
+    fn to_pyarrow<'py>(&self, py: Python<'py>, batch: RecordBatch) -> PyResult<Bound<'py, PyAny>> {
+        let schema = batch.schema();
+        let py_schema = {
+            let mut cache = self.output.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.as_ref() {
+                Some(c) if Arc::ptr_eq(&c.schema, &schema) || c.schema == schema => {
+                    c.pyarrow.clone_ref(py)
+                }
+                _ => {
+                    let pyarrow = PySchema::new(schema.clone()).into_pyarrow(py)?.unbind();
+                    *cache = Some(OutputSchema {
+                        schema: schema.clone(),
+                        pyarrow: pyarrow.clone_ref(py),
+                    });
+                    pyarrow
+                }
+            }
+        };
+        let data = StructArray::from(batch).into_data();
+        let ffi = Box::new(FFI_ArrowArray::new(&data));
+        let address = &*ffi as *const FFI_ArrowArray as usize;
+        // pyarrow moves the array out of `ffi` (taking over its release callback); the
+        // emptied struct is dropped here.
+        py.import(intern!(py, "pyarrow"))?
+            .getattr(intern!(py, "RecordBatch"))?
+            .call_method1(intern!(py, "_import_from_c"), (address, py_schema))
     }
 }
 
@@ -34,6 +78,7 @@ impl Processor {
         let inner = EngineProcessor::from_json(plan_json).map_err(to_py)?;
         Ok(Processor {
             inner: Mutex::new(inner),
+            output: Mutex::new(None),
         })
     }
 
@@ -43,13 +88,34 @@ impl Processor {
         let out = py
             .detach(|| self.with(|p| p.process(&batch)))
             .map_err(to_py)?;
-        PyRecordBatch::new(out).into_pyarrow(py)
+        self.to_pyarrow(py, out)
+    }
+
+    /// Process every batch of a stream in turn, in one call; returns all emitted rows.
+    fn process_stream<'py>(
+        &self,
+        py: Python<'py>,
+        stream: PyRecordBatchReader,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let reader = stream.into_reader()?;
+        let schema = reader.schema();
+        let out = py
+            .detach(|| {
+                self.with(|p| {
+                    // Bind to the stream's schema first: a stream of no batches still
+                    // has one, and the (empty) output must carry the output schema.
+                    p.bind(&schema)?;
+                    p.process_all(reader.map(|b| b.map_err(velostream_engine::EngineError::from)))
+                })
+            })
+            .map_err(to_py)?;
+        self.to_pyarrow(py, out)
     }
 
     /// End of input: the rows still held (closed windows, ...).
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let out = py.detach(|| self.with(|p| p.flush())).map_err(to_py)?;
-        PyRecordBatch::new(out).into_pyarrow(py)
+        self.to_pyarrow(py, out)
     }
 
     /// Bind to an input schema and return the output schema.
@@ -70,13 +136,13 @@ impl Processor {
 
     /// Counters: records_in, records_out, batches_in, filtered_out, state_groups, state_bytes.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let m = self.with(|p| p.metrics().clone());
+        let (m, groups, bytes) =
+            self.with(|p| (p.metrics().clone(), p.state_groups(), p.state_bytes()));
         let d = PyDict::new(py);
         d.set_item("records_in", m.records_in)?;
         d.set_item("records_out", m.records_out)?;
         d.set_item("batches_in", m.batches_in)?;
         d.set_item("filtered_out", m.filtered_out)?;
-        let (groups, bytes) = self.with(|p| (p.state_groups(), p.state_bytes()));
         d.set_item("state_groups", groups)?;
         d.set_item("state_bytes", bytes)?;
         Ok(d)

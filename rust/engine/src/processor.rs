@@ -277,6 +277,36 @@ impl Processor {
         Ok(result)
     }
 
+    /// Process several batches in turn (state carried between them) and return all the
+    /// rows they emit as one batch.
+    pub fn process_all(
+        &mut self,
+        batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    ) -> Result<RecordBatch> {
+        let mut outputs = Vec::new();
+        for batch in batches {
+            let out = self.process(&batch?)?;
+            if out.num_rows() > 0 || outputs.is_empty() {
+                outputs.push(out);
+            }
+        }
+        match outputs.len() {
+            0 => self.flush_empty(),
+            1 => Ok(outputs.pop().expect("one output")),
+            _ => Ok(arrow::compute::concat_batches(
+                &outputs[0].schema(),
+                &outputs,
+            )?),
+        }
+    }
+
+    fn flush_empty(&self) -> Result<RecordBatch> {
+        let schema = self
+            .output_schema()
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        Ok(RecordBatch::new_empty(schema))
+    }
+
     /// End of input: return what is left. Without windows nothing is held back:
     /// `EMIT CHANGES` already emitted every update.
     pub fn flush(&mut self) -> Result<RecordBatch> {

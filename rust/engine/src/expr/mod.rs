@@ -789,6 +789,35 @@ fn bind_coalesce(args: &[Expr], pos: Pos, scope: &Scope) -> Result<(PhysExpr, Da
     Ok((PhysExpr::Coalesce(cast), out))
 }
 
+/// `column = 'literal'` (or `<>`) on a string column: compare lengths first and bytes
+/// only when they match. Arrow's generic kernel calls memcmp for every row, which
+/// dominated filters such as `status = 'open'`.
+fn string_equals_literal(op: CmpOp, l: &Value, r: &Value) -> Option<BooleanArray> {
+    let negate = match op {
+        CmpOp::Eq => false,
+        CmpOp::NotEq => true,
+        _ => return None,
+    };
+    let (column, literal) = match (l, r) {
+        (Value::Array(a), Value::Scalar(s)) | (Value::Scalar(s), Value::Array(a)) => (a, s),
+        _ => return None,
+    };
+    let column = column.as_any().downcast_ref::<StringArray>()?;
+    let literal = literal.inner().as_any().downcast_ref::<StringArray>()?;
+    if literal.is_null(0) {
+        return None;
+    }
+    let needle = literal.value(0).as_bytes();
+    let offsets = column.value_offsets();
+    let bytes = column.value_data();
+    let bits = arrow::buffer::BooleanBuffer::collect_bool(column.len(), |i| {
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let equal = end - start == needle.len() && &bytes[start..end] == needle;
+        equal != negate
+    });
+    Some(BooleanArray::new(bits, column.nulls().cloned()))
+}
+
 fn pos_prefix(pos: Pos) -> String {
     match pos {
         Some((l, c)) => format!("line {l}, column {c}: "),
@@ -839,6 +868,9 @@ impl PhysExpr {
             PhysExpr::Cmp { op, left, right } => {
                 let l = left.eval(input)?;
                 let r = right.eval(input)?;
+                if let Some(out) = string_equals_literal(*op, &l, &r) {
+                    return Ok(Value::Array(Arc::new(out)));
+                }
                 let f = match op {
                     CmpOp::Eq => cmp::eq,
                     CmpOp::NotEq => cmp::neq,

@@ -1,0 +1,180 @@
+"""Shared fixtures of the benchmark suite, and a summary printed at the end of the run.
+
+Run with ``pytest benches --benchmark-only`` (the default ``pytest`` runs ``tests/`` only).
+Every benchmark stores its records/s in ``benchmark.extra_info["records_per_s"]`` (from
+the best round), so ``--benchmark-json`` keeps them; the terminal summary puts the figures
+of one run side by side: direct vs legacy, direct vs Polars/DuckDB per core, the cost of
+keeping state between batches, scaling, state bytes per group.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+from velostream.bench import SPEC_TARGETS, WORKLOADS, workload_data
+
+#: Sizes of SPEC section 10: 1 M records in 10 K-row batches.
+RECORDS = 1_000_000
+BATCH_SIZE = 10_000
+#: The legacy path runs at ~20 K records/s: a slice keeps a round near one second.
+LEGACY_RECORDS = 20_000
+
+#: Filled by :func:`record_rate` / :func:`record_value`, printed by the terminal summary.
+RESULTS: dict[tuple[str, ...], float] = {}
+
+
+@functools.cache
+def trades(workload: str, records: int) -> pa.Table:
+    """The input of ``workload`` (cached: generating 10 M rows takes seconds)."""
+    return workload_data(workload, records)
+
+
+@functools.cache
+def batches(workload: str, records: int, batch_size: int) -> list[pa.RecordBatch]:
+    """``trades(workload, records)`` sliced into ``batch_size``-row batches (zero-copy)."""
+    return trades(workload, records).combine_chunks().to_batches(max_chunksize=batch_size)
+
+
+def fresh_run(
+    sql: str, data: list[pa.RecordBatch], path: str = "direct"
+) -> Callable[[], tuple[tuple[Any, ...], dict[str, Any]]]:
+    """A pedantic ``setup`` for :func:`feed`: a new query per round, so each starts stateless."""
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (vs.compile(sql, path=path), data), {}
+
+    return setup
+
+
+def feed(query: vs.Query, data: list[pa.RecordBatch]) -> vs.Query:
+    """What every velostream benchmark times: each batch through ``process``, then ``flush``."""
+    for batch in data:
+        query.process(batch)
+    query.flush()
+    return query
+
+
+def interleaved_best(
+    runs: dict[str, tuple[Callable[[], Any], Callable[[Any], Any]]], rounds: int
+) -> dict[str, float]:
+    """Best seconds of each run, the runs alternating round by round.
+
+    ``runs`` maps a label to ``(setup, timed)``: ``setup()`` builds the argument (not
+    timed), ``timed(arg)`` is timed. Alternating means every run sees the same machine
+    load, so comparisons between them (one batch vs many, 10 K vs 10 M records) hold even
+    when other processes come and go.
+    """
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(rounds):
+        for label, (setup, timed) in runs.items():
+            arg = setup()
+            start = time.perf_counter()
+            timed(arg)
+            best[label] = min(best[label], time.perf_counter() - start)
+    return best
+
+
+def record_rate(benchmark: Any, key: tuple[str, ...], records: int) -> float | None:
+    """Store records/s of the best round in ``extra_info`` and in the run summary."""
+    benchmark.extra_info["records"] = records
+    if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+        return None
+    rate = records / benchmark.stats.stats.min
+    benchmark.extra_info["records_per_s"] = rate
+    RESULTS[key] = rate
+    return rate
+
+
+def record_value(benchmark: Any, key: tuple[str, ...], name: str, value: float) -> None:
+    """Store a non-rate figure (e.g. state bytes per group)."""
+    benchmark.extra_info[name] = value
+    RESULTS[key] = value
+
+
+@pytest.fixture(params=list(WORKLOADS))
+def workload(request: pytest.FixtureRequest) -> str:
+    """Each workload of ``velostream.bench.WORKLOADS``."""
+    return request.param
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "-" if ok is None else ("met" if ok else "NOT met")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One table with the figures of this run and the SPEC section 10 targets."""
+    if not RESULTS:
+        return
+    write = terminalreporter.write_line
+    cores = os.cpu_count() or 1
+    terminalreporter.section("velostream benchmark summary (best round, records/s)")
+    for name in WORKLOADS:
+        direct = RESULTS.get(("direct", name))
+        legacy = RESULTS.get(("legacy", name))
+        polars = RESULTS.get(("polars", name))
+        duck = RESULTS.get(("duckdb", name))
+        target = SPEC_TARGETS.get(name)
+        write(f"{name}:")
+        write(
+            f"  direct {_fmt(direct)}/s (target {_fmt(target)}: "
+            f"{_verdict(None if direct is None or target is None else direct >= target)})"
+        )
+        if direct and legacy:
+            ratio = direct / legacy
+            write(
+                f"  legacy {_fmt(legacy)}/s  ratio {ratio:,.0f}x "
+                f"(target 50x: {_verdict(ratio >= 50)})"
+            )
+        for peer, rate in (("polars", polars), ("duckdb", duck)):
+            if rate:
+                versus = (
+                    f"; direct / {peer}-per-core = {direct / (rate / cores):.2f}" if direct else ""
+                )
+                write(
+                    f"  {peer} {_fmt(rate)}/s on {cores} cores = {_fmt(rate / cores)}/s per core"
+                    + versus
+                )
+        for tag, label in (("state_interleaved", "interleaved"), ("state", "separate tests")):
+            one = RESULTS.get((tag, name, "one_batch"))
+            many = RESULTS.get((tag, name, "batched"))
+            if one and many:
+                cost = (one / many - 1) * 100
+                write(
+                    f"  state between batches ({label}): one batch {_fmt(one)}/s, 10 K-row "
+                    f"batches {_fmt(many)}/s, cost {cost:+.1f} % "
+                    f"(target <= 5 %: {_verdict(cost <= 5)})"
+                )
+        for tag, label in (("scaling_interleaved", "interleaved"), ("scaling", "separate tests")):
+            scaling = {k[2]: v for k, v in RESULTS.items() if k[:2] == (tag, name)}
+            if scaling:
+                sizes = sorted(scaling, key=int)
+                row = ", ".join(f"{int(s):,}: {_fmt(scaling[s])}" for s in sizes)
+                lo, hi = min(scaling.values()), max(scaling.values())
+                ref = scaling.get(str(RECORDS), hi)
+                spread = max(abs(lo / ref - 1), abs(hi / ref - 1)) * 100
+                write(
+                    f"  scaling ({label}) {row}; max deviation from 1 M: {spread:.0f} % "
+                    f"(target ±20 %: {_verdict(spread <= 20)})"
+                )
+        per_group = RESULTS.get(("state_bytes_per_group", name))
+        if per_group is not None:
+            write(
+                f"  state bytes/group {per_group:.1f} (target <= 150: {_verdict(per_group <= 150)})"
+            )

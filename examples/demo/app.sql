@@ -1,0 +1,44 @@
+-- velostream demo application: runs with no Kafka at all.
+--
+--   velostream run examples/demo/app.sql --until-end
+--
+-- Sources and sinks are declared in each statement's WITH clause by name prefix;
+-- relative paths resolve against this file's directory. Outputs land in output/.
+
+-- Large filled trades, with their notional value, as JSON Lines.
+CREATE STREAM big_trades AS
+SELECT symbol, price, qty, price * qty AS notional, ts
+FROM trades
+WHERE status = 'FILLED' AND price * qty >= 10000
+WITH (
+    'trades.type' = 'file_source',
+    'trades.path' = 'data/trades.jsonl',
+    'trades.format' = 'json',
+    'big_trades.type' = 'file_sink',
+    'big_trades.path' = 'output/big_trades.jsonl',
+    'big_trades.format' = 'json'
+);
+
+-- Cancelled trades as CSV (with a header row).
+CREATE STREAM cancelled_trades AS
+SELECT symbol, qty, LOWER(status) AS status, ts
+FROM trades
+WHERE status = 'CANCELLED'
+WITH (
+    'trades.type' = 'file_source',
+    'trades.path' = 'data/trades.jsonl',
+    'cancelled_trades.type' = 'file_sink',
+    'cancelled_trades.path' = 'output/cancelled_trades.csv',
+    'cancelled_trades.format' = 'csv'
+);
+
+-- Reads the output of big_trades in-process (a second dependency wave).
+CREATE STREAM whale_alerts AS
+SELECT symbol, ROUND(notional / 1000, 1) AS notional_k, ts
+FROM big_trades
+WHERE notional >= 50000
+WITH (
+    'whale_alerts.type' = 'file_sink',
+    'whale_alerts.path' = 'output/whale_alerts.csv',
+    'whale_alerts.format' = 'csv'
+);

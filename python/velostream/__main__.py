@@ -1,0 +1,7 @@
+"""``python -m velostream``: the command-line interface."""
+
+import sys
+
+from velostream.cli import main
+
+sys.exit(main())

@@ -1,0 +1,249 @@
+"""The ``velostream`` command: ``run``, ``validate``, ``explain`` an application; ``bench``.
+
+Exit codes: 0 success, 1 runtime failure (I/O, bad data under ``'error.strategy' =
+'fail'``), 2 invalid SQL or configuration. Errors go to stderr as
+``file:line:column: message`` when the position is known, else ``file: message``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from velostream.errors import (
+    CircularDependencyError,
+    ConfigError,
+    MissingDependencyError,
+    SqlSyntaxError,
+    SqlValidationError,
+    VelostreamError,
+)
+
+if TYPE_CHECKING:
+    from velostream.app import Application
+    from velostream.runtime import RunReport
+
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_INVALID = 2
+
+_INVALID = (
+    SqlSyntaxError,
+    SqlValidationError,
+    ConfigError,
+    CircularDependencyError,
+    MissingDependencyError,
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="velostream", description="Streaming SQL for Kafka and Arrow."
+    )
+    parser.add_argument(
+        "--log-level",
+        default="WARNING",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level on stderr (default WARNING)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+
+    run = commands.add_parser("run", help="run an application")
+    run.add_argument("file", help="the application's SQL file")
+    run.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a property (overrides the WITH clauses); repeatable",
+    )
+    run.add_argument(
+        "--until-end",
+        action="store_true",
+        help="make every source bounded: stop when all input is read",
+    )
+    run.add_argument(
+        "--path",
+        choices=["direct", "legacy"],
+        default="direct",
+        help="processing path (default direct)",
+    )
+
+    validate = commands.add_parser("validate", help="check an application without running it")
+    validate.add_argument("file", help="the application's SQL file")
+    validate.add_argument(
+        "--set", dest="settings", action="append", default=[], metavar="KEY=VALUE"
+    )
+
+    explain = commands.add_parser("explain", help="print the plan and the dependency waves")
+    explain.add_argument("file", help="the application's SQL file")
+    explain.add_argument(
+        "--verbose", action="store_true", help="also print each statement's physical plan"
+    )
+    explain.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE")
+
+    bench = commands.add_parser(
+        "bench", help="compare the direct and the legacy processing path on the same data"
+    )
+    bench.add_argument(
+        "--records", type=int, default=1_000_000, help="records per workload (default 1M)"
+    )
+    bench.add_argument(
+        "--legacy-records",
+        type=int,
+        default=None,
+        help="records fed to the slow legacy path (default min(records, 20000))",
+    )
+    bench.add_argument(
+        "--batch-size", type=int, default=10_000, help="rows per process() call (default 10K)"
+    )
+    bench.add_argument(
+        "--workload",
+        dest="workloads",
+        action="append",
+        default=None,
+        help="run only this workload (repeatable)",
+    )
+    bench.add_argument("--format", choices=["table", "json"], default="table")
+    return parser
+
+
+def _settings(items: Sequence[str]) -> dict[str, str]:
+    settings: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}", key=item)
+        settings[key.strip()] = value
+    return settings
+
+
+def format_error(exc: BaseException, file: str) -> str:
+    """Format an error for stderr: ``file:line:column: message`` when located.
+
+    Args:
+        exc: the error.
+        file: the SQL file as given on the command line.
+
+    Returns:
+        One line (or a few, for long messages).
+    """
+    line = getattr(exc, "line", None)
+    column = getattr(exc, "column", None)
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, ConfigError) and exc.key and exc.key not in message:
+        message = f"{message} (key {exc.key!r})"
+    kind = type(exc).__name__
+    if line is not None:
+        where = f"{file}:{line}:{column}" if column is not None else f"{file}:{line}"
+        return f"{where}: {kind}: {message}"
+    return f"{file}: {kind}: {message}"
+
+
+def _load(args: argparse.Namespace) -> Application:
+    from velostream.app import Application
+
+    return Application.from_file(
+        args.file,
+        properties=_settings(args.settings),
+        processing_path=getattr(args, "path", "direct"),
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    app = _load(args)
+    report: RunReport | None
+    if args.until_end:
+        report = app.run(until_end=True)
+    else:
+        # Long-running: stop gracefully (drain, flush, close) on SIGINT/SIGTERM.
+        stop = threading.Event()
+
+        def on_signal(_signum: int, _frame: FrameType | None) -> None:
+            stop.set()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            app.start()
+            while not app.wait(0.2):
+                if stop.is_set():
+                    app.stop()
+                    break
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        report = app.report
+        if report is None:
+            print("velostream: the application ended without a report", file=sys.stderr)
+            return EXIT_RUNTIME
+        if report.error is not None:
+            raise report.error
+    print(report.summary())
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from velostream.bench import format_table, run_bench
+
+    try:
+        results = run_bench(
+            records=args.records,
+            workloads=args.workloads,
+            batch_size=args.batch_size,
+            legacy_records=args.legacy_records,
+        )
+    except ValueError as exc:
+        print(f"velostream bench: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except VelostreamError as exc:
+        print(f"velostream bench: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.format == "json":
+        print(json.dumps(results))
+    else:
+        print(format_table(results))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``velostream`` command.
+
+    Args:
+        argv: the arguments (default ``sys.argv[1:]``).
+
+    Returns:
+        The exit code: 0 success, 1 runtime failure, 2 invalid SQL or configuration.
+    """
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command == "bench":
+        return _bench(args)
+    try:
+        if args.command == "run":
+            return _run(args)
+        app = _load(args)
+        if args.command == "explain":
+            print(app.explain(verbose=args.verbose))
+        else:
+            print(f"{args.file}: OK ({len(app.statements)} statement(s))")
+        return EXIT_OK
+    except _INVALID as exc:
+        print(format_error(exc, args.file), file=sys.stderr)
+        return EXIT_INVALID
+    except VelostreamError as exc:
+        print(format_error(exc, args.file), file=sys.stderr)
+        return EXIT_RUNTIME
+    except KeyboardInterrupt:
+        print("velostream: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,123 @@
+"""The file sink: JSON Lines (one object per row, nulls as ``null``) or CSV with a header.
+
+Batches are encoded in Rust and appended to the file. The file is replaced when the sink
+first writes (``append = true`` keeps what is there), and its parent directories are
+created. A CSV header is written once, with the first batch (even an empty one).
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import BinaryIO
+
+import pyarrow as pa
+
+from velostream import _core
+from velostream.errors import SinkError
+
+
+class FileSink:
+    """Writes record batches to a JSON Lines or CSV file.
+
+    Attributes:
+        name: the connector name.
+        path: the output file.
+        format: ``json`` or ``csv``.
+
+    """
+
+    def __init__(
+        self, name: str, path: str | Path, *, format: str = "json", append: bool = False
+    ) -> None:
+        """Create the sink (the file is opened at the first write).
+
+        Args:
+            name: the connector name.
+            path: the output file.
+            format: ``json`` (JSON Lines) or ``csv`` (with a header row).
+            append: append to an existing file instead of replacing it.
+
+        """
+        if format not in ("json", "csv"):
+            raise ValueError(f"format must be json or csv, not {format!r}")
+        self.name = name
+        self.path = Path(path)
+        self.format = format
+        self.append = append
+        self._file: BinaryIO | None = None
+        self._header_written = False
+        self._records = 0
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        """One line for ``explain``."""
+        return f"file_sink {self.path} (format {self.format})"
+
+    def metrics(self) -> dict[str, int]:
+        """Counters: records_written, bytes_written."""
+        return {"records_written": self._records, "bytes_written": self._bytes}
+
+    def _open(self) -> BinaryIO:
+        if self._file is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                existing = self.append and self.path.exists() and self.path.stat().st_size > 0
+                self._file = open(self.path, "ab" if self.append else "wb")
+            except OSError as exc:
+                raise self._error("cannot open", exc) from exc
+            # Appending CSV to a non-empty file: its header is already there.
+            self._header_written = bool(existing)
+        return self._file
+
+    def _error(self, what: str, exc: OSError) -> SinkError:
+        return SinkError(
+            f"file sink {self.name!r}: {what} {self.path}: {exc.strerror or exc}",
+            sink=self.name,
+            cause=str(exc),
+        )
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        """Append every row of ``batch``.
+
+        Raises:
+            SinkError: the file cannot be written.
+
+        """
+        with self._lock:
+            handle = self._open()
+            if self.format == "csv":
+                if batch.num_rows == 0 and self._header_written:
+                    return
+                data = _core.encode_csv(batch, not self._header_written)
+                self._header_written = True
+            else:
+                if batch.num_rows == 0:
+                    return
+                data = _core.encode_json(batch)
+            try:
+                handle.write(data)
+            except OSError as exc:
+                raise self._error("cannot write", exc) from exc
+            self._records += batch.num_rows
+            self._bytes += len(data)
+
+    def flush(self) -> None:
+        """Flush buffered bytes to the operating system."""
+        with self._lock:
+            if self._file is not None:
+                try:
+                    self._file.flush()
+                except OSError as exc:
+                    raise self._error("cannot flush", exc) from exc
+
+    def close(self) -> None:
+        """Flush and close; creates the (empty) file if nothing was written."""
+        with self._lock:
+            handle = self._open()
+            self._file = None
+            try:
+                handle.close()
+            except OSError as exc:
+                raise self._error("cannot close", exc) from exc

@@ -1,0 +1,125 @@
+"""Running statements: a source feeds a query, whose output goes to every sink.
+
+A :class:`StatementRunner` owns one compiled query, its sinks (fan-out: every sink gets
+every output row) and the statements that read its output in-process (a stream of the
+application used in another statement's ``FROM``). Batches are pushed: a source thread
+calls :meth:`StatementRunner.push`, which runs the query on the whole batch (one call into
+Rust) and writes the output to the sinks, then pushes it on downstream. Each runner has a
+lock, taken in dependency order, so several source threads can feed one graph.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from velostream.io.bad_records import BadRecordPolicy
+from velostream.io.base import Sink, Source
+from velostream.runtime.report import StatementReport
+
+
+class StatementRunner:
+    """Runs one compiled query and fans its output out.
+
+    Attributes:
+        name: the statement name.
+        query: the compiled :class:`velostream.query.Query`.
+        sinks: where every output batch is written.
+        downstream: runners reading this statement's output.
+        sources: the external sources feeding it (for counters).
+        bad_records: the statement's bad-record policy (its count is the error count).
+
+    """
+
+    def __init__(
+        self,
+        name: str,
+        query: Any,
+        sinks: Sequence[Sink],
+        *,
+        sources: Sequence[Source] = (),
+        bad_records: BadRecordPolicy | None = None,
+    ) -> None:
+        """Create the runner; downstream runners are added to :attr:`downstream`."""
+        self.name = name
+        self.query = query
+        self.sinks = list(sinks)
+        self.sources = list(sources)
+        self.bad_records = bad_records
+        self.downstream: list[StatementRunner] = []
+        self.records_in = 0
+        self.records_out = 0
+        self.finished_at: float | None = None
+        self._lock = threading.Lock()
+        self._finished = False
+
+    def push(self, batch: pa.RecordBatch) -> None:
+        """Process one input batch and emit its output to the sinks and downstream."""
+        if batch.num_rows == 0:
+            return
+        with self._lock:
+            self.records_in += batch.num_rows
+            self._emit(self.query.process(batch))
+
+    def _emit(self, output: pa.RecordBatch) -> None:
+        if output.num_rows == 0:
+            return
+        self.records_out += output.num_rows
+        for sink in self.sinks:
+            sink.write(output)
+        for runner in self.downstream:
+            runner.push(output)
+
+    def finish(self) -> None:
+        """End of input: flush the query, emit what is left, flush the sinks."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
+            output = self.query.flush()
+            self._emit(output)
+            if output.num_columns > 0:
+                # An empty batch still gives a CSV sink its header row.
+                for sink in self.sinks:
+                    sink.write(output.slice(0, 0))
+            for sink in self.sinks:
+                sink.flush()
+            self.finished_at = time.monotonic()
+
+    def close(self) -> None:
+        """Close the sinks and sources (idempotent for file connectors)."""
+        for sink in self.sinks:
+            sink.close()
+        for source in self.sources:
+            source.close()
+
+    def report(self, started_at: float) -> StatementReport:
+        """Counters of this statement, timed from ``started_at`` (a monotonic clock)."""
+        end = self.finished_at if self.finished_at is not None else time.monotonic()
+        return StatementReport(
+            name=self.name,
+            records_in=self.records_in,
+            records_out=self.records_out,
+            errors=self.bad_records.count if self.bad_records is not None else 0,
+            duration=end - started_at,
+            sources={s.name: s.metrics() for s in self.sources},
+            sinks={s.name: s.metrics() for s in self.sinks},
+        )
+
+
+def run_source(
+    source: Source,
+    runner: StatementRunner,
+    *,
+    until_end: bool,
+    stop: threading.Event,
+) -> None:
+    """Read ``source`` to its end (or until ``stop``), pushing every batch into ``runner``."""
+    for batch in source.batches(until_end=until_end, stop=stop):
+        runner.push(batch)
+        if stop.is_set():
+            return

@@ -1,0 +1,78 @@
+"""What a run did: per statement records in/out, bad records, duration, connector counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StatementReport:
+    """The outcome of one statement of a run.
+
+    Attributes:
+        name: the statement's name (the stream name).
+        records_in: records the query received.
+        records_out: records the query emitted (each written to every sink).
+        errors: bad input records (undecodable, type errors), whatever the strategy.
+        duration: seconds from the start of the run to the statement's end.
+        sources: source name -> its counters.
+        sinks: sink name -> its counters.
+
+    """
+
+    name: str
+    records_in: int = 0
+    records_out: int = 0
+    errors: int = 0
+    duration: float = 0.0
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)
+    sinks: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    """The outcome of :meth:`velostream.Application.run`.
+
+    Attributes:
+        statements: statement name -> its report, in application order.
+        duration: seconds the whole run took.
+        error: the exception that ended the run, if it failed (``stop``/``start`` mode).
+
+    """
+
+    statements: dict[str, StatementReport] = field(default_factory=dict)
+    duration: float = 0.0
+    error: BaseException | None = None
+
+    @property
+    def records_in(self) -> int:
+        """Records received by every statement together."""
+        return sum(s.records_in for s in self.statements.values())
+
+    @property
+    def records_out(self) -> int:
+        """Records emitted by every statement together."""
+        return sum(s.records_out for s in self.statements.values())
+
+    @property
+    def errors(self) -> int:
+        """Bad input records of every statement together."""
+        return sum(s.errors for s in self.statements.values())
+
+    def summary(self) -> str:
+        """Return a short human-readable table of the run."""
+        width = max([len("statement"), *(len(n) for n in self.statements)])
+        lines = [
+            f"{'statement':<{width}}  {'records in':>12}  {'records out':>12}  {'errors':>8}  {'seconds':>8}"
+        ]
+        for report in self.statements.values():
+            lines.append(
+                f"{report.name:<{width}}  {report.records_in:>12,}  {report.records_out:>12,}  "
+                f"{report.errors:>8,}  {report.duration:>8.3f}"
+            )
+        status = "failed" if self.error is not None else "finished"
+        lines.append(
+            f"{status} in {self.duration:.3f}s: {self.records_in:,} records in, "
+            f"{self.records_out:,} out, {self.errors:,} bad records"
+        )
+        return "\n".join(lines)

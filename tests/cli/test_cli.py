@@ -1,0 +1,146 @@
+"""The ``velostream`` command through ``python -m velostream`` in a subprocess."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "app.sql"
+
+
+def velostream(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "velostream", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def demo_outputs(tmp_path):
+    return {
+        "big_trades.path": tmp_path / "big_trades.jsonl",
+        "cancelled_trades.path": tmp_path / "cancelled_trades.csv",
+        "whale_alerts.path": tmp_path / "whale_alerts.csv",
+    }
+
+
+def test_run_demo_from_another_directory(tmp_path):
+    outputs = demo_outputs(tmp_path)
+    sets = [arg for key, path in outputs.items() for arg in ("--set", f"{key}={path}")]
+    result = velostream("run", DEMO, "--until-end", *sets, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "big_trades" in result.stdout and "finished" in result.stdout
+
+    trades = [
+        json.loads(line)
+        for line in (DEMO.parent / "data" / "trades.jsonl").read_text().splitlines()
+    ]
+    expected = [
+        {
+            "symbol": t["symbol"],
+            "price": t["price"],
+            "qty": t["qty"],
+            "notional": t["price"] * t["qty"],
+            "ts": t["ts"],
+        }
+        for t in trades
+        if t["status"] == "FILLED" and t["price"] * t["qty"] >= 10000
+    ]
+    got = [json.loads(line) for line in outputs["big_trades.path"].read_text().splitlines()]
+    assert got == expected and expected
+    cancelled = outputs["cancelled_trades.path"].read_text().splitlines()
+    assert cancelled[0] == "symbol,qty,status,ts"
+    assert len(cancelled) - 1 == sum(t["status"] == "CANCELLED" for t in trades)
+    whales = outputs["whale_alerts.path"].read_text().splitlines()
+    assert len(whales) - 1 == sum(r["notional"] >= 50000 for r in expected)
+
+
+def test_validate_and_explain_demo(tmp_path):
+    result = velostream("validate", DEMO, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    result = velostream("explain", DEMO, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "wave 1: big_trades, cancelled_trades" in result.stdout
+    assert "wave 2: whale_alerts" in result.stdout
+    assert "file_source" in result.stdout and "file_sink" in result.stdout
+
+
+def write_app(tmp_path, body):
+    (tmp_path / "t.jsonl").write_text('{"symbol": "A", "price": 1.5}\n')
+    path = tmp_path / "app.sql"
+    path.write_text(body)
+    return path
+
+
+GOOD_WITH = "'t.type'='file_source', 't.path'='t.jsonl', 's.type'='file_sink', 's.path'='o.jsonl'"
+
+
+@pytest.mark.parametrize("command", ["run", "validate", "explain"])
+def test_syntax_error_exits_2_with_line_and_column(tmp_path, command):
+    app = write_app(tmp_path, f"CREATE STREAM s AS\nSELECT symbol,, FROM t WITH ({GOOD_WITH});\n")
+    result = velostream(command, app, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{app}:2:15:" in result.stderr
+    assert "SqlSyntaxError" in result.stderr
+
+
+def test_unknown_with_key_exits_2_naming_the_key(tmp_path):
+    app = write_app(
+        tmp_path,
+        f"CREATE STREAM s AS SELECT symbol FROM t\nWITH ({GOOD_WITH},\n 'error.stratgy'='fail');\n",
+    )
+    result = velostream("run", app, "--until-end", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'error.stratgy'" in result.stderr
+    assert "error.strategy" in result.stderr
+    assert f"{app}:3:2:" in result.stderr
+
+
+def test_bad_value_exits_2(tmp_path):
+    app = write_app(
+        tmp_path, f"CREATE STREAM s AS SELECT symbol FROM t WITH ({GOOD_WITH}, 't.format'='xml');\n"
+    )
+    result = velostream("run", app, "--until-end", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "'t.format'" in result.stderr and "'xml'" in result.stderr and "json" in result.stderr
+
+
+def test_bad_set_value_exits_2(tmp_path):
+    app = write_app(tmp_path, f"CREATE STREAM s AS SELECT symbol FROM t WITH ({GOOD_WITH});\n")
+    result = velostream("run", app, "--set", "error.strategy=sometimes", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "error.strategy" in result.stderr and "sometimes" in result.stderr
+
+
+def test_missing_source_file_exits_1_naming_the_path(tmp_path):
+    app = write_app(tmp_path, f"CREATE STREAM s AS SELECT symbol FROM t WITH ({GOOD_WITH});\n")
+    (tmp_path / "t.jsonl").unlink()
+    result = velostream("run", app, "--until-end", cwd=tmp_path)
+    assert result.returncode == 1
+    assert str(tmp_path / "t.jsonl") in result.stderr
+
+
+def test_bad_record_exits_1_with_file_and_line(tmp_path):
+    app = write_app(tmp_path, f"CREATE STREAM s AS SELECT symbol FROM t WITH ({GOOD_WITH});\n")
+    with (tmp_path / "t.jsonl").open("a") as handle:
+        handle.write("{oops\n")
+    result = velostream("run", app, "--until-end", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"{tmp_path / 't.jsonl'}:2: invalid JSON" in result.stderr
+
+
+def test_run_without_until_end_ends_with_bounded_files(tmp_path):
+    app = write_app(tmp_path, f"CREATE STREAM s AS SELECT symbol FROM t WITH ({GOOD_WITH});\n")
+    result = velostream("run", app, "--path", "legacy", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "o.jsonl").read_text() == '{"symbol":"A"}\n'
+
+
+def test_missing_sql_file_exits_2(tmp_path):
+    result = velostream("validate", tmp_path / "nope.sql", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "nope.sql" in result.stderr
