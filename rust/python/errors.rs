@@ -34,6 +34,11 @@ pub fn to_py(err: EngineError) -> PyErr {
             velostream_error(py, "SqlValidationError", message, Some(&kwargs))
         }
         EngineError::Data(message) => velostream_error(py, "DataError", message, None),
+        EngineError::BadValue { message, value } => {
+            let kwargs = PyDict::new(py);
+            let _ = kwargs.set_item("value", value);
+            velostream_error(py, "DataError", message, Some(&kwargs))
+        }
         EngineError::Snapshot(message) => velostream_error(py, "VelostreamError", message, None),
         EngineError::Plan(e) => PyRuntimeError::new_err(format!("invalid physical plan: {e}")),
         EngineError::Arrow(e) => velostream_error(py, "DataError", &e.to_string(), None),

@@ -17,6 +17,9 @@ pub enum EngineError {
     /// an integer by zero.
     #[error("{0}")]
     Data(String),
+    /// A value that could not be converted (`CAST('x1' AS DOUBLE)`): names the value.
+    #[error("{message}")]
+    BadValue { message: String, value: String },
     /// The plan handed over by the planner is not valid JSON of the expected shape.
     #[error("invalid physical plan: {0}")]
     Plan(#[from] serde_json::Error),

@@ -17,6 +17,7 @@ use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
+use crate::expr::{canonical_float, Value};
 
 /// How keys are turned into bytes.
 enum Encoding {
@@ -185,7 +186,12 @@ impl GroupTable {
                 }
             }
             Encoding::Rows(converter) => {
-                let rows = converter.convert_columns(keys)?;
+                // -0.0 and 0.0 are one key, and so is every NaN (SQL equality).
+                let keys: Vec<ArrayRef> = keys
+                    .iter()
+                    .map(|k| canonical_float(Value::Array(k.clone())).array().clone())
+                    .collect();
+                let rows = converter.convert_columns(&keys)?;
                 for row in rows.iter() {
                     let g = self.intern(row.as_ref());
                     out.push(g);

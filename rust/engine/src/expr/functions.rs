@@ -340,7 +340,9 @@ fn math(func: ScalarFunc, a: &ArrayRef) -> Result<ArrayRef> {
             match func {
                 ScalarFunc::Abs => Arc::new(i.try_unary::<_, Int64Type, _>(|v| {
                     v.checked_abs().ok_or_else(|| {
-                        arrow::error::ArrowError::ArithmeticOverflow(format!("ABS({v})"))
+                        arrow::error::ArrowError::ArithmeticOverflow(format!(
+                            "integer overflow in ABS({v})"
+                        ))
                     })
                 })?),
                 ScalarFunc::Round(d) if d < 0 => {
@@ -461,7 +463,11 @@ pub fn eval_function(func: ScalarFunc, args: &[Value], input: &Input, pos: Pos) 
         ScalarFunc::Abs | ScalarFunc::Round(_) | ScalarFunc::Floor | ScalarFunc::Ceil => {
             math(func, &arrays[0]).map_err(|e| match e {
                 EngineError::Arrow(a) => EngineError::data(
-                    &format!("{}{func:?}", super::pos_prefix(pos)).to_uppercase(),
+                    &format!(
+                        "{}{}",
+                        super::pos_prefix(pos),
+                        format!("{func:?}").to_uppercase()
+                    ),
                     a,
                 ),
                 other => other,

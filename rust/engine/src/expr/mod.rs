@@ -13,8 +13,8 @@ use std::sync::Arc;
 
 use arrow::array::Datum;
 use arrow::array::{
-    new_null_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array, Int64Array,
-    StringArray, UInt32Array,
+    new_empty_array, new_null_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array,
+    Int64Array, StringArray, UInt32Array,
 };
 use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
 use arrow::compute::{cast_with_options, prep_null_mask_filter, take, CastOptions};
@@ -329,7 +329,54 @@ fn literal_fits(lit: &ArrayRef, narrow: &DataType, wide: &DataType) -> bool {
 }
 
 /// Bind a plan expression to a scope, returning the bound expression and its type.
+/// Sub-expressions without column references are evaluated once, here (constant folding).
 pub fn bind(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
+    let (e, dt) = bind_node(expr, scope)?;
+    Ok((fold_constant(e), dt))
+}
+
+/// Whether an expression reads no column and no clock.
+fn is_constant(e: &PhysExpr) -> bool {
+    match e {
+        PhysExpr::Literal(_) => true,
+        PhysExpr::Column(_) | PhysExpr::ProcessingTimeMillis => false,
+        PhysExpr::Func { func, args, .. } => {
+            *func != ScalarFunc::Now && args.iter().all(is_constant)
+        }
+        PhysExpr::Arith { left, right, .. }
+        | PhysExpr::Cmp { left, right, .. }
+        | PhysExpr::And(left, right)
+        | PhysExpr::Or(left, right)
+        | PhysExpr::Concat(left, right) => is_constant(left) && is_constant(right),
+        PhysExpr::Not(a) | PhysExpr::Neg(a, _) => is_constant(a),
+        PhysExpr::IsNull { arg, .. } | PhysExpr::Cast { arg, .. } => is_constant(arg),
+        PhysExpr::Like { arg, pattern, .. } => is_constant(arg) && is_constant(pattern),
+        PhysExpr::Case { whens, otherwise } => {
+            whens.iter().all(|(c, t)| is_constant(c) && is_constant(t)) && is_constant(otherwise)
+        }
+        PhysExpr::Coalesce(args) => args.iter().all(is_constant),
+    }
+}
+
+/// Replace a constant expression by its value. One that fails to evaluate (`5 % 0`) is
+/// kept, so the error surfaces with the data, as for any other row.
+fn fold_constant(e: PhysExpr) -> PhysExpr {
+    if matches!(e, PhysExpr::Literal(_)) || !is_constant(&e) {
+        return e;
+    }
+    let input = Input {
+        columns: &[],
+        num_rows: 1,
+        now_ms: 0,
+    };
+    match e.eval(&input) {
+        Ok(Value::Scalar(s)) => PhysExpr::Literal(s),
+        Ok(Value::Array(a)) if a.len() == 1 => PhysExpr::Literal(Lit::new(a)),
+        _ => e,
+    }
+}
+
+fn bind_node(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
     match expr {
         Expr::Column { name, pos } => {
             if scope.agg_offset.is_some() {
@@ -584,7 +631,7 @@ fn bind_binary(
         })?;
         let l = cast_to(l, &ldt, &lt, pos)?;
         let r = cast_to(r, &rdt, &rt, pos)?;
-        let out = arith_result_type(op, &lt, &rt);
+        let out = arith_result_type(op, &lt, &rt, pos)?;
         return Ok((
             PhysExpr::Arith {
                 op,
@@ -678,27 +725,28 @@ fn symbol(func: &str) -> &'static str {
     }
 }
 
-/// The output type of an arithmetic kernel over already-coerced operands.
-fn arith_result_type(op: ArithOp, l: &DataType, r: &DataType) -> DataType {
-    match (l, r) {
-        (DataType::Decimal128(p1, s1), DataType::Decimal128(p2, s2)) => {
-            let (p1, s1, p2, s2) = (*p1 as i16, *s1 as i16, *p2 as i16, *s2 as i16);
-            let (p, s) = match op {
-                ArithOp::Add | ArithOp::Sub => {
-                    let s = s1.max(s2);
-                    (s + (p1 - s1).max(p2 - s2) + 1, s)
-                }
-                ArithOp::Mul => (p1 + p2 + 1, s1 + s2),
-                ArithOp::Div => {
-                    let s = (s1 + 4).max(s1 + p2 - s2 + 1).min(38);
-                    (p1 - s1 + s2 + s, s)
-                }
-                ArithOp::Mod => (p1.max(p2), s1.max(s2)),
-            };
-            DataType::Decimal128(p.min(38) as u8, s.min(38) as i8)
-        }
-        _ => l.clone(),
+/// The output type of an arithmetic kernel over already-coerced operands, asked of the
+/// kernel itself (on empty inputs) so it always matches what evaluation produces.
+fn arith_result_type(op: ArithOp, l: &DataType, r: &DataType, pos: Pos) -> Result<DataType> {
+    let (le, re) = (new_empty_array(l), new_empty_array(r));
+    let out = match op {
+        ArithOp::Add => numeric::add(&le, &re),
+        ArithOp::Sub => numeric::sub(&le, &re),
+        ArithOp::Mul => numeric::mul(&le, &re),
+        ArithOp::Div => numeric::div(&le, &re),
+        ArithOp::Mod => numeric::rem(&le, &re),
     }
+    .map_err(|e| {
+        EngineError::validation(
+            format!(
+                "arithmetic on {} and {} is not supported: {e}",
+                sql_name(l),
+                sql_name(r)
+            ),
+            pos,
+        )
+    })?;
+    Ok(out.data_type().clone())
 }
 
 fn bind_case(
@@ -789,6 +837,35 @@ fn bind_coalesce(args: &[Expr], pos: Pos, scope: &Scope) -> Result<(PhysExpr, Da
     Ok((PhysExpr::Coalesce(cast), out))
 }
 
+/// SQL compares floats by value: `-0.0 = 0.0`, and every NaN equals every NaN and is
+/// greater than any number (as DuckDB and Postgres). Arrow's kernels use the IEEE total
+/// order, where `-0.0 < 0.0` and a NaN with the sign bit set (as `0.0 / 0.0` gives on
+/// x86) sorts first; mapping both to one canonical value gives SQL semantics.
+pub fn canonical_float(v: Value) -> Value {
+    fn canon(a: &ArrayRef) -> Option<ArrayRef> {
+        match a.data_type() {
+            DataType::Float64 => {
+                let f = a.as_any().downcast_ref::<Float64Array>()?;
+                let out: Float64Array = f.unary(|x| if x.is_nan() { f64::NAN } else { x + 0.0 });
+                Some(Arc::new(out))
+            }
+            DataType::Float32 => {
+                let f = a.as_any().downcast_ref::<arrow::array::Float32Array>()?;
+                let out: arrow::array::Float32Array =
+                    f.unary(|x| if x.is_nan() { f32::NAN } else { x + 0.0 });
+                Some(Arc::new(out))
+            }
+            _ => None,
+        }
+    }
+    match &v {
+        Value::Array(a) => canon(a).map(Value::Array).unwrap_or(v),
+        Value::Scalar(s) => canon(s.inner())
+            .map(|a| Value::Scalar(Lit::new(a)))
+            .unwrap_or(v),
+    }
+}
+
 /// `column = 'literal'` (or `<>`) on a string column: compare lengths first and bytes
 /// only when they match. Arrow's generic kernel calls memcmp for every row, which
 /// dominated filters such as `status = 'open'`.
@@ -816,6 +893,30 @@ fn string_equals_literal(op: CmpOp, l: &Value, r: &Value) -> Option<BooleanArray
         equal != negate
     });
     Some(BooleanArray::new(bits, column.nulls().cloned()))
+}
+
+/// A failed CAST, naming the first value that does not convert (found by casting again
+/// leniently: the first row that is set in the input but NULL in the output).
+fn cast_error(
+    input: &ArrayRef,
+    to: &DataType,
+    pos: Pos,
+    err: arrow::error::ArrowError,
+) -> EngineError {
+    let what = format!("{}CAST to {}", pos_prefix(pos), sql_name(to));
+    let lenient = cast_with_options(input.as_ref(), to, &CastOptions::default());
+    let bad_row = lenient
+        .ok()
+        .and_then(|out| (0..input.len()).find(|&i| input.is_valid(i) && out.is_null(i)));
+    let Some(row) = bad_row else {
+        return EngineError::data(&what, err);
+    };
+    let value = arrow::util::display::array_value_to_string(input.as_ref(), row)
+        .unwrap_or_else(|_| "?".to_string());
+    EngineError::BadValue {
+        message: format!("{what}: the value '{value}' cannot be converted"),
+        value,
+    }
 }
 
 fn pos_prefix(pos: Pos) -> String {
@@ -871,6 +972,7 @@ impl PhysExpr {
                 if let Some(out) = string_equals_literal(*op, &l, &r) {
                     return Ok(Value::Array(Arc::new(out)));
                 }
+                let (l, r) = (canonical_float(l), canonical_float(r));
                 let f = match op {
                     CmpOp::Eq => cmp::eq,
                     CmpOp::NotEq => cmp::neq,
@@ -953,13 +1055,8 @@ impl PhysExpr {
             }
             PhysExpr::Cast { arg, to, pos } => {
                 let v = arg.eval(input)?;
-                let out =
-                    cast_with_options(v.array().as_ref(), to, &cast_options()).map_err(|e| {
-                        EngineError::data(
-                            &format!("{}CAST to {}", pos_prefix(*pos), sql_name(to)),
-                            e,
-                        )
-                    })?;
+                let out = cast_with_options(v.array().as_ref(), to, &cast_options())
+                    .map_err(|e| cast_error(v.array(), to, *pos, e))?;
                 Ok(Value::from_result(out, v.is_scalar()))
             }
             PhysExpr::Like {
