@@ -42,3 +42,19 @@ WITH (
     'whale_alerts.path' = 'output/whale_alerts.csv',
     'whale_alerts.format' = 'csv'
 );
+
+-- Running per-symbol statistics of filled trades (EMIT CHANGES: one updated row per
+-- input trade, the symbol's aggregate so far).
+CREATE STREAM symbol_stats AS
+SELECT symbol, COUNT(*) AS trades, SUM(qty) AS volume, ROUND(AVG(price), 2) AS avg_price
+FROM trades
+WHERE status = 'FILLED'
+GROUP BY symbol
+EMIT CHANGES
+WITH (
+    'trades.type' = 'file_source',
+    'trades.path' = 'data/trades.jsonl',
+    'symbol_stats.type' = 'file_sink',
+    'symbol_stats.path' = 'output/symbol_stats.jsonl',
+    'symbol_stats.format' = 'json'
+);

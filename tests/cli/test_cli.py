@@ -25,6 +25,7 @@ def demo_outputs(tmp_path):
         "big_trades.path": tmp_path / "big_trades.jsonl",
         "cancelled_trades.path": tmp_path / "cancelled_trades.csv",
         "whale_alerts.path": tmp_path / "whale_alerts.csv",
+        "symbol_stats.path": tmp_path / "symbol_stats.jsonl",
     }
 
 
@@ -58,13 +59,30 @@ def test_run_demo_from_another_directory(tmp_path):
     whales = outputs["whale_alerts.path"].read_text().splitlines()
     assert len(whales) - 1 == sum(r["notional"] >= 50000 for r in expected)
 
+    # The GROUP BY statement emits each filled trade's running per-symbol aggregate.
+    running: dict[str, list] = {}
+    expected_stats = []
+    for t in trades:
+        if t["status"] != "FILLED":
+            continue
+        count, volume, total = running.get(t["symbol"], (0, 0, 0.0))
+        running[t["symbol"]] = (count + 1, volume + t["qty"], total + t["price"])
+        count, volume, total = running[t["symbol"]]
+        expected_stats.append((t["symbol"], count, volume, round(total / count, 2)))
+    stats = [json.loads(line) for line in outputs["symbol_stats.path"].read_text().splitlines()]
+    got_stats = [(r["symbol"], r["trades"], r["volume"], r["avg_price"]) for r in stats]
+    assert len(got_stats) == len(expected_stats) > 0
+    for got_row, want in zip(got_stats, expected_stats, strict=True):
+        assert got_row[:3] == want[:3]
+        assert got_row[3] == pytest.approx(want[3], abs=0.011)
+
 
 def test_validate_and_explain_demo(tmp_path):
     result = velostream("validate", DEMO, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     result = velostream("explain", DEMO, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "wave 1: big_trades, cancelled_trades" in result.stdout
+    assert "wave 1: big_trades, cancelled_trades, symbol_stats" in result.stdout
     assert "wave 2: whale_alerts" in result.stdout
     assert "file_source" in result.stdout and "file_sink" in result.stdout
 
