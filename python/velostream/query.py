@@ -32,10 +32,14 @@ _NOT_YET = {
 
 def _reject_unbuilt(properties: Mapping[str, str], connectors: Sequence[str]) -> None:
     for key, value in properties.items():
-        if any(key.startswith(f"{name}.") for name in connectors):
-            continue
+        # Per-source keys (`'<name>.event.time.field'`) configure the same features.
+        local = key
+        for name in connectors:
+            if key.startswith(f"{name}."):
+                local = key[len(name) + 1 :]
+                break
         for prefix, feature in _NOT_YET.items():
-            if key.startswith(prefix):
+            if local.startswith(prefix):
                 raise ConfigError(
                     f"property '{key}' configures {feature}, which is not supported yet "
                     "(it arrives in a later release)",

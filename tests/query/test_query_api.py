@@ -508,3 +508,18 @@ def test_integer_overflow_is_a_data_error_not_a_wrap(path: str, expr: str) -> No
         duck(f"{expr} AS x", batch)
     error = error_of(vs.DataError, f"SELECT {expr} AS x FROM t", batch, path)
     assert "overflow" in str(error).lower() or "cast" in str(error).lower()
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["event.time.field", "trades.event.time.field", "watermark.strategy", "late.data.strategy"],
+)
+def test_properties_of_features_not_built_yet_are_rejected_not_ignored(key: str) -> None:
+    value = "ts" if key.endswith("field") else "drop" if "late" in key else "ascending"
+    with pytest.raises(vs.ConfigError) as info:
+        vs.compile(
+            "SELECT symbol FROM trades",
+            properties={"trades.type": "file_source", key: value},
+        )
+    assert info.value.key == key
+    assert "not supported yet" in str(info.value)
