@@ -11,9 +11,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use arrow::array::{Array, RecordBatch, StructArray};
-use arrow::datatypes::SchemaRef;
-use arrow::ffi::FFI_ArrowArray;
+use arrow::array::{Array, RecordBatch, RecordBatchOptions, StructArray};
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::ffi::{from_ffi_and_data_type, FFI_ArrowArray};
+use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -21,6 +22,13 @@ use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader, PySchema};
 use velostream_engine::Processor as EngineProcessor;
 
 use crate::errors::to_py;
+
+/// The last input schema seen, in both forms, so that a batch of the same schema is
+/// imported without exporting and re-parsing its schema.
+struct InputSchema {
+    schema: SchemaRef,
+    pyarrow: Py<PyAny>,
+}
 
 /// The pyarrow form of the current output schema, imported once.
 struct OutputSchema {
@@ -32,9 +40,64 @@ struct OutputSchema {
 pub struct Processor {
     inner: Mutex<EngineProcessor>,
     output: Mutex<Option<OutputSchema>>,
+    input: Mutex<Option<InputSchema>>,
 }
 
 impl Processor {
+    /// Import a `pyarrow.RecordBatch` whose schema equals the last one seen: only its
+    /// array is exported (`_export_to_c` without a schema) and imported with the cached
+    /// Arrow schema. Returns None for anything else (the generic capsule path handles it).
+    fn import_pyarrow_batch(
+        &self,
+        py: Python<'_>,
+        batch: &Bound<'_, PyAny>,
+    ) -> PyResult<Option<RecordBatch>> {
+        let Ok(py_schema) = batch.getattr(intern!(py, "schema")) else {
+            return Ok(None);
+        };
+        if !batch.hasattr(intern!(py, "_export_to_c"))? {
+            return Ok(None);
+        }
+        let cached = {
+            let cache = self.input.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.as_ref() {
+                Some(c) => Some((c.schema.clone(), c.pyarrow.clone_ref(py))),
+                None => None,
+            }
+        };
+        let schema = match cached {
+            Some((schema, pyarrow))
+                if py_schema
+                    .call_method1(intern!(py, "equals"), (pyarrow.bind(py),))?
+                    .is_truthy()? =>
+            {
+                schema
+            }
+            _ => {
+                // A new schema: import it once through the capsule interface.
+                let schema = py_schema.extract::<PySchema>()?.into_inner();
+                *self.input.lock().unwrap_or_else(|p| p.into_inner()) = Some(InputSchema {
+                    schema: schema.clone(),
+                    pyarrow: py_schema.unbind(),
+                });
+                schema
+            }
+        };
+        let mut ffi = Box::new(FFI_ArrowArray::empty());
+        let address = &mut *ffi as *mut FFI_ArrowArray as usize;
+        batch.call_method1(intern!(py, "_export_to_c"), (address,))?;
+        let struct_type = DataType::Struct(schema.fields().clone());
+        // SAFETY: pyarrow has just filled `ffi` with a struct array of `schema`'s fields
+        // (the schema equals the cached one); ownership moves into the imported data.
+        let data = unsafe { from_ffi_and_data_type(*ffi, struct_type) }
+            .map_err(|e| PyValueError::new_err(e.to_string()))?;
+        let columns = StructArray::from(data).into_parts().1;
+        let options = RecordBatchOptions::new().with_row_count(Some(batch.len()?));
+        RecordBatch::try_new_with_options(schema, columns, &options)
+            .map(Some)
+            .map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut EngineProcessor) -> R) -> R {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut guard)
@@ -79,12 +142,20 @@ impl Processor {
         Ok(Processor {
             inner: Mutex::new(inner),
             output: Mutex::new(None),
+            input: Mutex::new(None),
         })
     }
 
     /// Process one batch; returns the rows the query emits for it.
-    fn process<'py>(&self, py: Python<'py>, batch: PyRecordBatch) -> PyResult<Bound<'py, PyAny>> {
-        let batch = batch.into_inner();
+    fn process<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let batch = match self.import_pyarrow_batch(py, batch)? {
+            Some(b) => b,
+            None => batch.extract::<PyRecordBatch>()?.into_inner(),
+        };
         let out = py
             .detach(|| self.with(|p| p.process(&batch)))
             .map_err(to_py)?;

@@ -1,0 +1,41 @@
+"""Batches crossing the Python/Rust boundary: cached schemas must never serve a stale one."""
+
+import pyarrow as pa
+import pytest
+
+import velostream as vs
+
+
+def test_sliced_batches_keep_their_offsets() -> None:
+    batch = pa.record_batch({"a": list(range(10)), "s": [f"v{i}" for i in range(10)]})
+    q = vs.compile("SELECT a, s FROM t WHERE a >= 0")
+    q.process(batch)  # caches the schema
+    out = q.process(batch.slice(3, 4))
+    assert out.to_pydict() == {"a": [3, 4, 5, 6], "s": ["v3", "v4", "v5", "v6"]}
+
+
+def test_a_changed_input_schema_is_imported_again() -> None:
+    q = vs.compile("SELECT a + 1 AS b FROM t")
+    assert q.process(pa.record_batch({"a": [1]})).to_pydict() == {"b": [2]}
+    # Same column name, another type and an extra column: the new schema must be used.
+    changed = pa.record_batch({"x": ["ignored"], "a": pa.array([41], pa.int32())})
+    assert q.process(changed).to_pydict() == {"b": [42]}
+
+
+def test_a_changed_output_type_is_an_error_not_a_silent_cast() -> None:
+    q = vs.compile("SELECT a FROM t")
+    q.process(pa.record_batch({"a": [1]}))
+    with pytest.raises(vs.SqlValidationError):
+        q.process(pa.record_batch({"a": ["text"]}))
+
+
+def test_any_arrow_exporter_is_accepted() -> None:
+    class Exporter:
+        def __init__(self, batch: pa.RecordBatch) -> None:
+            self.batch = batch
+
+        def __arrow_c_array__(self, requested_schema=None):
+            return self.batch.__arrow_c_array__(requested_schema)
+
+    q = vs.compile("SELECT a * 2 AS b FROM t")
+    assert q.process(Exporter(pa.record_batch({"a": [1, 2]}))).to_pydict() == {"b": [2, 4]}
