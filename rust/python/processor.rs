@@ -60,10 +60,9 @@ impl Processor {
         }
         let cached = {
             let cache = self.input.lock().unwrap_or_else(|p| p.into_inner());
-            match cache.as_ref() {
-                Some(c) => Some((c.schema.clone(), c.pyarrow.clone_ref(py))),
-                None => None,
-            }
+            cache
+                .as_ref()
+                .map(|c| (c.schema.clone(), c.pyarrow.clone_ref(py)))
         };
         let schema = match cached {
             Some((schema, pyarrow))
