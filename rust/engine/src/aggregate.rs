@@ -8,8 +8,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Float64Builder, Int64Builder,
-    StringBuilder,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanBuilder, Decimal128Builder,
+    Float64Builder, Int64Builder, PrimitiveArray, PrimitiveBuilder, StringBuilder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
@@ -341,68 +341,30 @@ impl Accumulator {
                 Arc::new(b.finish())
             }
             AggState::SumInt(sums, has) => {
-                let a = arg
-                    .expect("SUM has an argument")
-                    .as_primitive::<Int64Type>();
-                let mut b = Int64Builder::with_capacity(n);
-                for (i, &g) in gids.iter().enumerate() {
-                    let g = g as usize;
-                    if a.is_valid(i) {
-                        sums[g] = sums[g]
-                            .checked_add(a.value(i))
-                            .ok_or_else(|| overflow("SUM"))?;
-                        has[g] = true;
-                    }
-                    if has[g] {
-                        b.append_value(sums[g]);
-                    } else {
-                        b.append_null();
-                    }
-                }
-                Arc::new(b.finish())
+                let a = arg.expect("SUM has an argument");
+                Arc::new(running_fold::<Int64Type>(gids, a, sums, has, |s, v, _| {
+                    s.checked_add(v).ok_or_else(|| overflow("SUM"))
+                })?)
             }
             AggState::SumFloat(sums, has) => {
-                let a = arg
-                    .expect("SUM has an argument")
-                    .as_primitive::<Float64Type>();
-                let mut b = Float64Builder::with_capacity(n);
-                for (i, &g) in gids.iter().enumerate() {
-                    let g = g as usize;
-                    if a.is_valid(i) {
-                        sums[g] += a.value(i);
-                        has[g] = true;
-                    }
-                    if has[g] {
-                        b.append_value(sums[g]);
-                    } else {
-                        b.append_null();
-                    }
-                }
-                Arc::new(b.finish())
+                let a = arg.expect("SUM has an argument");
+                Arc::new(running_fold::<Float64Type>(
+                    gids,
+                    a,
+                    sums,
+                    has,
+                    |s, v, _| Ok(s + v),
+                )?)
             }
             AggState::SumDecimal(sums, has) => {
-                let a = arg
-                    .expect("SUM has an argument")
-                    .as_primitive::<Decimal128Type>();
-                let mut b = Decimal128Builder::with_capacity(n);
-                for (i, &g) in gids.iter().enumerate() {
-                    let g = g as usize;
-                    if a.is_valid(i) {
-                        sums[g] = sums[g]
-                            .checked_add(a.value(i))
-                            .ok_or_else(|| overflow("SUM"))?;
-                        has[g] = true;
-                    }
-                    if has[g] {
-                        b.append_value(sums[g]);
-                    } else {
-                        b.append_null();
-                    }
-                }
+                let a = arg.expect("SUM has an argument");
                 let DataType::Decimal128(p, s) = self.output_type else {
                     unreachable!()
                 };
-                Arc::new(b.finish().with_precision_and_scale(p, s)?)
+                let out = running_fold::<Decimal128Type>(gids, a, sums, has, |s, v, _| {
+                    s.checked_add(v).ok_or_else(|| overflow("SUM"))
+                })?;
+                Arc::new(out.with_precision_and_scale(p, s)?)
             }
             AggState::AvgInt(sums, counts) => {
                 let a = arg
@@ -542,6 +504,29 @@ impl Accumulator {
     }
 }
 
+/// Fold each row's value into its group's slot with `step(slot, value, slot_is_set)`,
+/// skipping NULLs, and emit every row's slot right after its update (NULL while the group
+/// has seen no value): the running aggregate of SUM, MIN, MAX, FIRST/LAST_VALUE.
+fn running_fold<T: ArrowPrimitiveType>(
+    gids: &[u32],
+    arg: &ArrayRef,
+    slots: &mut [T::Native],
+    has: &mut [bool],
+    mut step: impl FnMut(T::Native, T::Native, bool) -> Result<T::Native>,
+) -> Result<PrimitiveArray<T>> {
+    let a = arg.as_primitive::<T>();
+    let mut b = PrimitiveBuilder::<T>::with_capacity(gids.len());
+    for (i, &g) in gids.iter().enumerate() {
+        let g = g as usize;
+        if a.is_valid(i) {
+            slots[g] = step(slots[g], a.value(i), has[g])?;
+            has[g] = true;
+        }
+        b.append_option(has[g].then_some(slots[g]));
+    }
+    Ok(b.finish())
+}
+
 /// `a / b` for b > 0, rounded half away from zero.
 fn divide_half_away(a: i128, b: i128) -> i128 {
     let q = a / b;
@@ -572,60 +557,31 @@ fn pick_update(
     let n = gids.len();
     Ok(match values {
         Values::Int(vals, has) => {
-            let a = a.as_primitive::<Int64Type>();
-            let mut b = Int64Builder::with_capacity(n);
-            for (i, &g) in gids.iter().enumerate() {
-                let g = g as usize;
-                if a.is_valid(i) {
-                    let x = a.value(i);
-                    if keep(pick, &vals[g], has[g], &x) {
-                        vals[g] = x;
-                        has[g] = true;
-                    }
-                }
-                b.append_option(has[g].then_some(vals[g]));
-            }
-            let out: ArrayRef = Arc::new(b.finish());
+            let out: ArrayRef =
+                Arc::new(running_fold::<Int64Type>(gids, a, vals, has, |c, v, h| {
+                    Ok(if keep(pick, &c, h, &v) { v } else { c })
+                })?);
             if output_type == &DataType::Int64 {
                 out
             } else {
                 cast(out.as_ref(), output_type)?
             }
         }
-        Values::Float(vals, has) => {
-            let a = a.as_primitive::<Float64Type>();
-            let mut b = Float64Builder::with_capacity(n);
-            for (i, &g) in gids.iter().enumerate() {
-                let g = g as usize;
-                if a.is_valid(i) {
-                    let x = a.value(i);
-                    if keep(pick, &vals[g], has[g], &x) {
-                        vals[g] = x;
-                        has[g] = true;
-                    }
-                }
-                b.append_option(has[g].then_some(vals[g]));
-            }
-            Arc::new(b.finish())
-        }
+        Values::Float(vals, has) => Arc::new(running_fold::<Float64Type>(
+            gids,
+            a,
+            vals,
+            has,
+            |c, v, h| Ok(if keep(pick, &c, h, &v) { v } else { c }),
+        )?),
         Values::Decimal(vals, has) => {
-            let a = a.as_primitive::<Decimal128Type>();
-            let mut b = Decimal128Builder::with_capacity(n);
-            for (i, &g) in gids.iter().enumerate() {
-                let g = g as usize;
-                if a.is_valid(i) {
-                    let x = a.value(i);
-                    if keep(pick, &vals[g], has[g], &x) {
-                        vals[g] = x;
-                        has[g] = true;
-                    }
-                }
-                b.append_option(has[g].then_some(vals[g]));
-            }
             let DataType::Decimal128(p, s) = output_type else {
                 unreachable!()
             };
-            Arc::new(b.finish().with_precision_and_scale(*p, *s)?)
+            let out = running_fold::<Decimal128Type>(gids, a, vals, has, |c, v, h| {
+                Ok(if keep(pick, &c, h, &v) { v } else { c })
+            })?;
+            Arc::new(out.with_precision_and_scale(*p, *s)?)
         }
         Values::Str(vals) => {
             let a = a.as_string::<i32>();

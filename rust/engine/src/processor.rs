@@ -152,7 +152,6 @@ impl Processor {
                     .iter()
                     .map(Accumulator::state_bytes)
                     .sum::<usize>()
-                + s.gids.capacity() * 4
         })
     }
 
