@@ -866,6 +866,62 @@ pub fn canonical_float(v: Value) -> Value {
     }
 }
 
+/// SQL comparison of two float64 values: `-0.0 = 0.0` (IEEE), and NaN equals NaN and is
+/// greater than every number.
+#[inline]
+fn sql_float_cmp(op: CmpOp, a: f64, b: f64) -> bool {
+    let lt = |x: f64, y: f64| !x.is_nan() && (y.is_nan() || x < y);
+    let eq = |x: f64, y: f64| (x.is_nan() && y.is_nan()) || x == y;
+    match op {
+        CmpOp::Eq => eq(a, b),
+        CmpOp::NotEq => !eq(a, b),
+        CmpOp::Lt => lt(a, b),
+        CmpOp::LtEq => !lt(b, a),
+        CmpOp::Gt => lt(b, a),
+        CmpOp::GtEq => !lt(a, b),
+    }
+}
+
+/// Compare float64 operands in one pass with SQL semantics (no canonicalising copy).
+/// None for other types or a NULL literal (the generic path handles those).
+fn float_compare(op: CmpOp, l: &Value, r: &Value) -> Option<BooleanArray> {
+    let as_f64 = |v: &Value| v.array().as_any().downcast_ref::<Float64Array>().cloned();
+    let (la, ra) = (as_f64(l)?, as_f64(r)?);
+    let out = match (l.is_scalar(), r.is_scalar()) {
+        (false, true) | (true, true) => {
+            if ra.is_null(0) {
+                return None;
+            }
+            let b = ra.value(0);
+            let values = la.values();
+            let bits = arrow::buffer::BooleanBuffer::collect_bool(la.len(), |i| {
+                sql_float_cmp(op, values[i], b)
+            });
+            BooleanArray::new(bits, la.nulls().cloned())
+        }
+        (true, false) => {
+            if la.is_null(0) {
+                return None;
+            }
+            let a = la.value(0);
+            let values = ra.values();
+            let bits = arrow::buffer::BooleanBuffer::collect_bool(ra.len(), |i| {
+                sql_float_cmp(op, a, values[i])
+            });
+            BooleanArray::new(bits, ra.nulls().cloned())
+        }
+        (false, false) => {
+            let (lv, rv) = (la.values(), ra.values());
+            let bits = arrow::buffer::BooleanBuffer::collect_bool(la.len(), |i| {
+                sql_float_cmp(op, lv[i], rv[i])
+            });
+            let nulls = arrow::buffer::NullBuffer::union(la.nulls(), ra.nulls());
+            BooleanArray::new(bits, nulls)
+        }
+    };
+    Some(out)
+}
+
 /// `column = 'literal'` (or `<>`) on a string column: compare lengths first and bytes
 /// only when they match. Arrow's generic kernel calls memcmp for every row, which
 /// dominated filters such as `status = 'open'`.
@@ -889,7 +945,13 @@ fn string_equals_literal(op: CmpOp, l: &Value, r: &Value) -> Option<BooleanArray
     let bytes = column.value_data();
     let bits = arrow::buffer::BooleanBuffer::collect_bool(column.len(), |i| {
         let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-        let equal = end - start == needle.len() && &bytes[start..end] == needle;
+        // A byte loop, not `==` on slices: for short strings a memcmp call per row
+        // costs more than the comparison.
+        let equal = end - start == needle.len()
+            && bytes[start..end]
+                .iter()
+                .zip(needle)
+                .fold(true, |same, (a, b)| same & (a == b));
         equal != negate
     });
     Some(BooleanArray::new(bits, column.nulls().cloned()))
@@ -971,6 +1033,10 @@ impl PhysExpr {
                 let r = right.eval(input)?;
                 if let Some(out) = string_equals_literal(*op, &l, &r) {
                     return Ok(Value::Array(Arc::new(out)));
+                }
+                if let Some(out) = float_compare(*op, &l, &r) {
+                    let scalar = l.is_scalar() && r.is_scalar();
+                    return Ok(Value::from_result(Arc::new(out), scalar));
                 }
                 let (l, r) = (canonical_float(l), canonical_float(r));
                 let f = match op {
