@@ -162,3 +162,13 @@ def test_missing_sql_file_exits_2(tmp_path):
     result = velostream("validate", tmp_path / "nope.sql", cwd=tmp_path)
     assert result.returncode == 2
     assert "nope.sql" in result.stderr
+
+
+def test_unknown_source_is_reported_at_its_from_position(tmp_path):
+    path = tmp_path / "app.sql"
+    path.write_text(
+        "CREATE STREAM s AS\nSELECT a\n  FROM nope\nWITH ('s.type'='file_sink', 's.path'='o.jsonl');"
+    )
+    result = velostream("validate", path, cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{path}:3:8:" in result.stderr and "nope" in result.stderr

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -30,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sqlglot import exp
 
 from velostream import config
 from velostream.app.graph import dependency_waves
@@ -41,6 +42,7 @@ from velostream.io.file_sink import FileSink
 from velostream.runtime.job import StatementRunner, run_source
 from velostream.runtime.report import RunReport
 from velostream.sql import Statement, parse_script
+from velostream.sql.dialect import node_position
 
 logger = logging.getLogger("velostream.app")
 
@@ -89,19 +91,13 @@ def _located(statement: Statement) -> Iterator[None]:
 
 
 def _from_position(statement: Statement, source: str) -> tuple[int, int]:
-    """Return the script position of ``source`` after FROM (the statement's, if not found)."""
-    match = re.search(
-        r"\bFROM\s+[`\"]?(" + re.escape(source) + r")\b", statement.text, re.IGNORECASE
-    )
-    if match is None:
-        return statement.line, statement.column
-    before = statement.text[: match.start(1)]
-    line = statement.line + before.count("\n")
-    if "\n" in before:
-        column = len(before) - before.rfind("\n")
-    else:
-        column = statement.column + len(before)
-    return line, column
+    """Return the script position of ``source`` in FROM (the statement's, if not found)."""
+    for table in statement.query.find_all(exp.Table):
+        if table.name == source:
+            position = node_position(table.this) or node_position(table)
+            if position is not None:
+                return position
+    return statement.line, statement.column
 
 
 def _plan_summary(plan: Mapping[str, Any]) -> str:
