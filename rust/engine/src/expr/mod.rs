@@ -337,25 +337,18 @@ pub fn bind(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
 
 /// Whether an expression reads no column and no clock.
 fn is_constant(e: &PhysExpr) -> bool {
-    match e {
-        PhysExpr::Literal(_) => true,
-        PhysExpr::Column(_) | PhysExpr::ProcessingTimeMillis => false,
-        PhysExpr::Func { func, args, .. } => {
-            *func != ScalarFunc::Now && args.iter().all(is_constant)
-        }
-        PhysExpr::Arith { left, right, .. }
-        | PhysExpr::Cmp { left, right, .. }
-        | PhysExpr::And(left, right)
-        | PhysExpr::Or(left, right)
-        | PhysExpr::Concat(left, right) => is_constant(left) && is_constant(right),
-        PhysExpr::Not(a) | PhysExpr::Neg(a, _) => is_constant(a),
-        PhysExpr::IsNull { arg, .. } | PhysExpr::Cast { arg, .. } => is_constant(arg),
-        PhysExpr::Like { arg, pattern, .. } => is_constant(arg) && is_constant(pattern),
-        PhysExpr::Case { whens, otherwise } => {
-            whens.iter().all(|(c, t)| is_constant(c) && is_constant(t)) && is_constant(otherwise)
-        }
-        PhysExpr::Coalesce(args) => args.iter().all(is_constant),
-    }
+    let reads_input = matches!(
+        e,
+        PhysExpr::Column(_)
+            | PhysExpr::ProcessingTimeMillis
+            | PhysExpr::Func {
+                func: ScalarFunc::Now,
+                ..
+            }
+    );
+    let mut children = true;
+    e.for_each_child(&mut |c| children &= is_constant(c));
+    !reads_input && children
 }
 
 /// Replace a constant expression by its value. One that fails to evaluate (`5 % 0`) is
@@ -1172,72 +1165,84 @@ impl PhysExpr {
         }
     }
 
-    /// Input column indices this expression reads.
-    pub fn columns(&self, out: &mut Vec<usize>) {
+    /// Visit the direct sub-expressions.
+    fn for_each_child(&self, f: &mut dyn FnMut(&PhysExpr)) {
         match self {
-            PhysExpr::Column(i) => out.push(*i),
-            PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
+            PhysExpr::Column(_) | PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
             PhysExpr::Arith { left, right, .. }
             | PhysExpr::Cmp { left, right, .. }
             | PhysExpr::And(left, right)
             | PhysExpr::Or(left, right)
-            | PhysExpr::Concat(left, right) => {
-                left.columns(out);
-                right.columns(out);
+            | PhysExpr::Concat(left, right)
+            | PhysExpr::Like {
+                arg: left,
+                pattern: right,
+                ..
+            } => {
+                f(left);
+                f(right);
             }
-            PhysExpr::Not(a) | PhysExpr::Neg(a, _) => a.columns(out),
-            PhysExpr::IsNull { arg, .. } | PhysExpr::Cast { arg, .. } => arg.columns(out),
-            PhysExpr::Like { arg, pattern, .. } => {
-                arg.columns(out);
-                pattern.columns(out);
-            }
+            PhysExpr::Not(a)
+            | PhysExpr::Neg(a, _)
+            | PhysExpr::IsNull { arg: a, .. }
+            | PhysExpr::Cast { arg: a, .. } => f(a),
             PhysExpr::Case { whens, otherwise } => {
                 for (c, t) in whens {
-                    c.columns(out);
-                    t.columns(out);
+                    f(c);
+                    f(t);
                 }
-                otherwise.columns(out);
+                f(otherwise);
             }
-            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => {
-                for a in args {
-                    a.columns(out);
-                }
-            }
+            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => args.iter().for_each(f),
         }
+    }
+
+    /// Visit the direct sub-expressions, mutably.
+    fn for_each_child_mut(&mut self, f: &mut dyn FnMut(&mut PhysExpr)) {
+        match self {
+            PhysExpr::Column(_) | PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
+            PhysExpr::Arith { left, right, .. }
+            | PhysExpr::Cmp { left, right, .. }
+            | PhysExpr::And(left, right)
+            | PhysExpr::Or(left, right)
+            | PhysExpr::Concat(left, right)
+            | PhysExpr::Like {
+                arg: left,
+                pattern: right,
+                ..
+            } => {
+                f(left);
+                f(right);
+            }
+            PhysExpr::Not(a)
+            | PhysExpr::Neg(a, _)
+            | PhysExpr::IsNull { arg: a, .. }
+            | PhysExpr::Cast { arg: a, .. } => f(a),
+            PhysExpr::Case { whens, otherwise } => {
+                for (c, t) in whens {
+                    f(c);
+                    f(t);
+                }
+                f(otherwise);
+            }
+            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => args.iter_mut().for_each(f),
+        }
+    }
+
+    /// Input column indices this expression reads.
+    pub fn columns(&self, out: &mut Vec<usize>) {
+        if let PhysExpr::Column(i) = self {
+            out.push(*i);
+        }
+        self.for_each_child(&mut |c| c.columns(out));
     }
 
     /// Rewrite column indices through `map` (old index → new index).
     pub fn remap_columns(&mut self, map: &dyn Fn(usize) -> usize) {
-        match self {
-            PhysExpr::Column(i) => *i = map(*i),
-            PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
-            PhysExpr::Arith { left, right, .. }
-            | PhysExpr::Cmp { left, right, .. }
-            | PhysExpr::And(left, right)
-            | PhysExpr::Or(left, right)
-            | PhysExpr::Concat(left, right) => {
-                left.remap_columns(map);
-                right.remap_columns(map);
-            }
-            PhysExpr::Not(a) | PhysExpr::Neg(a, _) => a.remap_columns(map),
-            PhysExpr::IsNull { arg, .. } | PhysExpr::Cast { arg, .. } => arg.remap_columns(map),
-            PhysExpr::Like { arg, pattern, .. } => {
-                arg.remap_columns(map);
-                pattern.remap_columns(map);
-            }
-            PhysExpr::Case { whens, otherwise } => {
-                for (c, t) in whens {
-                    c.remap_columns(map);
-                    t.remap_columns(map);
-                }
-                otherwise.remap_columns(map);
-            }
-            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => {
-                for a in args {
-                    a.remap_columns(map);
-                }
-            }
+        if let PhysExpr::Column(i) = self {
+            *i = map(*i);
         }
+        self.for_each_child_mut(&mut |c| c.remap_columns(map));
     }
 }
 
