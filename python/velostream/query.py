@@ -157,6 +157,8 @@ class Query:
         Returns:
             A ``pyarrow.RecordBatch`` with :attr:`output_schema` (possibly zero rows).
         """
+        if self._legacy is None and type(data) is pa.RecordBatch:
+            return self._processor.process(data)  # the hot path: one call into Rust
         if self._legacy is not None:
             return self._combine([self._legacy.process(b) for b in _to_batches(data)])
         if isinstance(data, pa.RecordBatch):

@@ -17,11 +17,16 @@ use arrow::ffi::{from_ffi_and_data_type, FFI_ArrowArray};
 use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyType};
 use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader, PySchema};
 use velostream_engine::Processor as EngineProcessor;
 
 use crate::errors::to_py;
+
+/// `pyarrow.RecordBatch` and its `_import_from_c`, looked up once.
+static RECORD_BATCH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static IMPORT_FROM_C: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// The last input schema seen, in both forms, so that a batch of the same schema is
 /// imported without exporting and re-parsing its schema.
@@ -52,12 +57,11 @@ impl Processor {
         py: Python<'_>,
         batch: &Bound<'_, PyAny>,
     ) -> PyResult<Option<RecordBatch>> {
-        let Ok(py_schema) = batch.getattr(intern!(py, "schema")) else {
-            return Ok(None);
-        };
-        if !batch.hasattr(intern!(py, "_export_to_c"))? {
+        let record_batch = RECORD_BATCH.import(py, "pyarrow", "RecordBatch")?;
+        if !batch.get_type().is(record_batch) {
             return Ok(None);
         }
+        let py_schema = batch.getattr(intern!(py, "schema"))?;
         let cached = {
             let cache = self.input.lock().unwrap_or_else(|p| p.into_inner());
             cache
@@ -126,9 +130,15 @@ impl Processor {
         let address = &*ffi as *const FFI_ArrowArray as usize;
         // pyarrow moves the array out of `ffi` (taking over its release callback); the
         // emptied struct is dropped here.
-        py.import(intern!(py, "pyarrow"))?
-            .getattr(intern!(py, "RecordBatch"))?
-            .call_method1(intern!(py, "_import_from_c"), (address, py_schema))
+        let import = IMPORT_FROM_C.get_or_try_init(py, || {
+            PyResult::Ok(
+                RECORD_BATCH
+                    .import(py, "pyarrow", "RecordBatch")?
+                    .getattr(intern!(py, "_import_from_c"))?
+                    .unbind(),
+            )
+        })?;
+        import.bind(py).call1((address, py_schema))
     }
 }
 
