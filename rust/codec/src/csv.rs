@@ -11,7 +11,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::error::arrow_message;
-use crate::lines::decode_isolating;
+use crate::lines::{decode_isolating, one_batch};
 use crate::{is_minority, widen_null_fields, CodecError, Decoded};
 
 /// Rows decoded per internal Arrow batch; chunks larger than this are concatenated.
@@ -128,13 +128,7 @@ impl CsvDecoder {
                 }
             }
         }
-        match batches.len() {
-            0 => Ok(None),
-            1 => Ok(batches.pop()),
-            _ => arrow::compute::concat_batches(&self.schema, &batches)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-        }
+        one_batch(&self.schema, batches)
     }
 }
 

@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use serde_json::Value;
 
 use crate::error::arrow_message;
-use crate::lines::decode_isolating;
+use crate::lines::{decode_isolating, one_batch};
 use crate::{is_minority, widen_null_fields, CodecError, Decoded};
 
 /// Rows decoded per internal Arrow batch; chunks larger than this are concatenated.
@@ -136,13 +136,7 @@ impl JsonDecoder {
                 }
             }
         }
-        match batches.len() {
-            0 => Ok(None),
-            1 => Ok(batches.pop()),
-            _ => arrow::compute::concat_batches(&self.schema, &batches)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-        }
+        one_batch(&self.schema, batches)
     }
 }
 

@@ -137,6 +137,20 @@ where
     }
 }
 
+/// The batches a decoder flushed for one segment, as one batch (None for no rows).
+pub(crate) fn one_batch(
+    schema: &SchemaRef,
+    mut batches: Vec<RecordBatch>,
+) -> Result<Option<RecordBatch>, String> {
+    match batches.len() {
+        0 => Ok(None),
+        1 => Ok(batches.pop()),
+        _ => concat_batches(schema, &batches)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
