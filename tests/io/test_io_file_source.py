@@ -193,3 +193,13 @@ def test_dead_letter_writes_raw_line_and_reason(tmp_path):
 def test_dead_letter_strategy_needs_a_destination():
     with pytest.raises(ConfigError, match=r"dead_letter\.path"):
         BadRecordPolicy("dead_letter")
+
+
+def test_a_fraction_in_an_integer_column_is_reported_not_truncated(tmp_path):
+    path = tmp_path / "t.jsonl"
+    write_jsonl(path, ROWS, ['{"symbol": "S9", "price": 1.0, "qty": 2.5}'])
+    # The types are inferred from the first 5 rows: qty is an integer column.
+    with pytest.raises(DataError) as info:
+        read_all(FileSource("t", path, inference_rows=5))
+    assert f"{path}:11:" in str(info.value)
+    assert "qty" in str(info.value) and "2.5 is not an integer" in str(info.value)

@@ -5,7 +5,9 @@
 //! every column of the query's output schema.
 use std::sync::Arc;
 
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Builder, RecordBatchOptions};
+use arrow::compute::{cast_with_options, CastOptions};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::json::reader::{infer_json_schema_from_iterator, ReaderBuilder};
 use arrow::json::writer::{LineDelimited, WriterBuilder};
 use arrow::record_batch::RecordBatch;
@@ -84,15 +86,95 @@ fn drop_minority_strings(values: &mut [Value]) {
 ///
 /// Fields absent from a line are null; fields not in the schema are ignored; a JSON number
 /// or boolean read into a string column keeps its text.
+///
+/// Integer columns are read as the numbers' text and parsed exactly here: Arrow's JSON
+/// reader would silently truncate `1.5` to `1` in an int64 column, and a value must never
+/// be changed silently. A number with a fraction in an integer column is a bad line.
 #[derive(Debug, Clone)]
 pub struct JsonDecoder {
     schema: SchemaRef,
+    /// `schema` with every integer column read as Utf8.
+    read_schema: SchemaRef,
+    /// Indices of the integer columns of `schema`.
+    integer_columns: Vec<usize>,
 }
 
 impl JsonDecoder {
     /// A decoder producing batches of `schema`.
     pub fn new(schema: SchemaRef) -> Self {
-        Self { schema }
+        let integer_columns: Vec<usize> = schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.data_type().is_integer())
+            .map(|(i, _)| i)
+            .collect();
+        let read_fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                if f.data_type().is_integer() {
+                    f.as_ref().clone().with_data_type(DataType::Utf8)
+                } else {
+                    f.as_ref().clone()
+                }
+            })
+            .collect();
+        let read_schema = Arc::new(Schema::new_with_metadata(
+            read_fields,
+            schema.metadata().clone(),
+        ));
+        Self {
+            schema,
+            read_schema,
+            integer_columns,
+        }
+    }
+
+    /// Parse the integer columns' text exactly (`12`, `-3`, `1e3`; not `1.5`).
+    fn parse_integers(&self, batch: RecordBatch) -> Result<RecordBatch, String> {
+        if self.integer_columns.is_empty() {
+            return Ok(batch);
+        }
+        let mut columns = batch.columns().to_vec();
+        for &i in &self.integer_columns {
+            let field = self.schema.field(i);
+            let text = columns[i].as_string::<i32>();
+            let mut values = Int64Builder::with_capacity(text.len());
+            for value in text.iter() {
+                match value {
+                    None => values.append_null(),
+                    Some(v) => values.append_value(parse_integer(v).ok_or_else(|| {
+                        format!(
+                            "type mismatch for field '{}': {v} is not an integer",
+                            field.name()
+                        )
+                    })?),
+                }
+            }
+            let ints: ArrayRef = Arc::new(values.finish());
+            columns[i] = if field.data_type() == &DataType::Int64 {
+                ints
+            } else {
+                let options = CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                cast_with_options(&ints, field.data_type(), &options).map_err(|e| {
+                    format!(
+                        "type mismatch for field '{}': {}",
+                        field.name(),
+                        arrow_message(&e)
+                    )
+                })?
+            };
+        }
+        RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// The schema of decoded batches.
@@ -110,7 +192,7 @@ impl JsonDecoder {
     }
 
     fn builder(&self) -> ReaderBuilder {
-        ReaderBuilder::new(Arc::clone(&self.schema))
+        ReaderBuilder::new(Arc::clone(&self.read_schema))
             .with_batch_size(DECODE_BATCH_ROWS)
             .with_coerce_primitive(true)
     }
@@ -136,8 +218,21 @@ impl JsonDecoder {
                 }
             }
         }
-        one_batch(&self.schema, batches)
+        one_batch(&self.read_schema, batches)?
+            .map(|b| self.parse_integers(b))
+            .transpose()
     }
+}
+
+/// An integer written as JSON: `12`, `-3`, or an integral number in exponent form
+/// (`1e3`) that fits in an i64. A fraction is not an integer.
+fn parse_integer(text: &str) -> Option<i64> {
+    let text = text.trim();
+    if let Ok(v) = text.parse::<i64>() {
+        return Some(v);
+    }
+    let f = text.parse::<f64>().ok()?;
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < 9.007_199_254_740_992e15).then_some(f as i64)
 }
 
 fn mismatch_message(error: &arrow::error::ArrowError) -> String {
@@ -170,6 +265,34 @@ mod tests {
     use super::*;
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{DataType, Field, Float64Type, Int64Type};
+
+    #[test]
+    fn a_fraction_in_an_integer_column_is_a_bad_line_not_a_truncation() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, true),
+            Field::new("b", DataType::Int32, true),
+        ]));
+        let decoder = JsonDecoder::new(schema);
+        let decoded = decoder
+            .decode(b"{\"a\": 1, \"b\": 2}\n{\"a\": 1.5}\n{\"a\": 1e3}\n{\"b\": 3000000000}\n")
+            .unwrap();
+        let a = decoded.batch.column(0).as_primitive::<Int64Type>();
+        assert_eq!(a.len(), 2);
+        assert_eq!((a.value(0), a.value(1)), (1, 1000));
+        assert_eq!(
+            decoded.batch.schema().field(1).data_type(),
+            &DataType::Int32
+        );
+        let bad: Vec<(usize, &str)> = decoded
+            .bad_lines
+            .iter()
+            .map(|b| (b.index, b.message.as_str()))
+            .collect();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, 1);
+        assert!(bad[0].1.contains("1.5 is not an integer"), "{}", bad[0].1);
+        assert_eq!(bad[1].0, 3);
+    }
 
     const TRADES: &[u8] = b"{\"symbol\":\"AAPL\",\"price\":10.5,\"qty\":3}\n\
 {\"symbol\":\"MSFT\",\"price\":20,\"qty\":1}\n";
