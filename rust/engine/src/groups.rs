@@ -13,6 +13,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::row::{RowConverter, SortField};
 use foldhash::fast::FixedState;
+use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
@@ -50,10 +51,40 @@ pub struct GroupTable {
     keys: GroupKeys,
     index: HashTable<u32>,
     hasher: FixedState,
+    /// Per-batch scratch: every row's key hash.
+    hashes: Vec<u64>,
 }
 
 fn hash_of(hasher: &FixedState, bytes: &[u8]) -> u64 {
     hasher.hash_one(bytes)
+}
+
+/// Group g's key bytes.
+fn key_of(keys: &GroupKeys, g: u32) -> &[u8] {
+    &keys.arena[keys.offsets[g as usize] as usize..keys.offsets[g as usize + 1] as usize]
+}
+
+/// `a == b`, inlined for the short keys group-by usually sees (a call to `memcmp` per
+/// row costs more than the comparison).
+#[inline(always)]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    // Two overlapping words cover 4..=8 and 8..=16 bytes.
+    let n = a.len();
+    match n {
+        0..4 => a == b,
+        4..=8 => {
+            let w = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap());
+            w(a, 0) == w(b, 0) && w(a, n - 4) == w(b, n - 4)
+        }
+        9..=16 => {
+            let w = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+            w(a, 0) == w(b, 0) && w(a, n - 8) == w(b, n - 8)
+        }
+        _ => a == b,
+    }
 }
 
 impl GroupTable {
@@ -74,6 +105,7 @@ impl GroupTable {
             keys,
             index: HashTable::new(),
             hasher: FixedState::with_seed(0x5eed_cafe),
+            hashes: Vec::new(),
         })
     }
 
@@ -91,40 +123,24 @@ impl GroupTable {
         self.keys.arena.capacity() + self.keys.offsets.capacity() * 4 + self.index.allocation_size()
     }
 
-    fn key(&self, g: u32) -> &[u8] {
-        let (s, e) = (
-            self.keys.offsets[g as usize] as usize,
-            self.keys.offsets[g as usize + 1] as usize,
-        );
-        &self.keys.arena[s..e]
-    }
-
-    fn intern(&mut self, bytes: &[u8]) -> u32 {
-        let hash = hash_of(&self.hasher, bytes);
-        let keys = &self.keys;
-        let found = self.index.find(hash, |&g| {
-            let (s, e) = (
-                keys.offsets[g as usize] as usize,
-                keys.offsets[g as usize + 1] as usize,
-            );
-            &keys.arena[s..e] == bytes
-        });
-        if let Some(&g) = found {
-            return g;
+    /// The group of a non-NULL key whose hash is `hash`, created if new.
+    fn intern(&mut self, bytes: &[u8], hash: u64) -> u32 {
+        let (hasher, keys) = (&self.hasher, &mut self.keys);
+        match self.index.entry(
+            hash,
+            |&g| same_bytes(key_of(keys, g), bytes),
+            |&g| hash_of(hasher, key_of(keys, g)),
+        ) {
+            Entry::Occupied(found) => *found.get(),
+            Entry::Vacant(slot) => {
+                let g = keys.len;
+                keys.arena.extend_from_slice(bytes);
+                keys.offsets.push(keys.arena.len() as u32);
+                keys.len += 1;
+                slot.insert(g);
+                g
+            }
         }
-        let g = self.keys.len;
-        self.keys.arena.extend_from_slice(bytes);
-        self.keys.offsets.push(self.keys.arena.len() as u32);
-        self.keys.len += 1;
-        let (hasher, keys) = (&self.hasher, &self.keys);
-        self.index.insert_unique(hash, g, |&other| {
-            let (s, e) = (
-                keys.offsets[other as usize] as usize,
-                keys.offsets[other as usize + 1] as usize,
-            );
-            hash_of(hasher, &keys.arena[s..e])
-        });
-        g
     }
 
     fn null_group(&mut self) -> u32 {
@@ -140,9 +156,17 @@ impl GroupTable {
 
     /// The group id of every row of `keys` (columns of equal length `n`), creating groups
     /// for keys not seen before. `out` is cleared first.
+    ///
+    /// Keys are hashed for the whole batch first, so a row's hash is ready before its
+    /// probe. A table's first batch sizes it: the hash index gets room for one group per
+    /// row and the key arena room for the batch's key bytes, so the first batch (which
+    /// creates most of a fresh query's groups) never grows them row by row.
     pub fn group_ids(&mut self, keys: &[ArrayRef], n: usize, out: &mut Vec<u32>) -> Result<()> {
         out.clear();
         out.reserve(n);
+        let first_batch = self.keys.len == 0;
+        let mut hashes = std::mem::take(&mut self.hashes);
+        hashes.clear();
         match &self.encoding {
             Encoding::Global => {
                 if self.keys.len == 0 {
@@ -159,13 +183,15 @@ impl GroupTable {
                     cast(col.as_ref(), &DataType::Utf8)?
                 };
                 let strings = col.as_string::<i32>();
-                for i in 0..n {
-                    let g = if strings.is_null(i) {
+                let offsets = strings.value_offsets();
+                self.size_for_first_batch(n, (offsets[n] - offsets[0]) as usize);
+                hashes.extend((0..n).map(|i| hash_of(&self.hasher, strings.value(i).as_bytes())));
+                for (i, &hash) in hashes.iter().enumerate() {
+                    out.push(if strings.is_null(i) {
                         self.null_group()
                     } else {
-                        self.intern(strings.value(i).as_bytes())
-                    };
-                    out.push(g);
+                        self.intern(strings.value(i).as_bytes(), hash)
+                    });
                 }
             }
             Encoding::Int64 => {
@@ -176,13 +202,18 @@ impl GroupTable {
                     cast(col.as_ref(), &DataType::Int64)?
                 };
                 let ints = col.as_primitive::<Int64Type>();
-                for i in 0..n {
-                    let g = if ints.is_null(i) {
+                self.size_for_first_batch(n, n * 8);
+                hashes.extend(
+                    ints.values()
+                        .iter()
+                        .map(|v| hash_of(&self.hasher, &v.to_le_bytes())),
+                );
+                for (i, &hash) in hashes.iter().enumerate() {
+                    out.push(if ints.is_null(i) {
                         self.null_group()
                     } else {
-                        self.intern(&ints.value(i).to_le_bytes())
-                    };
-                    out.push(g);
+                        self.intern(&ints.value(i).to_le_bytes(), hash)
+                    });
                 }
             }
             Encoding::Rows(converter) => {
@@ -192,13 +223,39 @@ impl GroupTable {
                     .map(|k| canonical_float(Value::Array(k.clone())).array().clone())
                     .collect();
                 let rows = converter.convert_columns(&keys)?;
-                for row in rows.iter() {
-                    let g = self.intern(row.as_ref());
-                    out.push(g);
+                self.size_for_first_batch(n, rows.size());
+                hashes.extend(rows.iter().map(|row| hash_of(&self.hasher, row.as_ref())));
+                for (row, &hash) in rows.iter().zip(&hashes) {
+                    out.push(self.intern(row.as_ref(), hash));
                 }
             }
         }
+        self.hashes = hashes;
+        if first_batch && self.len() * 4 < n {
+            // Few groups after all: give back the room reserved for one per row.
+            self.shrink_to_fit();
+        }
         Ok(())
+    }
+
+    fn shrink_to_fit(&mut self) {
+        let (hasher, keys) = (&self.hasher, &self.keys);
+        self.index
+            .shrink_to_fit(|&g| hash_of(hasher, key_of(keys, g)));
+        self.keys.arena.shrink_to_fit();
+        self.keys.offsets.shrink_to_fit();
+    }
+
+    /// Room for `rows` new groups with `key_bytes` of keys, when the table is empty.
+    fn size_for_first_batch(&mut self, rows: usize, key_bytes: usize) {
+        if self.keys.len != 0 {
+            return;
+        }
+        let (hasher, keys) = (&self.hasher, &self.keys);
+        self.index
+            .reserve(rows, |&g| hash_of(hasher, key_of(keys, g)));
+        self.keys.arena.reserve(key_bytes);
+        self.keys.offsets.reserve(rows);
     }
 
     /// The serialisable state.
@@ -214,14 +271,9 @@ impl GroupTable {
             if Some(g) == self.keys.null_group {
                 continue;
             }
-            let hash = hash_of(&self.hasher, self.key(g));
             let (hasher, keys) = (&self.hasher, &self.keys);
-            index.insert_unique(hash, g, |&other| {
-                let (s, e) = (
-                    keys.offsets[other as usize] as usize,
-                    keys.offsets[other as usize + 1] as usize,
-                );
-                hash_of(hasher, &keys.arena[s..e])
+            index.insert_unique(hash_of(hasher, key_of(keys, g)), g, |&other| {
+                hash_of(hasher, key_of(keys, other))
             });
         }
         self.index = index;
@@ -252,6 +304,55 @@ mod tests {
         t.group_ids(&keys, 5, &mut ids).unwrap();
         assert_eq!(ids, vec![0, 1, 2, 0, 1]);
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn same_bytes_is_slice_equality_at_every_length() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            assert!(same_bytes(&a, &a.clone()), "len {n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x40;
+                assert!(!same_bytes(&a, &b), "len {n}, byte {at} differs");
+            }
+            assert!(!same_bytes(&a, &a[..n.saturating_sub(1)]) || n == 0);
+        }
+    }
+
+    #[test]
+    fn integer_keys_with_nulls() {
+        let mut t = GroupTable::new(&[DataType::Int32]).unwrap();
+        let keys = single(Arc::new(Int32Array::from(vec![
+            Some(7),
+            None,
+            Some(-7),
+            Some(7),
+            None,
+        ])));
+        let mut ids = Vec::new();
+        t.group_ids(&keys, 5, &mut ids).unwrap();
+        assert_eq!(ids, vec![0, 1, 2, 0, 1]);
+    }
+
+    #[test]
+    fn a_first_batch_with_few_groups_gives_back_the_room_it_reserved() {
+        let mut t = GroupTable::new(&[DataType::Utf8]).unwrap();
+        let keys = single(Arc::new(StringArray::from_iter_values(
+            (0..10_000).map(|i| ["a", "b", "c"][i % 3]),
+        )));
+        let mut ids = Vec::new();
+        t.group_ids(&keys, 10_000, &mut ids).unwrap();
+        assert_eq!(t.len(), 3);
+        assert!(t.state_bytes() < 1_000, "{} bytes", t.state_bytes());
+        // A first batch of distinct keys keeps its room: no growth on the next batches.
+        let mut t = GroupTable::new(&[DataType::Utf8]).unwrap();
+        let keys = single(Arc::new(StringArray::from_iter_values(
+            (0..10_000).map(|i| format!("k{i}")),
+        )));
+        t.group_ids(&keys, 10_000, &mut ids).unwrap();
+        assert_eq!(t.len(), 10_000);
+        assert_eq!(ids[9_999], 9_999);
     }
 
     #[test]
