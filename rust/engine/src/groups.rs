@@ -32,6 +32,10 @@ enum Encoding {
     Rows(RowConverter),
 }
 
+/// The most groups a table's first batch reserves room for (a larger first batch grows
+/// the table as usual beyond this).
+pub const FIRST_BATCH_GROUPS: usize = 1 << 16;
+
 /// The serialisable part of a [`GroupTable`] (the hash index is rebuilt on restore).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct GroupKeys {
@@ -159,12 +163,17 @@ impl GroupTable {
     ///
     /// Keys are hashed for the whole batch first, so a row's hash is ready before its
     /// probe. A table's first batch sizes it: the hash index gets room for one group per
-    /// row and the key arena room for the batch's key bytes, so the first batch (which
-    /// creates most of a fresh query's groups) never grows them row by row.
+    /// row (up to [`FIRST_BATCH_GROUPS`]) and the key arena room for those rows' key
+    /// bytes, so the first batch (which creates most of a fresh query's groups) does not
+    /// grow them step by step. If the batch held far fewer groups, the room is given back.
     pub fn group_ids(&mut self, keys: &[ArrayRef], n: usize, out: &mut Vec<u32>) -> Result<()> {
         out.clear();
         out.reserve(n);
-        let first_batch = self.keys.len == 0;
+        let reserved = if self.keys.len == 0 {
+            n.min(FIRST_BATCH_GROUPS)
+        } else {
+            0
+        };
         let mut hashes = std::mem::take(&mut self.hashes);
         hashes.clear();
         match &self.encoding {
@@ -184,7 +193,10 @@ impl GroupTable {
                 };
                 let strings = col.as_string::<i32>();
                 let offsets = strings.value_offsets();
-                self.size_for_first_batch(n, (offsets[n] - offsets[0]) as usize);
+                self.size_for_first_batch(
+                    reserved,
+                    (offsets[n] - offsets[0]) as usize * reserved / n.max(1),
+                );
                 hashes.extend((0..n).map(|i| hash_of(&self.hasher, strings.value(i).as_bytes())));
                 for (i, &hash) in hashes.iter().enumerate() {
                     out.push(if strings.is_null(i) {
@@ -202,7 +214,7 @@ impl GroupTable {
                     cast(col.as_ref(), &DataType::Int64)?
                 };
                 let ints = col.as_primitive::<Int64Type>();
-                self.size_for_first_batch(n, n * 8);
+                self.size_for_first_batch(reserved, reserved * 8);
                 hashes.extend(
                     ints.values()
                         .iter()
@@ -223,7 +235,7 @@ impl GroupTable {
                     .map(|k| canonical_float(Value::Array(k.clone())).array().clone())
                     .collect();
                 let rows = converter.convert_columns(&keys)?;
-                self.size_for_first_batch(n, rows.size());
+                self.size_for_first_batch(reserved, rows.size() * reserved / n.max(1));
                 hashes.extend(rows.iter().map(|row| hash_of(&self.hasher, row.as_ref())));
                 for (row, &hash) in rows.iter().zip(&hashes) {
                     out.push(self.intern(row.as_ref(), hash));
@@ -231,7 +243,7 @@ impl GroupTable {
             }
         }
         self.hashes = hashes;
-        if first_batch && self.len() * 4 < n {
+        if self.len() * 4 < reserved {
             // Few groups after all: give back the room reserved for one per row.
             self.shrink_to_fit();
         }
@@ -246,9 +258,9 @@ impl GroupTable {
         self.keys.offsets.shrink_to_fit();
     }
 
-    /// Room for `rows` new groups with `key_bytes` of keys, when the table is empty.
+    /// Room for `rows` more groups with `key_bytes` of keys (nothing for 0 rows).
     fn size_for_first_batch(&mut self, rows: usize, key_bytes: usize) {
-        if self.keys.len != 0 {
+        if rows == 0 {
             return;
         }
         let (hasher, keys) = (&self.hasher, &self.keys);
@@ -353,6 +365,20 @@ mod tests {
         t.group_ids(&keys, 10_000, &mut ids).unwrap();
         assert_eq!(t.len(), 10_000);
         assert_eq!(ids[9_999], 9_999);
+        // A first batch larger than the reservation cap: capped room, then normal growth.
+        let n = 2 * FIRST_BATCH_GROUPS + 1;
+        let mut t = GroupTable::new(&[DataType::Int64]).unwrap();
+        let keys = single(Arc::new(arrow::array::Int64Array::from_iter_values(
+            (0..n as i64).map(|i| i % 3),
+        )));
+        t.group_ids(&keys, n, &mut ids).unwrap();
+        assert_eq!((t.len(), ids[n - 1]), (3, ((n - 1) % 3) as u32));
+        assert!(t.state_bytes() < 1_000, "{} bytes", t.state_bytes());
+        let keys = single(Arc::new(arrow::array::Int64Array::from_iter_values(
+            0..n as i64,
+        )));
+        t.group_ids(&keys, n, &mut ids).unwrap();
+        assert_eq!((t.len(), ids[n - 1]), (n, (n - 1) as u32));
     }
 
     #[test]
