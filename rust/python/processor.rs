@@ -28,17 +28,65 @@ use crate::errors::to_py;
 static RECORD_BATCH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static IMPORT_FROM_C: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
-/// The last input schema seen, in both forms, so that a batch of the same schema is
-/// imported without exporting and re-parsing its schema.
-struct InputSchema {
+/// A schema in both forms: Arrow's and pyarrow's.
+struct BothSchemas {
     schema: SchemaRef,
     pyarrow: Py<PyAny>,
 }
 
+/// The last input schema seen, so that a batch of the same schema is imported without
+/// exporting and re-parsing its schema.
+type InputSchema = BothSchemas;
+
 /// The pyarrow form of the current output schema, imported once.
-struct OutputSchema {
-    schema: SchemaRef,
-    pyarrow: Py<PyAny>,
+type OutputSchema = BothSchemas;
+
+/// Schemas recently converted by any processor, most recent last, at most
+/// [`SHARED_SCHEMAS`] of each kind: a new query over a known input (or with a known
+/// output) skips the schema conversion, which is most of a first call's boundary cost.
+static SHARED_INPUTS: Mutex<Vec<BothSchemas>> = Mutex::new(Vec::new());
+static SHARED_OUTPUTS: Mutex<Vec<BothSchemas>> = Mutex::new(Vec::new());
+const SHARED_SCHEMAS: usize = 16;
+
+/// Remember `entry` in a shared cache (dropping the oldest entry when full).
+fn share(cache: &Mutex<Vec<BothSchemas>>, entry: BothSchemas) {
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    let oldest = (cache.len() == SHARED_SCHEMAS).then(|| cache.remove(0));
+    cache.push(entry);
+    drop(cache);
+    // Released after the lock: dropping a Python object may run arbitrary code.
+    drop(oldest);
+}
+
+/// The shared input schema equal to `py_schema` (a `pyarrow.Schema`), if any.
+fn shared_input(py: Python<'_>, py_schema: &Bound<'_, PyAny>) -> PyResult<Option<SchemaRef>> {
+    let candidates: Vec<(SchemaRef, Py<PyAny>)> = {
+        let cache = SHARED_INPUTS.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .iter()
+            .rev()
+            .map(|c| (c.schema.clone(), c.pyarrow.clone_ref(py)))
+            .collect()
+    };
+    for (schema, pyarrow) in candidates {
+        if py_schema
+            .call_method1(intern!(py, "equals"), (pyarrow.bind(py),))?
+            .is_truthy()?
+        {
+            return Ok(Some(schema));
+        }
+    }
+    Ok(None)
+}
+
+/// The pyarrow form of `schema` from the shared cache, if any.
+fn shared_output(py: Python<'_>, schema: &SchemaRef) -> Option<Py<PyAny>> {
+    let cache = SHARED_OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
+    cache
+        .iter()
+        .rev()
+        .find(|c| Arc::ptr_eq(&c.schema, schema) || c.schema == *schema)
+        .map(|c| c.pyarrow.clone_ref(py))
 }
 
 #[pyclass(frozen, module = "velostream._core")]
@@ -77,8 +125,22 @@ impl Processor {
                 schema
             }
             _ => {
-                // A new schema: import it once through the capsule interface.
-                let schema = py_schema.extract::<PySchema>()?.into_inner();
+                // A new schema for this processor: another one may have imported it,
+                // else import it once through the capsule interface.
+                let schema = match shared_input(py, &py_schema)? {
+                    Some(schema) => schema,
+                    None => {
+                        let schema = py_schema.extract::<PySchema>()?.into_inner();
+                        share(
+                            &SHARED_INPUTS,
+                            BothSchemas {
+                                schema: schema.clone(),
+                                pyarrow: py_schema.clone().unbind(),
+                            },
+                        );
+                        schema
+                    }
+                };
                 *self.input.lock().unwrap_or_else(|p| p.into_inner()) = Some(InputSchema {
                     schema: schema.clone(),
                     pyarrow: py_schema.unbind(),
@@ -116,7 +178,20 @@ impl Processor {
                     c.pyarrow.clone_ref(py)
                 }
                 _ => {
-                    let pyarrow = PySchema::new(schema.clone()).into_pyarrow(py)?.unbind();
+                    let pyarrow = match shared_output(py, &schema) {
+                        Some(pyarrow) => pyarrow,
+                        None => {
+                            let pyarrow = PySchema::new(schema.clone()).into_pyarrow(py)?.unbind();
+                            share(
+                                &SHARED_OUTPUTS,
+                                BothSchemas {
+                                    schema: schema.clone(),
+                                    pyarrow: pyarrow.clone_ref(py),
+                                },
+                            );
+                            pyarrow
+                        }
+                    };
                     *cache = Some(OutputSchema {
                         schema: schema.clone(),
                         pyarrow: pyarrow.clone_ref(py),

@@ -39,3 +39,22 @@ def test_any_arrow_exporter_is_accepted() -> None:
 
     q = vs.compile("SELECT a * 2 AS b FROM t")
     assert q.process(Exporter(pa.record_batch({"a": [1, 2]}))).to_pydict() == {"b": [2, 4]}
+
+
+def test_schemas_shared_between_queries_are_never_confused() -> None:
+    """New queries reuse schemas other queries converted (a process-wide cache of 16).
+
+    Same column names with other types, and more schemas than the cache holds, must each
+    get their own types, on both sides of the boundary, whatever order they come in.
+    """
+    types = [pa.int8(), pa.int16(), pa.int32(), pa.int64(), pa.float32(), pa.float64()]
+    schemas = [(t, width) for t in types for width in (1, 2, 3)]  # 18 > 16 cached
+    for _ in range(2):
+        for t, width in schemas:
+            columns = {f"c{i}": pa.array([i + 1], t) for i in range(width)}
+            q = vs.compile(f"SELECT c0 * 2 AS d, c{width - 1} AS last FROM t")
+            out = q.process(pa.record_batch(columns))
+            assert out.schema.field("last").type == t
+            assert out.column("last").to_pylist() == [width]
+            assert out.column("d").to_pylist() == [2]
+            assert q.flush().schema == out.schema
