@@ -861,7 +861,7 @@ pub fn canonical_float(v: Value) -> Value {
 
 /// SQL comparison of two float64 values: `-0.0 = 0.0` (IEEE), and NaN equals NaN and is
 /// greater than every number.
-#[inline]
+#[inline(always)]
 fn sql_float_cmp(op: CmpOp, a: f64, b: f64) -> bool {
     let lt = |x: f64, y: f64| !x.is_nan() && (y.is_nan() || x < y);
     let eq = |x: f64, y: f64| (x.is_nan() && y.is_nan()) || x == y;
@@ -880,36 +880,48 @@ fn sql_float_cmp(op: CmpOp, a: f64, b: f64) -> bool {
 fn float_compare(op: CmpOp, l: &Value, r: &Value) -> Option<BooleanArray> {
     let as_f64 = |v: &Value| v.array().as_any().downcast_ref::<Float64Array>().cloned();
     let (la, ra) = (as_f64(l)?, as_f64(r)?);
+    // One loop per operator (the operator is not re-dispatched per row).
+    fn bits(
+        n: usize,
+        op: CmpOp,
+        value: impl Fn(usize) -> (f64, f64),
+    ) -> arrow::buffer::BooleanBuffer {
+        macro_rules! with {
+            ($op:expr) => {
+                arrow::buffer::BooleanBuffer::collect_bool(n, |i| {
+                    let (a, b) = value(i);
+                    sql_float_cmp($op, a, b)
+                })
+            };
+        }
+        match op {
+            CmpOp::Eq => with!(CmpOp::Eq),
+            CmpOp::NotEq => with!(CmpOp::NotEq),
+            CmpOp::Lt => with!(CmpOp::Lt),
+            CmpOp::LtEq => with!(CmpOp::LtEq),
+            CmpOp::Gt => with!(CmpOp::Gt),
+            CmpOp::GtEq => with!(CmpOp::GtEq),
+        }
+    }
     let out = match (l.is_scalar(), r.is_scalar()) {
         (false, true) | (true, true) => {
             if ra.is_null(0) {
                 return None;
             }
-            let b = ra.value(0);
-            let values = la.values();
-            let bits = arrow::buffer::BooleanBuffer::collect_bool(la.len(), |i| {
-                sql_float_cmp(op, values[i], b)
-            });
-            BooleanArray::new(bits, la.nulls().cloned())
+            let (values, b) = (la.values(), ra.value(0));
+            BooleanArray::new(bits(la.len(), op, |i| (values[i], b)), la.nulls().cloned())
         }
         (true, false) => {
             if la.is_null(0) {
                 return None;
             }
-            let a = la.value(0);
-            let values = ra.values();
-            let bits = arrow::buffer::BooleanBuffer::collect_bool(ra.len(), |i| {
-                sql_float_cmp(op, a, values[i])
-            });
-            BooleanArray::new(bits, ra.nulls().cloned())
+            let (a, values) = (la.value(0), ra.values());
+            BooleanArray::new(bits(ra.len(), op, |i| (a, values[i])), ra.nulls().cloned())
         }
         (false, false) => {
             let (lv, rv) = (la.values(), ra.values());
-            let bits = arrow::buffer::BooleanBuffer::collect_bool(la.len(), |i| {
-                sql_float_cmp(op, lv[i], rv[i])
-            });
             let nulls = arrow::buffer::NullBuffer::union(la.nulls(), ra.nulls());
-            BooleanArray::new(bits, nulls)
+            BooleanArray::new(bits(la.len(), op, |i| (lv[i], rv[i])), nulls)
         }
     };
     Some(out)
@@ -936,17 +948,48 @@ fn string_equals_literal(op: CmpOp, l: &Value, r: &Value) -> Option<BooleanArray
     let needle = literal.value(0).as_bytes();
     let offsets = column.value_offsets();
     let bytes = column.value_data();
-    let bits = arrow::buffer::BooleanBuffer::collect_bool(column.len(), |i| {
-        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
-        // A byte loop, not `==` on slices: for short strings a memcmp call per row
-        // costs more than the comparison.
-        let equal = end - start == needle.len()
-            && bytes[start..end]
-                .iter()
-                .zip(needle)
-                .fold(true, |same, (a, b)| same & (a == b));
-        equal != negate
-    });
+    // No memcmp call per row (for short strings it costs more than the comparison), and
+    // no branch on the length: with values of mixed lengths (`'open'`/`'closed'`) it
+    // would be mispredicted half the time. The bytes compared may run into the next
+    // values; the length test masks that. Near the end of the data, a plain comparison.
+    let n = needle.len();
+    let bits = if n <= 8 {
+        // One 8-byte load per row, compared under a mask of the literal's length.
+        let mut padded = [0u8; 8];
+        padded[..n].copy_from_slice(needle);
+        let word = u64::from_le_bytes(padded);
+        let mask = if n == 8 {
+            u64::MAX
+        } else {
+            (1u64 << (8 * n)) - 1
+        };
+        arrow::buffer::BooleanBuffer::collect_bool(column.len(), |i| {
+            let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+            let equal = match bytes.get(start..start + 8) {
+                Some(w) => {
+                    let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+                    (end - start == n) & ((w ^ word) & mask == 0)
+                }
+                None => &bytes[start..end] == needle,
+            };
+            equal != negate
+        })
+    } else {
+        arrow::buffer::BooleanBuffer::collect_bool(column.len(), |i| {
+            let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+            let equal = match bytes.get(start..start + n) {
+                Some(window) => {
+                    (end - start == n)
+                        & window
+                            .iter()
+                            .zip(needle)
+                            .fold(true, |same, (a, b)| same & (a == b))
+                }
+                None => &bytes[start..end] == needle,
+            };
+            equal != negate
+        })
+    };
     Some(BooleanArray::new(bits, column.nulls().cloned()))
 }
 
@@ -1281,6 +1324,46 @@ mod tests {
             now_ms: 0,
         };
         e.eval(&input).unwrap().into_array(3).unwrap()
+    }
+
+    #[test]
+    fn string_equals_literal_at_every_length_and_position() {
+        // Literals of every length around the 8-byte fast path; values shorter, longer
+        // and as long as each, prefixes, NULLs, and last values ending before a
+        // comparison window would (it runs past the data there); sliced arrays too.
+        let words = [
+            "",
+            "o",
+            "op",
+            "ope",
+            "open",
+            "opene",
+            "opened",
+            "openedx",
+            "openedxy",
+            "openedxyz",
+            "OPEN",
+            "closed",
+        ];
+        let mut values: Vec<Option<&str>> = words.iter().map(|w| Some(*w)).collect();
+        values.insert(3, None);
+        values.extend([Some("open"), Some("op")]);
+        let array: ArrayRef = Arc::new(StringArray::from(values.clone()));
+        for needle in words {
+            let literal = Value::Scalar(Lit(Arc::new(StringArray::from(vec![needle]))));
+            for offset in 0..values.len() {
+                let column = Value::Array(array.slice(offset, values.len() - offset));
+                for (op, negate) in [(CmpOp::Eq, false), (CmpOp::NotEq, true)] {
+                    let out = string_equals_literal(op, &column, &literal).expect("fast path");
+                    let want: Vec<Option<bool>> = values[offset..]
+                        .iter()
+                        .map(|v| v.map(|v| (v == needle) != negate))
+                        .collect();
+                    let got: Vec<Option<bool>> = out.iter().collect();
+                    assert_eq!(got, want, "{needle:?} at offset {offset}");
+                }
+            }
+        }
     }
 
     #[test]
