@@ -41,73 +41,61 @@ fn decoded_to_py(
     Ok((batch, bad_lines))
 }
 
-/// Decodes JSON Lines chunks into `pyarrow.RecordBatch`es of a fixed schema.
-#[pyclass(frozen, module = "velostream._core", name = "JsonDecoder")]
-struct PyJsonDecoder {
-    inner: json::JsonDecoder,
-}
-
-#[pymethods]
-impl PyJsonDecoder {
-    #[new]
-    fn new(schema: PySchema) -> Self {
-        Self {
-            inner: json::JsonDecoder::new(schema.into_inner()),
+/// A Python decoder class over one of the codec's decoders (they share their interface:
+/// `new(schema)`, `schema()`, `decode(bytes)`).
+macro_rules! decoder_class {
+    ($class:ident, $name:literal, $decoder:ty, $doc:literal, $decode_doc:literal) => {
+        #[doc = $doc]
+        #[pyclass(frozen, module = "velostream._core", name = $name)]
+        struct $class {
+            inner: $decoder,
         }
-    }
 
-    /// The schema of decoded batches (`pyarrow.Schema`).
-    #[getter]
-    fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PySchema::new(Arc::clone(self.inner.schema())).into_pyarrow(py)
-    }
+        #[pymethods]
+        impl $class {
+            #[new]
+            fn new(schema: PySchema) -> Self {
+                Self {
+                    inner: <$decoder>::new(schema.into_inner()),
+                }
+            }
 
-    /// Decodes a chunk of whole lines: returns (batch of the good rows, bad lines).
-    fn decode<'py>(
-        &self,
-        py: Python<'py>,
-        data: &[u8],
-    ) -> PyResult<(Bound<'py, PyAny>, Vec<PyBadLine<'py>>)> {
-        let decoded = py
-            .detach(|| self.inner.decode(data))
-            .map_err(|e| to_py_err(py, e))?;
-        decoded_to_py(py, decoded)
-    }
-}
+            /// The schema of decoded batches (`pyarrow.Schema`).
+            #[getter]
+            fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                PySchema::new(Arc::clone(self.inner.schema())).into_pyarrow(py)
+            }
 
-/// Decodes header-less CSV chunks into `pyarrow.RecordBatch`es of a fixed schema.
-#[pyclass(frozen, module = "velostream._core", name = "CsvDecoder")]
-struct PyCsvDecoder {
-    inner: csv::CsvDecoder,
-}
-
-#[pymethods]
-impl PyCsvDecoder {
-    #[new]
-    fn new(schema: PySchema) -> Self {
-        Self {
-            inner: csv::CsvDecoder::new(schema.into_inner()),
+            #[doc = $decode_doc]
+            fn decode<'py>(
+                &self,
+                py: Python<'py>,
+                data: &[u8],
+            ) -> PyResult<(Bound<'py, PyAny>, Vec<PyBadLine<'py>>)> {
+                let decoded = py
+                    .detach(|| self.inner.decode(data))
+                    .map_err(|e| to_py_err(py, e))?;
+                decoded_to_py(py, decoded)
+            }
         }
-    }
-
-    /// The schema of decoded batches (`pyarrow.Schema`).
-    #[getter]
-    fn schema<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        PySchema::new(Arc::clone(self.inner.schema())).into_pyarrow(py)
-    }
-
-    /// Decodes a chunk of whole data lines: returns (batch of the good rows, bad lines).
-    fn decode<'py>(
-        &self,
-        py: Python<'py>,
-        data: &[u8],
-    ) -> PyResult<(Bound<'py, PyAny>, Vec<PyBadLine<'py>>)> {
-        let decoded = py
-            .detach(|| self.inner.decode(data))
-            .map_err(|e| to_py_err(py, e))?;
-        decoded_to_py(py, decoded)
-    }
+    };
 }
+
+decoder_class!(
+    PyJsonDecoder,
+    "JsonDecoder",
+    json::JsonDecoder,
+    "Decodes JSON Lines chunks into `pyarrow.RecordBatch`es of a fixed schema.",
+    "Decodes a chunk of whole lines: returns (batch of the good rows, bad lines)."
+);
+
+decoder_class!(
+    PyCsvDecoder,
+    "CsvDecoder",
+    csv::CsvDecoder,
+    "Decodes header-less CSV chunks into `pyarrow.RecordBatch`es of a fixed schema.",
+    "Decodes a chunk of whole data lines: returns (batch of the good rows, bad lines)."
+);
 
 /// Infers a `pyarrow.Schema` from a JSON Lines sample (bad lines are skipped).
 #[pyfunction]

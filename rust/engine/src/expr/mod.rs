@@ -1033,6 +1033,41 @@ fn as_bool(v: &Value, n: usize) -> Result<BooleanArray> {
     Ok(b.clone())
 }
 
+/// The body of [`PhysExpr::for_each_child`] and its `_mut` twin: the same match, with
+/// `iter` or `iter_mut` over argument lists (bindings follow `self`'s mutability).
+macro_rules! visit_children {
+    ($expr:expr, $f:expr, $iter:ident) => {
+        match $expr {
+            PhysExpr::Column(_) | PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
+            PhysExpr::Arith { left, right, .. }
+            | PhysExpr::Cmp { left, right, .. }
+            | PhysExpr::And(left, right)
+            | PhysExpr::Or(left, right)
+            | PhysExpr::Concat(left, right)
+            | PhysExpr::Like {
+                arg: left,
+                pattern: right,
+                ..
+            } => {
+                $f(left);
+                $f(right);
+            }
+            PhysExpr::Not(a)
+            | PhysExpr::Neg(a, _)
+            | PhysExpr::IsNull { arg: a, .. }
+            | PhysExpr::Cast { arg: a, .. } => $f(a),
+            PhysExpr::Case { whens, otherwise } => {
+                for (c, t) in whens {
+                    $f(c);
+                    $f(t);
+                }
+                $f(otherwise);
+            }
+            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => args.$iter().for_each($f),
+        }
+    };
+}
+
 impl PhysExpr {
     /// Evaluate over one batch.
     pub fn eval(&self, input: &Input) -> Result<Value> {
@@ -1210,66 +1245,12 @@ impl PhysExpr {
 
     /// Visit the direct sub-expressions.
     fn for_each_child(&self, f: &mut dyn FnMut(&PhysExpr)) {
-        match self {
-            PhysExpr::Column(_) | PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
-            PhysExpr::Arith { left, right, .. }
-            | PhysExpr::Cmp { left, right, .. }
-            | PhysExpr::And(left, right)
-            | PhysExpr::Or(left, right)
-            | PhysExpr::Concat(left, right)
-            | PhysExpr::Like {
-                arg: left,
-                pattern: right,
-                ..
-            } => {
-                f(left);
-                f(right);
-            }
-            PhysExpr::Not(a)
-            | PhysExpr::Neg(a, _)
-            | PhysExpr::IsNull { arg: a, .. }
-            | PhysExpr::Cast { arg: a, .. } => f(a),
-            PhysExpr::Case { whens, otherwise } => {
-                for (c, t) in whens {
-                    f(c);
-                    f(t);
-                }
-                f(otherwise);
-            }
-            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => args.iter().for_each(f),
-        }
+        visit_children!(self, f, iter);
     }
 
     /// Visit the direct sub-expressions, mutably.
     fn for_each_child_mut(&mut self, f: &mut dyn FnMut(&mut PhysExpr)) {
-        match self {
-            PhysExpr::Column(_) | PhysExpr::Literal(_) | PhysExpr::ProcessingTimeMillis => {}
-            PhysExpr::Arith { left, right, .. }
-            | PhysExpr::Cmp { left, right, .. }
-            | PhysExpr::And(left, right)
-            | PhysExpr::Or(left, right)
-            | PhysExpr::Concat(left, right)
-            | PhysExpr::Like {
-                arg: left,
-                pattern: right,
-                ..
-            } => {
-                f(left);
-                f(right);
-            }
-            PhysExpr::Not(a)
-            | PhysExpr::Neg(a, _)
-            | PhysExpr::IsNull { arg: a, .. }
-            | PhysExpr::Cast { arg: a, .. } => f(a),
-            PhysExpr::Case { whens, otherwise } => {
-                for (c, t) in whens {
-                    f(c);
-                    f(t);
-                }
-                f(otherwise);
-            }
-            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => args.iter_mut().for_each(f),
-        }
+        visit_children!(self, f, iter_mut);
     }
 
     /// Input column indices this expression reads.
