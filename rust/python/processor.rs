@@ -34,12 +34,16 @@ struct BothSchemas {
     pyarrow: Py<PyAny>,
 }
 
+/// The output schema in both forms, and an empty `pyarrow.RecordBatch` of it (made on
+/// first need): a call that emits nothing returns it, as pyarrow batches are immutable.
+struct OutputSchema {
+    schema: BothSchemas,
+    empty: Option<Py<PyAny>>,
+}
+
 /// The last input schema seen, so that a batch of the same schema is imported without
 /// exporting and re-parsing its schema.
 type InputSchema = BothSchemas;
-
-/// The pyarrow form of the current output schema, imported once.
-type OutputSchema = BothSchemas;
 
 /// Schemas recently converted by any processor, most recent last, at most
 /// [`SHARED_SCHEMAS`] of each kind: a new query over a known input (or with a known
@@ -169,35 +173,54 @@ impl Processor {
     }
 
     /// Hand a batch to pyarrow (`RecordBatch._import_from_c`) with the cached schema.
+    ///
+    /// The cache's lock is never held while Python runs (another thread could hold
+    /// the GIL and wait for the lock).
     fn to_pyarrow<'py>(&self, py: Python<'py>, batch: RecordBatch) -> PyResult<Bound<'py, PyAny>> {
         let schema = batch.schema();
-        let py_schema = {
-            let mut cache = self.output.lock().unwrap_or_else(|p| p.into_inner());
+        let empty = batch.num_rows() == 0;
+        let cached = {
+            let cache = self.output.lock().unwrap_or_else(|p| p.into_inner());
             match cache.as_ref() {
-                Some(c) if Arc::ptr_eq(&c.schema, &schema) || c.schema == schema => {
-                    c.pyarrow.clone_ref(py)
+                Some(c) if Arc::ptr_eq(&c.schema.schema, &schema) || c.schema.schema == schema => {
+                    match (&c.empty, empty) {
+                        (Some(out), true) => return Ok(out.bind(py).clone()),
+                        _ => Some(c.schema.pyarrow.clone_ref(py)),
+                    }
                 }
-                _ => {
-                    let pyarrow = match shared_output(py, &schema) {
-                        Some(pyarrow) => pyarrow,
-                        None => {
-                            let pyarrow = PySchema::new(schema.clone()).into_pyarrow(py)?.unbind();
-                            share(
-                                &SHARED_OUTPUTS,
-                                BothSchemas {
-                                    schema: schema.clone(),
-                                    pyarrow: pyarrow.clone_ref(py),
-                                },
-                            );
-                            pyarrow
-                        }
-                    };
-                    *cache = Some(OutputSchema {
-                        schema: schema.clone(),
-                        pyarrow: pyarrow.clone_ref(py),
+                _ => None,
+            }
+        };
+        let py_schema = match cached {
+            Some(pyarrow) => pyarrow,
+            None => {
+                let pyarrow = match shared_output(py, &schema) {
+                    Some(pyarrow) => pyarrow,
+                    None => {
+                        let pyarrow = PySchema::new(schema.clone()).into_pyarrow(py)?.unbind();
+                        share(
+                            &SHARED_OUTPUTS,
+                            BothSchemas {
+                                schema: schema.clone(),
+                                pyarrow: pyarrow.clone_ref(py),
+                            },
+                        );
+                        pyarrow
+                    }
+                };
+                let previous = self
+                    .output
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .replace(OutputSchema {
+                        schema: BothSchemas {
+                            schema: schema.clone(),
+                            pyarrow: pyarrow.clone_ref(py),
+                        },
+                        empty: None,
                     });
-                    pyarrow
-                }
+                drop(previous); // after the lock: dropping Python objects runs Python
+                pyarrow
             }
         };
         let data = StructArray::from(batch).into_data();
@@ -213,7 +236,17 @@ impl Processor {
                     .unbind(),
             )
         })?;
-        import.bind(py).call1((address, py_schema))
+        let out = import.bind(py).call1((address, py_schema))?;
+        if empty {
+            let mut cache = self.output.lock().unwrap_or_else(|p| p.into_inner());
+            let same = |c: &&mut OutputSchema| {
+                Arc::ptr_eq(&c.schema.schema, &schema) || c.schema.schema == schema
+            };
+            if let Some(c) = cache.as_mut().filter(same) {
+                c.empty.get_or_insert_with(|| out.clone().unbind());
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -58,3 +58,24 @@ def test_schemas_shared_between_queries_are_never_confused() -> None:
             assert out.column("last").to_pylist() == [width]
             assert out.column("d").to_pylist() == [2]
             assert q.flush().schema == out.schema
+
+
+def test_calls_that_emit_nothing_return_empty_batches_of_the_output_schema() -> None:
+    """An empty result is made once per output schema and returned again (it is immutable)."""
+    q = vs.compile("SELECT a, s FROM t WHERE a > 100")
+    batch = pa.record_batch({"a": [1, 2], "s": ["x", "y"]})
+    expected = pa.schema([("a", pa.int64()), ("s", pa.string())])
+    first = q.process(batch)
+    assert (first.num_rows, first.schema) == (0, expected)
+    assert q.process(batch).equals(first)
+    assert q.process(pa.record_batch({"a": [101], "s": ["z"]})).to_pydict() == {
+        "a": [101],
+        "s": ["z"],
+    }
+    assert (q.process(batch).num_rows, q.flush().schema, q.flush().num_rows) == (0, expected, 0)
+    # A query over other input types has another output schema, and its own empty batch.
+    other = vs.compile("SELECT a, s FROM t WHERE a > 100")
+    narrow = pa.record_batch({"a": pa.array([1], pa.int16()), "s": ["x"]})
+    assert other.process(narrow).schema.field("a").type == pa.int16()
+    assert other.flush().schema.field("a").type == pa.int16()
+    assert q.flush().schema == expected

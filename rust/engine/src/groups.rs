@@ -5,6 +5,11 @@
 //! single integer key as 8 bytes, anything else through Arrow's row format) and stored
 //! back to back in one arena; the hash table holds only the 4-byte group ids. That keeps
 //! the state small (tens of bytes per group) and lets it be serialised as plain vectors.
+//!
+//! A new group gets the next id. Ids follow the order in which groups were created,
+//! which within a batch is not necessarily row order (see `KeyFilter`): callers that
+//! need "the first row of a new group" compare ids with the table's length before the
+//! batch, they do not expect ids to appear in ascending order.
 
 use std::hash::BuildHasher;
 
@@ -19,6 +24,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::expr::{canonical_float, Value};
+
+/// The hash index's allocator: the global one, with every new block written once
+/// (zeros) in address order. A fresh query's first batch then stores into memory already
+/// in the cache, instead of missing it at random addresses once per new group.
+#[derive(Clone, Copy, Default)]
+struct Touched;
+
+unsafe impl allocator_api2::alloc::Allocator for Touched {
+    fn allocate(
+        &self,
+        layout: std::alloc::Layout,
+    ) -> std::result::Result<std::ptr::NonNull<[u8]>, allocator_api2::alloc::AllocError> {
+        let block = allocator_api2::alloc::Global.allocate(layout)?;
+        // SAFETY: `block` is a fresh allocation of `block.len()` bytes.
+        unsafe { std::ptr::write_bytes(block.as_ptr() as *mut u8, 0, block.len()) };
+        Ok(block)
+    }
+
+    unsafe fn deallocate(&self, ptr: std::ptr::NonNull<u8>, layout: std::alloc::Layout) {
+        // SAFETY: forwarded as received (allocated by `Global` in `allocate`).
+        unsafe { allocator_api2::alloc::Global.deallocate(ptr, layout) }
+    }
+}
 
 /// How keys are turned into bytes.
 enum Encoding {
@@ -53,11 +81,77 @@ pub struct GroupKeys {
 pub struct GroupTable {
     encoding: Encoding,
     keys: GroupKeys,
-    index: HashTable<u32>,
+    index: HashTable<u32, Touched>,
     hasher: FixedState,
-    /// Per-batch scratch: every row's key hash.
-    hashes: Vec<u64>,
+    /// Which keys the table may hold (`None` once the groups outgrow it).
+    filter: Option<KeyFilter>,
+    /// Whether the last chunk of rows mixed new and known keys (see [`mixed`]).
+    mixed: bool,
 }
+
+/// A summary of the keys a table holds, one bit per slice of the hash space: a key
+/// whose bit is clear is certainly new. Each batch's rows are split by it, without a
+/// branch, into certainly-new keys and keys that may be known. Each part then goes
+/// through the index with a branch that is predictable, where a batch that mixes new
+/// and known keys at random (a fresh query's first batches) mispredicts the
+/// insert-or-hit branch on up to one row in two.
+struct KeyFilter {
+    /// The bits, a power of two of them (at least [`Self::MIN_BITS`]).
+    words: Vec<u64>,
+}
+
+impl KeyFilter {
+    /// The fewest and the most bits of a filter. A table whose groups outgrow the most
+    /// drops its filter: by then its batches are mostly hits.
+    const MIN_BITS: usize = 1 << 10;
+    const MAX_BITS: usize = 1 << 20;
+    /// Bits per group: about 1 key in 16 passes for new at the fullest.
+    const BITS_PER_GROUP: usize = 16;
+    /// A key's bit is its hash from this bit on (hashbrown places a key by the low bits
+    /// of its hash and tags it with the top 7).
+    const SHIFT: u32 = 20;
+
+    /// A filter sized for `groups` groups, or `None` when they are too many.
+    fn sized_for(groups: usize) -> Option<Self> {
+        let bits = (groups * Self::BITS_PER_GROUP)
+            .next_power_of_two()
+            .max(Self::MIN_BITS);
+        (bits <= Self::MAX_BITS).then(|| KeyFilter {
+            words: vec![0; bits / 64],
+        })
+    }
+
+    /// Whether the filter still has room for `groups` groups.
+    fn fits(&self, groups: usize) -> bool {
+        groups * Self::BITS_PER_GROUP <= self.words.len() * 64
+    }
+
+    /// The word and bit of a hash.
+    #[inline(always)]
+    fn bit(&self, hash: u64) -> (usize, u64) {
+        let b = (hash >> Self::SHIFT) as usize & (self.words.len() * 64 - 1);
+        (b >> 6, 1 << (b & 63))
+    }
+
+    #[inline(always)]
+    fn insert(&mut self, hash: u64) {
+        let (word, bit) = self.bit(hash);
+        self.words[word] |= bit;
+    }
+}
+
+/// Whether a chunk of `rows` rows that created `created` groups mixed new and known keys
+/// enough for the next chunk to be split by the [`KeyFilter`]: more than 1 row in 10 new
+/// and more than 1 in 10 known. Below that, the insert-or-hit branch is mispredicted
+/// less often than the split costs.
+fn mixed(rows: usize, created: u32) -> bool {
+    let created = created as usize;
+    created * 10 > rows && created * 10 < rows * 9
+}
+
+/// Rows per chunk of [`GroupTable::assign`].
+const CHUNK: usize = 256;
+const _: () = assert!(CHUNK.is_multiple_of(64));
 
 fn hash_of(hasher: &FixedState, bytes: &[u8]) -> u64 {
     hasher.hash_one(bytes)
@@ -107,9 +201,10 @@ impl GroupTable {
         Ok(GroupTable {
             encoding,
             keys,
-            index: HashTable::new(),
+            index: HashTable::new_in(Touched),
             hasher: FixedState::with_seed(0x5eed_cafe),
-            hashes: Vec::new(),
+            filter: KeyFilter::sized_for(0),
+            mixed: true,
         })
     }
 
@@ -124,7 +219,10 @@ impl GroupTable {
 
     /// Heap bytes held by the table.
     pub fn state_bytes(&self) -> usize {
-        self.keys.arena.capacity() + self.keys.offsets.capacity() * 4 + self.index.allocation_size()
+        self.keys.arena.capacity()
+            + self.keys.offsets.capacity() * 4
+            + self.index.allocation_size()
+            + self.filter.as_ref().map_or(0, |f| f.words.capacity() * 8)
     }
 
     /// The group of a non-NULL key whose hash is `hash`, created if new.
@@ -137,6 +235,9 @@ impl GroupTable {
         ) {
             Entry::Occupied(found) => *found.get(),
             Entry::Vacant(slot) => {
+                if let Some(filter) = &mut self.filter {
+                    filter.insert(hash);
+                }
                 let g = keys.len;
                 keys.arena.extend_from_slice(bytes);
                 keys.offsets.push(keys.arena.len() as u32);
@@ -144,6 +245,94 @@ impl GroupTable {
                 slot.insert(g);
                 g
             }
+        }
+    }
+
+    /// Add a key known to be new.
+    fn insert_new(&mut self, bytes: &[u8], hash: u64) -> u32 {
+        let (hasher, keys) = (&self.hasher, &mut self.keys);
+        let g = keys.len;
+        keys.arena.extend_from_slice(bytes);
+        keys.offsets.push(keys.arena.len() as u32);
+        keys.len += 1;
+        self.index
+            .insert_unique(hash, g, |&g| hash_of(hasher, key_of(keys, g)));
+        g
+    }
+
+    /// Group ids of rows `0..n` into `out` (`valid(i)`: row i's key is not NULL;
+    /// `key(i)`: its bytes), a chunk of [`CHUNK`] rows at a time.
+    fn assign<K: AsRef<[u8]>>(
+        &mut self,
+        n: usize,
+        valid: impl Fn(usize) -> bool,
+        key: impl Fn(usize) -> K,
+        out: &mut Vec<u32>,
+    ) {
+        out.resize(n, 0);
+        let mut hashes = [0u64; CHUNK];
+        for start in (0..n).step_by(CHUNK) {
+            let len = CHUNK.min(n - start);
+            let chunk_before = self.keys.len;
+            let out = &mut out[start..start + len];
+            let Some(filter) = self.filter.as_mut().filter(|_| self.mixed) else {
+                for (j, h) in hashes[..len].iter_mut().enumerate() {
+                    *h = hash_of(&self.hasher, key(start + j).as_ref());
+                }
+                for (j, &hash) in hashes[..len].iter().enumerate() {
+                    let i = start + j;
+                    out[j] = if valid(i) {
+                        self.intern(key(i).as_ref(), hash)
+                    } else {
+                        self.null_group()
+                    };
+                }
+                self.mixed = mixed(len, self.keys.len - chunk_before);
+                continue;
+            };
+            // Hash, and split the rows by the filter without a branch: a row whose bit
+            // is clear has a new key (and sets the bit); the others may or may not.
+            for (j, h) in hashes[..len].iter_mut().enumerate() {
+                *h = hash_of(&self.hasher, key(start + j).as_ref());
+            }
+            // Bit j of `seen[j / 64]`: row j may have a known key.
+            let mut seen = [0u64; CHUNK / 64];
+            for (k, rows) in hashes[..len].chunks(64).enumerate() {
+                let mut mask = 0;
+                for (l, &hash) in rows.iter().enumerate() {
+                    let (word, bit) = filter.bit(hash);
+                    let word = &mut filter.words[word];
+                    let ok = valid(start + k * 64 + l);
+                    mask |= (((*word & bit != 0) | !ok) as u64) << l;
+                    *word |= bit & 0u64.wrapping_sub(ok as u64);
+                }
+                seen[k] = mask;
+            }
+            for (k, &mask) in seen.iter().enumerate().take(len.div_ceil(64)) {
+                let rows = (len - k * 64).min(64);
+                let mut new = !mask & (u64::MAX >> (64 - rows));
+                while new != 0 {
+                    let j = k * 64 + new.trailing_zeros() as usize;
+                    new &= new - 1;
+                    out[j] = self.insert_new(key(start + j).as_ref(), hashes[j]);
+                }
+            }
+            for (k, &mask) in seen.iter().enumerate().take(len.div_ceil(64)) {
+                let mut maybe = mask;
+                while maybe != 0 {
+                    let j = k * 64 + maybe.trailing_zeros() as usize;
+                    maybe &= maybe - 1;
+                    out[j] = if valid(start + j) {
+                        self.intern(key(start + j).as_ref(), hashes[j])
+                    } else {
+                        self.null_group()
+                    };
+                }
+            }
+            self.mixed = mixed(len, self.keys.len - chunk_before);
+        }
+        if self.filter.as_ref().is_some_and(|f| !f.fits(self.len())) {
+            self.resize_filter();
         }
     }
 
@@ -161,11 +350,16 @@ impl GroupTable {
     /// The group id of every row of `keys` (columns of equal length `n`), creating groups
     /// for keys not seen before. `out` is cleared first.
     ///
-    /// Keys are hashed for the whole batch first, so a row's hash is ready before its
-    /// probe. A table's first batch sizes it: the hash index gets room for one group per
-    /// row (up to [`FIRST_BATCH_GROUPS`]) and the key arena room for those rows' key
-    /// bytes, so the first batch (which creates most of a fresh query's groups) does not
-    /// grow them step by step. If the batch held far fewer groups, the room is given back.
+    /// Rows go a chunk at a time: the chunk's keys are hashed first, so a row's hash is
+    /// ready before its probe, and while the table's chunks mix new and known keys the
+    /// chunk is split by the `KeyFilter`. Ids of new groups therefore follow the order
+    /// of creation, not always row order.
+    ///
+    /// A table's first batch sizes it: the hash index gets room for one group per row
+    /// (up to [`FIRST_BATCH_GROUPS`]), the key arena room for those rows' key bytes and
+    /// the filter bits for as many groups, so the first batch (which creates most of a
+    /// fresh query's groups) does not grow them step by step. If the batch held far
+    /// fewer groups, the room is given back.
     pub fn group_ids(&mut self, keys: &[ArrayRef], n: usize, out: &mut Vec<u32>) -> Result<()> {
         out.clear();
         out.reserve(n);
@@ -174,8 +368,6 @@ impl GroupTable {
         } else {
             0
         };
-        let mut hashes = std::mem::take(&mut self.hashes);
-        hashes.clear();
         match &self.encoding {
             Encoding::Global => {
                 if self.keys.len == 0 {
@@ -197,13 +389,10 @@ impl GroupTable {
                     reserved,
                     (offsets[n] - offsets[0]) as usize * reserved / n.max(1),
                 );
-                hashes.extend((0..n).map(|i| hash_of(&self.hasher, strings.value(i).as_bytes())));
-                for (i, &hash) in hashes.iter().enumerate() {
-                    out.push(if strings.is_null(i) {
-                        self.null_group()
-                    } else {
-                        self.intern(strings.value(i).as_bytes(), hash)
-                    });
+                let key = |i| strings.value(i).as_bytes();
+                match strings.nulls() {
+                    None => self.assign(n, |_| true, key, out),
+                    Some(nulls) => self.assign(n, |i| nulls.is_valid(i), key, out),
                 }
             }
             Encoding::Int64 => {
@@ -215,17 +404,11 @@ impl GroupTable {
                 };
                 let ints = col.as_primitive::<Int64Type>();
                 self.size_for_first_batch(reserved, reserved * 8);
-                hashes.extend(
-                    ints.values()
-                        .iter()
-                        .map(|v| hash_of(&self.hasher, &v.to_le_bytes())),
-                );
-                for (i, &hash) in hashes.iter().enumerate() {
-                    out.push(if ints.is_null(i) {
-                        self.null_group()
-                    } else {
-                        self.intern(&ints.value(i).to_le_bytes(), hash)
-                    });
+                let values = ints.values();
+                let key = |i: usize| values[i].to_le_bytes();
+                match ints.nulls() {
+                    None => self.assign(n, |_| true, key, out),
+                    Some(nulls) => self.assign(n, |i| nulls.is_valid(i), key, out),
                 }
             }
             Encoding::Rows(converter) => {
@@ -236,18 +419,32 @@ impl GroupTable {
                     .collect();
                 let rows = converter.convert_columns(&keys)?;
                 self.size_for_first_batch(reserved, rows.size() * reserved / n.max(1));
-                hashes.extend(rows.iter().map(|row| hash_of(&self.hasher, row.as_ref())));
-                for (row, &hash) in rows.iter().zip(&hashes) {
-                    out.push(self.intern(row.as_ref(), hash));
-                }
+                self.assign(n, |_| true, |i| rows.row(i), out);
             }
         }
-        self.hashes = hashes;
         if self.len() * 4 < reserved {
             // Few groups after all: give back the room reserved for one per row.
             self.shrink_to_fit();
         }
         Ok(())
+    }
+
+    /// A filter sized for the groups the table holds, holding all of them (or none
+    /// when they are too many).
+    fn resize_filter(&mut self) {
+        self.resize_filter_for(self.len());
+    }
+
+    /// [`Self::resize_filter`], with room for `groups` groups.
+    fn resize_filter_for(&mut self, groups: usize) {
+        self.filter = KeyFilter::sized_for(groups.max(self.len()));
+        if let Some(filter) = &mut self.filter {
+            for g in 0..self.keys.len {
+                if Some(g) != self.keys.null_group {
+                    filter.insert(hash_of(&self.hasher, key_of(&self.keys, g)));
+                }
+            }
+        }
     }
 
     fn shrink_to_fit(&mut self) {
@@ -256,6 +453,7 @@ impl GroupTable {
             .shrink_to_fit(|&g| hash_of(hasher, key_of(keys, g)));
         self.keys.arena.shrink_to_fit();
         self.keys.offsets.shrink_to_fit();
+        self.resize_filter();
     }
 
     /// Room for `rows` more groups with `key_bytes` of keys (nothing for 0 rows).
@@ -268,6 +466,9 @@ impl GroupTable {
             .reserve(rows, |&g| hash_of(hasher, key_of(keys, g)));
         self.keys.arena.reserve(key_bytes);
         self.keys.offsets.reserve(rows);
+        if self.filter.as_ref().is_some_and(|f| !f.fits(rows)) {
+            self.resize_filter_for(rows);
+        }
     }
 
     /// The serialisable state.
@@ -278,7 +479,7 @@ impl GroupTable {
     /// Replace the state with a restored one and rebuild the hash index.
     pub fn restore(&mut self, keys: GroupKeys) {
         self.keys = keys;
-        let mut index = HashTable::with_capacity(self.keys.len as usize);
+        let mut index = HashTable::with_capacity_in(self.keys.len as usize, Touched);
         for g in 0..self.keys.len {
             if Some(g) == self.keys.null_group {
                 continue;
@@ -289,6 +490,8 @@ impl GroupTable {
             });
         }
         self.index = index;
+        self.resize_filter();
+        self.mixed = true;
     }
 }
 
@@ -300,6 +503,18 @@ mod tests {
 
     fn single(array: ArrayRef) -> Vec<ArrayRef> {
         vec![array]
+    }
+
+    /// `ids` renumbered in order of first appearance: equal to `expected` when rows
+    /// with equal keys (and only those) share an id.
+    fn classes(ids: &[u32]) -> Vec<u32> {
+        let mut first = std::collections::HashMap::new();
+        ids.iter()
+            .map(|g| {
+                let next = first.len() as u32;
+                *first.entry(*g).or_insert(next)
+            })
+            .collect()
     }
 
     #[test]
@@ -314,7 +529,7 @@ mod tests {
         ])));
         let mut ids = Vec::new();
         t.group_ids(&keys, 5, &mut ids).unwrap();
-        assert_eq!(ids, vec![0, 1, 2, 0, 1]);
+        assert_eq!(classes(&ids), vec![0, 1, 2, 0, 1]);
         assert_eq!(t.len(), 3);
     }
 
@@ -344,7 +559,8 @@ mod tests {
         ])));
         let mut ids = Vec::new();
         t.group_ids(&keys, 5, &mut ids).unwrap();
-        assert_eq!(ids, vec![0, 1, 2, 0, 1]);
+        assert_eq!(classes(&ids), vec![0, 1, 2, 0, 1]);
+        assert_eq!(t.len(), 3);
     }
 
     #[test]
@@ -364,7 +580,7 @@ mod tests {
         )));
         t.group_ids(&keys, 10_000, &mut ids).unwrap();
         assert_eq!(t.len(), 10_000);
-        assert_eq!(ids[9_999], 9_999);
+        assert_eq!(classes(&ids), (0..10_000).collect::<Vec<u32>>());
         // A first batch larger than the reservation cap: capped room, then normal growth.
         let n = 2 * FIRST_BATCH_GROUPS + 1;
         let mut t = GroupTable::new(&[DataType::Int64]).unwrap();
@@ -372,13 +588,20 @@ mod tests {
             (0..n as i64).map(|i| i % 3),
         )));
         t.group_ids(&keys, n, &mut ids).unwrap();
-        assert_eq!((t.len(), ids[n - 1]), (3, ((n - 1) % 3) as u32));
+        assert_eq!(t.len(), 3);
+        assert_eq!(
+            classes(&ids),
+            (0..n as u32).map(|i| i % 3).collect::<Vec<_>>()
+        );
         assert!(t.state_bytes() < 1_000, "{} bytes", t.state_bytes());
+        let small = ids[..3].to_vec();
         let keys = single(Arc::new(arrow::array::Int64Array::from_iter_values(
             0..n as i64,
         )));
         t.group_ids(&keys, n, &mut ids).unwrap();
-        assert_eq!((t.len(), ids[n - 1]), (n, (n - 1) as u32));
+        assert_eq!(t.len(), n);
+        assert_eq!(ids[..3], small[..], "known keys keep their ids");
+        assert_eq!(classes(&ids), (0..n as u32).collect::<Vec<_>>());
     }
 
     #[test]
@@ -391,12 +614,65 @@ mod tests {
         ];
         let mut ids = Vec::new();
         t.group_ids(&keys, 4, &mut ids).unwrap();
-        assert_eq!(ids, vec![0, 1, 2, 0]);
+        assert_eq!(classes(&ids), vec![0, 1, 2, 0]);
+        let before = ids.clone();
         let saved = t.keys().clone();
         let mut r = GroupTable::new(&types).unwrap();
         r.restore(saved);
         r.group_ids(&keys, 4, &mut ids).unwrap();
-        assert_eq!(ids, vec![0, 1, 2, 0]);
+        assert_eq!(ids, before, "a restored table gives every key its old id");
         assert_eq!(r.len(), 3);
+    }
+
+    /// Many batches of random sizes whose keys mix new and known ones in every
+    /// proportion, with NULLs, a restore half-way and more groups than the key filter
+    /// holds: every key keeps one id, distinct keys get distinct ids, ids are dense.
+    #[test]
+    fn ids_match_a_reference_map_through_filter_growth_and_restore() {
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut reference: std::collections::HashMap<Option<String>, u32> = Default::default();
+        let mut t = GroupTable::new(&[DataType::Utf8]).unwrap();
+        let mut ids = Vec::new();
+        let mut key_space = 16u64;
+        for batch in 0..60 {
+            if batch == 30 {
+                let mut r = GroupTable::new(&[DataType::Utf8]).unwrap();
+                r.restore(t.keys().clone());
+                t = r;
+            }
+            // The key space grows in steps (new keys mixed with known ones), up to more
+            // groups than the largest filter is sized for.
+            if batch % 6 == 0 {
+                key_space = (key_space * 4).min(3 * KeyFilter::MAX_BITS as u64 / 16);
+            }
+            let n = 1 + (next() % 12_000) as usize;
+            let values: Vec<Option<String>> = (0..n)
+                .map(|_| {
+                    let d = next();
+                    (d % 97 != 0).then(|| format!("k{}", (d >> 8) % key_space))
+                })
+                .collect();
+            let keys = single(Arc::new(StringArray::from(values.clone())));
+            t.group_ids(&keys, n, &mut ids).unwrap();
+            for (v, &g) in values.iter().zip(&ids) {
+                let known = *reference.entry(v.clone()).or_insert(g);
+                assert_eq!(g, known, "batch {batch}: key {v:?}");
+            }
+            assert_eq!(t.len(), reference.len(), "batch {batch}");
+        }
+        let mut all: Vec<u32> = reference.values().copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..reference.len() as u32).collect::<Vec<_>>());
+        assert!(reference.len() > KeyFilter::MAX_BITS / KeyFilter::BITS_PER_GROUP);
+        assert!(
+            t.filter.is_none(),
+            "the filter is dropped past its largest size"
+        );
     }
 }

@@ -445,16 +445,18 @@ fn first_seen(
     rows: usize,
     gids: &mut Vec<u32>,
 ) -> Result<(Vec<ArrayRef>, usize)> {
-    let before = seen.len() as u32;
+    let before = seen.len();
     seen.group_ids(columns, rows, gids)?;
-    // Group ids are handed out in order of first appearance, so a row is new exactly
-    // when its id is the next unused one.
-    let mut next = before;
+    // A row is new when its group was created by this batch and no earlier row of the
+    // batch had it (ids of new groups are not necessarily in row order).
+    let mut kept = vec![false; seen.len() - before];
     let mut keep = Vec::new();
     for (i, &g) in gids.iter().enumerate() {
-        if g == next {
-            keep.push(i as u32);
-            next += 1;
+        if let Some(k) = (g as usize).checked_sub(before) {
+            if !kept[k] {
+                kept[k] = true;
+                keep.push(i as u32);
+            }
         }
     }
     if keep.len() == rows {
