@@ -49,11 +49,11 @@ type InputSchema = BothSchemas;
 /// [`SHARED_SCHEMAS`] of each kind: a new query over a known input (or with a known
 /// output) skips the schema conversion, which is most of a first call's boundary cost.
 static SHARED_INPUTS: Mutex<Vec<BothSchemas>> = Mutex::new(Vec::new());
-static SHARED_OUTPUTS: Mutex<Vec<BothSchemas>> = Mutex::new(Vec::new());
+static SHARED_OUTPUTS: Mutex<Vec<OutputSchema>> = Mutex::new(Vec::new());
 const SHARED_SCHEMAS: usize = 16;
 
 /// Remember `entry` in a shared cache (dropping the oldest entry when full).
-fn share(cache: &Mutex<Vec<BothSchemas>>, entry: BothSchemas) {
+fn share<T>(cache: &Mutex<Vec<T>>, entry: T) {
     let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
     let oldest = (cache.len() == SHARED_SCHEMAS).then(|| cache.remove(0));
     cache.push(entry);
@@ -83,14 +83,20 @@ fn shared_input(py: Python<'_>, py_schema: &Bound<'_, PyAny>) -> PyResult<Option
     Ok(None)
 }
 
-/// The pyarrow form of `schema` from the shared cache, if any.
-fn shared_output(py: Python<'_>, schema: &SchemaRef) -> Option<Py<PyAny>> {
+/// The pyarrow form of `schema` from the shared cache, and its empty batch if one was
+/// made, if any.
+fn shared_output(py: Python<'_>, schema: &SchemaRef) -> Option<(Py<PyAny>, Option<Py<PyAny>>)> {
     let cache = SHARED_OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
-    cache
-        .iter()
-        .rev()
-        .find(|c| Arc::ptr_eq(&c.schema, schema) || c.schema == *schema)
-        .map(|c| c.pyarrow.clone_ref(py))
+    cache.iter().rev().find(|c| c.is_for(schema)).map(|c| {
+        let empty = c.empty.as_ref().map(|e| e.clone_ref(py));
+        (c.schema.pyarrow.clone_ref(py), empty)
+    })
+}
+
+impl OutputSchema {
+    fn is_for(&self, schema: &SchemaRef) -> bool {
+        Arc::ptr_eq(&self.schema.schema, schema) || self.schema.schema == *schema
+    }
 }
 
 #[pyclass(frozen, module = "velostream._core")]
@@ -174,7 +180,7 @@ impl Processor {
 
     /// Hand a batch to pyarrow (`RecordBatch._import_from_c`) with the cached schema.
     ///
-    /// The cache's lock is never held while Python runs (another thread could hold
+    /// The caches' locks are never held while Python runs (another thread could hold
     /// the GIL and wait for the lock).
     fn to_pyarrow<'py>(&self, py: Python<'py>, batch: RecordBatch) -> PyResult<Bound<'py, PyAny>> {
         let schema = batch.schema();
@@ -182,31 +188,36 @@ impl Processor {
         let cached = {
             let cache = self.output.lock().unwrap_or_else(|p| p.into_inner());
             match cache.as_ref() {
-                Some(c) if Arc::ptr_eq(&c.schema.schema, &schema) || c.schema.schema == schema => {
-                    match (&c.empty, empty) {
-                        (Some(out), true) => return Ok(out.bind(py).clone()),
-                        _ => Some(c.schema.pyarrow.clone_ref(py)),
-                    }
-                }
+                Some(c) if c.is_for(&schema) => match (&c.empty, empty) {
+                    (Some(out), true) => return Ok(out.bind(py).clone()),
+                    _ => Some(c.schema.pyarrow.clone_ref(py)),
+                },
                 _ => None,
             }
         };
         let py_schema = match cached {
             Some(pyarrow) => pyarrow,
             None => {
-                let pyarrow = match shared_output(py, &schema) {
-                    Some(pyarrow) => pyarrow,
+                let (pyarrow, shared_empty) = match shared_output(py, &schema) {
+                    Some(found) => found,
                     None => {
                         let pyarrow = PySchema::new(schema.clone()).into_pyarrow(py)?.unbind();
                         share(
                             &SHARED_OUTPUTS,
-                            BothSchemas {
-                                schema: schema.clone(),
-                                pyarrow: pyarrow.clone_ref(py),
+                            OutputSchema {
+                                schema: BothSchemas {
+                                    schema: schema.clone(),
+                                    pyarrow: pyarrow.clone_ref(py),
+                                },
+                                empty: None,
                             },
                         );
-                        pyarrow
+                        (pyarrow, None)
                     }
+                };
+                let out = match (&shared_empty, empty) {
+                    (Some(out), true) => Some(out.clone_ref(py)),
+                    _ => None,
                 };
                 let previous = self
                     .output
@@ -217,9 +228,12 @@ impl Processor {
                             schema: schema.clone(),
                             pyarrow: pyarrow.clone_ref(py),
                         },
-                        empty: None,
+                        empty: shared_empty,
                     });
                 drop(previous); // after the lock: dropping Python objects runs Python
+                if let Some(out) = out {
+                    return Ok(out.into_bound(py));
+                }
                 pyarrow
             }
         };
@@ -238,12 +252,23 @@ impl Processor {
         })?;
         let out = import.bind(py).call1((address, py_schema))?;
         if empty {
-            let mut cache = self.output.lock().unwrap_or_else(|p| p.into_inner());
-            let same = |c: &&mut OutputSchema| {
-                Arc::ptr_eq(&c.schema.schema, &schema) || c.schema.schema == schema
+            // Kept for this processor's next empty result, and for other processors'.
+            let keep = |c: &mut OutputSchema| {
+                if c.is_for(&schema) && c.empty.is_none() {
+                    c.empty = Some(out.clone().unbind());
+                }
             };
-            if let Some(c) = cache.as_mut().filter(same) {
-                c.empty.get_or_insert_with(|| out.clone().unbind());
+            if let Some(c) = self
+                .output
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                keep(c);
+            }
+            let mut shared = SHARED_OUTPUTS.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(c) = shared.iter_mut().rev().find(|c| c.is_for(&schema)) {
+                keep(c);
             }
         }
         Ok(out)

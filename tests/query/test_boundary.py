@@ -68,6 +68,11 @@ def test_calls_that_emit_nothing_return_empty_batches_of_the_output_schema() -> 
     first = q.process(batch)
     assert (first.num_rows, first.schema) == (0, expected)
     assert q.process(batch).equals(first)
+    # A new query with this output schema returns the empty batch made before; one
+    # with another output schema does not.
+    assert vs.compile("SELECT a, s FROM t WHERE a > 100").process(batch) is first
+    swapped = vs.compile("SELECT s, a FROM t WHERE a > 100").process(batch)
+    assert (swapped.num_rows, swapped.schema.names) == (0, ["s", "a"])
     assert q.process(pa.record_batch({"a": [101], "s": ["z"]})).to_pydict() == {
         "a": [101],
         "s": ["z"],

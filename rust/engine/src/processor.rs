@@ -13,7 +13,7 @@
 //! The state (group table, accumulators, distinct set) can be snapshotted to bytes and
 //! restored into a fresh processor of the same plan.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
@@ -69,10 +69,40 @@ struct State {
     gids: Vec<u32>,
 }
 
+/// Plans recently bound by any processor, most recent last: `(plan JSON, bound plan)`,
+/// at most [`SHARED_BINDINGS`]. A bound plan is a pure function of the plan and the
+/// input schema's fields, and is never mutated, so processors of the same query over the
+/// same input (a query compiled again, one instance per partition) share it instead of
+/// binding again, which is most of a new query's first-call cost.
+static SHARED: Mutex<Vec<(Arc<str>, Arc<Bound>)>> = Mutex::new(Vec::new());
+const SHARED_BINDINGS: usize = 16;
+
+/// The shared binding of `plan` (its JSON) to `schema`, if any.
+fn shared_binding(plan: &Arc<str>, schema: &SchemaRef) -> Option<Arc<Bound>> {
+    let shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    shared
+        .iter()
+        .rev()
+        .find(|(p, b)| {
+            (Arc::ptr_eq(p, plan) || p == plan) && b.input_schema.fields() == schema.fields()
+        })
+        .map(|(_, b)| b.clone())
+}
+
+fn share_binding(plan: &Arc<str>, bound: &Arc<Bound>) {
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if shared.len() == SHARED_BINDINGS {
+        shared.remove(0);
+    }
+    shared.push((plan.clone(), bound.clone()));
+}
+
 /// A compiled continuous query over one input stream.
 pub struct Processor {
     plan: Plan,
-    bound: Option<Bound>,
+    /// The plan as JSON: the key of shared bindings, and of snapshots.
+    plan_json: Arc<str>,
+    bound: Option<Arc<Bound>>,
     state: Option<State>,
     metrics: Metrics,
 }
@@ -115,6 +145,7 @@ impl Processor {
             ));
         }
         Ok(Processor {
+            plan_json: serde_json::to_string(&plan)?.into(),
             plan,
             bound: None,
             state: None,
@@ -167,7 +198,14 @@ impl Processor {
                 return Ok(b.output_schema.clone());
             }
         }
-        let bound = bind_plan(&self.plan, schema)?;
+        let bound = match shared_binding(&self.plan_json, schema) {
+            Some(bound) => bound,
+            None => {
+                let bound = Arc::new(bind_plan(&self.plan, schema)?);
+                share_binding(&self.plan_json, &bound);
+                bound
+            }
+        };
         if let Some(previous) = &self.bound {
             if previous.output_schema.fields() != bound.output_schema.fields()
                 || agg_types(previous) != agg_types(&bound)
@@ -192,7 +230,7 @@ impl Processor {
     /// Process one batch and return the rows the query emits for it.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
         self.bind(&batch.schema())?;
-        let bound = self.bound.as_ref().expect("bound above");
+        let bound = self.bound.as_deref().expect("bound above");
         let state = self.state.as_mut().expect("state created with the binding");
         let n = batch.num_rows();
         let now_ms = now_millis();
@@ -328,7 +366,7 @@ impl Processor {
         };
         let snapshot = Snapshot {
             version: 1,
-            plan: serde_json::to_string(&self.plan)?,
+            plan: self.plan_json.to_string(),
             input_schema,
             groups,
             accumulators,
@@ -348,7 +386,7 @@ impl Processor {
                 snapshot.version
             )));
         }
-        if snapshot.plan != serde_json::to_string(&self.plan)? {
+        if *snapshot.plan != *self.plan_json {
             return Err(EngineError::Snapshot(
                 "the snapshot was taken from a different query".into(),
             ));
@@ -723,6 +761,56 @@ mod tests {
         assert_eq!(p.metrics().records_in, 4);
         assert_eq!(p.metrics().records_out, 1);
         assert_eq!(p.flush().unwrap().num_rows(), 0);
+    }
+
+    /// Processors of one plan over one input share a binding; another input schema or
+    /// another plan gets its own, also with more plans than the shared cache holds.
+    #[test]
+    fn bindings_are_shared_per_plan_and_input_schema() {
+        let batch = trades();
+        let mut a = Processor::from_json(FILTER_PLAN).unwrap();
+        let mut b = Processor::from_json(FILTER_PLAN).unwrap();
+        assert_eq!(a.process(&batch).unwrap(), b.process(&batch).unwrap());
+        assert!(Arc::ptr_eq(
+            a.bound.as_ref().unwrap(),
+            b.bound.as_ref().unwrap()
+        ));
+        // The same column names with integer prices: an integer product.
+        let mut columns = batch.columns().to_vec();
+        columns[1] = Arc::new(Int64Array::from(vec![Some(150), Some(90), None, Some(101)]));
+        let mut fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (**f).clone())
+            .collect();
+        fields[1] = Field::new("price", DataType::Int64, true);
+        let ints = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).unwrap();
+        let mut c = Processor::from_json(FILTER_PLAN).unwrap();
+        let out = c.process(&ints).unwrap();
+        assert_eq!(
+            out.column(1).as_primitive::<Int64Type>().values().to_vec(),
+            vec![300]
+        );
+        assert!(!Arc::ptr_eq(
+            a.bound.as_ref().unwrap(),
+            c.bound.as_ref().unwrap()
+        ));
+        // Twice as many plans as shared bindings, cycled twice: each filters by its own
+        // threshold.
+        for _ in 0..2 {
+            for threshold in 0..2 * SHARED_BINDINGS as i64 {
+                let plan = FILTER_PLAN
+                    .replace("\"value\": 100", &format!("\"value\": {}", 80 + threshold));
+                let mut p = Processor::from_json(&plan).unwrap();
+                let expected = if 80 + threshold < 90 { 2 } else { 1 };
+                assert_eq!(
+                    p.process(&batch).unwrap().num_rows(),
+                    expected,
+                    "{threshold}"
+                );
+            }
+        }
     }
 
     #[test]
