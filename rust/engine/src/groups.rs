@@ -627,8 +627,11 @@ mod tests {
     /// Many batches of random sizes whose keys mix new and known ones in every
     /// proportion, with NULLs, a restore half-way and more groups than the key filter
     /// holds: every key keeps one id, distinct keys get distinct ids, ids are dense.
-    #[test]
-    fn ids_match_a_reference_map_through_filter_growth_and_restore() {
+    /// `column(keys)` turns logical keys (`None`: NULL) into the key columns of `types`.
+    fn check_against_reference_map(
+        types: &[DataType],
+        column: impl Fn(&[Option<u64>]) -> Vec<ArrayRef>,
+    ) {
         let mut state: u64 = 0x2545_f491_4f6c_dd1d;
         let mut next = move || {
             state ^= state << 13;
@@ -636,13 +639,13 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let mut reference: std::collections::HashMap<Option<String>, u32> = Default::default();
-        let mut t = GroupTable::new(&[DataType::Utf8]).unwrap();
+        let mut reference: std::collections::HashMap<Option<u64>, u32> = Default::default();
+        let mut t = GroupTable::new(types).unwrap();
         let mut ids = Vec::new();
         let mut key_space = 16u64;
         for batch in 0..60 {
             if batch == 30 {
-                let mut r = GroupTable::new(&[DataType::Utf8]).unwrap();
+                let mut r = GroupTable::new(types).unwrap();
                 r.restore(t.keys().clone());
                 t = r;
             }
@@ -652,19 +655,18 @@ mod tests {
                 key_space = (key_space * 4).min(3 * KeyFilter::MAX_BITS as u64 / 16);
             }
             let n = 1 + (next() % 12_000) as usize;
-            let values: Vec<Option<String>> = (0..n)
+            let values: Vec<Option<u64>> = (0..n)
                 .map(|_| {
                     let d = next();
-                    (d % 97 != 0).then(|| format!("k{}", (d >> 8) % key_space))
+                    (d % 97 != 0).then_some((d >> 8) % key_space)
                 })
                 .collect();
-            let keys = single(Arc::new(StringArray::from(values.clone())));
-            t.group_ids(&keys, n, &mut ids).unwrap();
+            t.group_ids(&column(&values), n, &mut ids).unwrap();
             for (v, &g) in values.iter().zip(&ids) {
-                let known = *reference.entry(v.clone()).or_insert(g);
-                assert_eq!(g, known, "batch {batch}: key {v:?}");
+                let known = *reference.entry(*v).or_insert(g);
+                assert_eq!(g, known, "{types:?}, batch {batch}: key {v:?}");
             }
-            assert_eq!(t.len(), reference.len(), "batch {batch}");
+            assert_eq!(t.len(), reference.len(), "{types:?}, batch {batch}");
         }
         let mut all: Vec<u32> = reference.values().copied().collect();
         all.sort_unstable();
@@ -674,5 +676,33 @@ mod tests {
             t.filter.is_none(),
             "the filter is dropped past its largest size"
         );
+    }
+
+    #[test]
+    fn ids_match_a_reference_map_for_string_keys() {
+        check_against_reference_map(&[DataType::Utf8], |keys| {
+            let keys = keys.iter().map(|k| k.map(|k| format!("k{k}")));
+            single(Arc::new(StringArray::from_iter(keys)))
+        });
+    }
+
+    #[test]
+    fn ids_match_a_reference_map_for_integer_keys() {
+        check_against_reference_map(&[DataType::Int32], |keys| {
+            let keys = keys.iter().map(|k| k.map(|k| k as i32 - 1_000));
+            single(Arc::new(Int32Array::from_iter(keys)))
+        });
+    }
+
+    #[test]
+    fn ids_match_a_reference_map_for_multi_column_keys() {
+        check_against_reference_map(&[DataType::Int32, DataType::Utf8], |keys| {
+            let ints = keys.iter().map(|k| k.map(|k| (k % 1_000) as i32));
+            let strings = keys.iter().map(|k| k.map(|k| format!("s{}", k / 1_000)));
+            vec![
+                Arc::new(Int32Array::from_iter(ints)) as ArrayRef,
+                Arc::new(StringArray::from_iter(strings)),
+            ]
+        });
     }
 }
