@@ -186,12 +186,15 @@ class TopicNotFoundError(SourceError):
 
 
 class DataError(VelostreamError):
-    """A record or value cannot be processed: undecodable input, a failed CAST, ...
+    """A record or value cannot be processed: undecodable input, a failed CAST, an
+    integer overflow, an integer division by zero, ...
 
     Attributes:
         location: where the bad data is (file and line, topic/partition/offset), if known.
         field: the field concerned, if known.
         value: the offending value as a string, if known.
+        line: 1-based SQL line of the expression that failed, if known.
+        column: 1-based SQL column of the expression that failed, if known.
     """
 
     def __init__(
@@ -201,11 +204,38 @@ class DataError(VelostreamError):
         location: str | None = None,
         field: str | None = None,
         value: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
     ) -> None:
+        self.message = message
         self.location = location
         self.field = field
         self.value = value
-        super().__init__(message)
+        self.line = line
+        self.column = column
+        super().__init__(f"{_where(line, column)}{message}")
+
+
+class InternalError(VelostreamError):
+    """A defect in velostream itself: a Rust panic caught at the boundary, a broken plan.
+
+    The process survives; ``usable`` says whether the object that raised it may be used
+    again (a query whose state may be half-updated is not).
+
+    Attributes:
+        component: the part of velostream that failed (``"processor"``, ``"codec"``, ...).
+        usable: whether the raising object can still be used.
+    """
+
+    def __init__(self, message: str, *, component: str, usable: bool = False) -> None:
+        self.message = message
+        self.component = component
+        self.usable = usable
+        state = "" if usable else "; this object is no longer usable"
+        super().__init__(
+            f"internal error in velostream's {component}: {message}{state} "
+            "(a defect: please report it)"
+        )
 
 
 __all__ = [
@@ -213,6 +243,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EventTimeError",
+    "InternalError",
     "MissingDependencyError",
     "SinkError",
     "SourceError",
