@@ -22,6 +22,28 @@ pub fn velostream_error(
     build().unwrap_or_else(|e| e)
 }
 
+/// Run `f`, turning a Rust panic into `Err(message)`: no panic may leave the package.
+///
+/// Use it inside `py.detach` closures (no Python needed) and map the message with
+/// [`internal_error`].
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_string())
+    })
+}
+
+/// `velostream.errors.InternalError(message, component=..., usable=...)` as a `PyErr`.
+pub fn internal_error(py: Python<'_>, component: &str, message: &str, usable: bool) -> PyErr {
+    let kwargs = PyDict::new(py);
+    let _ = kwargs.set_item("component", component);
+    let _ = kwargs.set_item("usable", usable);
+    velostream_error(py, "InternalError", message, Some(&kwargs))
+}
+
 /// Convert an engine error to the matching Python exception.
 pub fn to_py(err: EngineError) -> PyErr {
     Python::attach(|py| match &err {
