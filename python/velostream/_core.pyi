@@ -17,6 +17,8 @@ __all__ = [
 
 build_profile: str
 
+def _panic_at_boundary(message: str) -> None: ...
+
 @final
 class Processor:
     """The Rust query processor behind :class:`velostream.Query`."""

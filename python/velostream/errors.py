@@ -186,8 +186,9 @@ class TopicNotFoundError(SourceError):
 
 
 class DataError(VelostreamError):
-    """A record or value cannot be processed: undecodable input, a failed CAST, an
-    integer overflow, an integer division by zero, ...
+    """A record or value cannot be processed.
+
+    Undecodable input, a failed CAST, an integer overflow, an integer division by zero.
 
     Attributes:
         location: where the bad data is (file and line, topic/partition/offset), if known.
@@ -214,6 +215,14 @@ class DataError(VelostreamError):
         self.line = line
         self.column = column
         super().__init__(f"{_where(line, column)}{message}")
+
+
+class SnapshotError(VelostreamError):
+    """A snapshot that cannot be restored.
+
+    It is corrupted, truncated, of another format version, or taken from a different
+    query. The query's state is left as it was.
+    """
 
 
 class InternalError(VelostreamError):
@@ -246,6 +255,7 @@ __all__ = [
     "InternalError",
     "MissingDependencyError",
     "SinkError",
+    "SnapshotError",
     "SourceError",
     "SqlSyntaxError",
     "SqlValidationError",

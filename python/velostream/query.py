@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from velostream import _core
-from velostream.errors import ConfigError
+from velostream.errors import ConfigError, DataError, SqlSyntaxError
 from velostream.legacy import LegacyEngine
 from velostream.sql import Statement, parse_statement, plan
 
@@ -73,15 +73,87 @@ def _to_batches(data: Any) -> list[pa.RecordBatch]:
     if isinstance(data, pa.Table):
         return data.to_batches()
     if isinstance(data, list):
-        return [pa.RecordBatch.from_pylist(data)] if data else []
-    if hasattr(data, "__arrow_c_stream__"):
-        return pa.table(data).to_batches()
-    if hasattr(data, "__arrow_c_array__"):
-        return [pa.record_batch(data)]
-    raise TypeError(
+        return [_from_rows(data)] if data else []
+    try:
+        if hasattr(data, "__arrow_c_stream__"):
+            return pa.table(data).to_batches()
+        if hasattr(data, "__arrow_c_array__"):
+            return [pa.record_batch(data)]
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataError(f"process(): the Arrow data cannot be imported: {exc}") from None
+    raise DataError(
         "process() takes a pyarrow.RecordBatch, a pyarrow.Table, a list of dicts or an "
         f"object exporting the Arrow PyCapsule interface, not {type(data).__name__}"
     )
+
+
+def _from_rows(rows: list[Any]) -> pa.RecordBatch:
+    """A batch from a list of dicts, under the same rules as decoded records.
+
+    A value that does not fit its column is a :class:`DataError` naming the field, the
+    value and the row, never a pyarrow exception.
+    """
+    for index, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise DataError(
+                f"process(): row {index} is a {type(row).__name__}, not a dict",
+                location=f"row {index}",
+            )
+        for key in row:
+            if not isinstance(key, str):
+                raise DataError(
+                    f"process(): row {index} has a field name that is not a string: {key!r}",
+                    location=f"row {index}",
+                    field=repr(key),
+                )
+    # Every field of every row (pyarrow's from_pylist reads the first row's keys only).
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    try:
+        return pa.RecordBatch.from_pydict({name: [row.get(name) for row in rows] for name in names})
+    except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+        raise _row_error(rows, exc) from None
+
+
+def _first_bad_value(values: list[Any], exc: Exception) -> tuple[int, Any, str]:
+    """The row, value and reason of the first value that spoils a column."""
+    first = next((v for v in values if v is not None), None)
+    for index, value in enumerate(values):
+        try:
+            pa.array([value])
+        except (pa.ArrowException, OverflowError, TypeError, ValueError) as cause:
+            return index, value, f"it cannot be stored in an Arrow column ({cause})"
+        if value is not None and type(value) is not type(first):
+            return (
+                index,
+                value,
+                (
+                    f"the field's first value is a {type(first).__name__} and this one "
+                    f"is a {type(value).__name__}"
+                ),
+            )
+    return 0, values[0], str(exc)
+
+
+def _row_error(rows: list[Mapping[str, Any]], exc: Exception) -> DataError:
+    """Name the field, row and value that made a list of dicts unconvertible."""
+    for name in dict.fromkeys(key for row in rows for key in row):
+        values = [row.get(name) for row in rows]
+        try:
+            pa.array(values)
+            continue
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            pass
+        index, value, reason = _first_bad_value(values, exc)
+        text = repr(value)
+        if len(text) > 80:
+            text = text[:77] + "..."
+        return DataError(
+            f"process(): field {name!r} of row {index} has the value {text}: {reason}",
+            location=f"row {index}",
+            field=name,
+            value=text,
+        )
+    return DataError(f"process(): the rows cannot be converted to Arrow: {exc}")
 
 
 class Query:
@@ -295,4 +367,6 @@ def compile(
         >>> q.process(pa.record_batch({"a": [1, 2, 3]})).to_pydict()
         {'b': [4, 6]}
     """
+    if not isinstance(sql, str):
+        raise SqlSyntaxError(f"compile() takes SQL text (a str), not {type(sql).__name__}")
     return compile_statement(parse_statement(sql), properties=properties, path=path)

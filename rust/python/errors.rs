@@ -1,7 +1,6 @@
 //! Mapping of engine errors to the exceptions of `velostream.errors` (defined in Python,
 //! so both sides raise the same classes with the same fields).
 
-use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use velostream_engine::EngineError;
@@ -61,8 +60,22 @@ pub fn to_py(err: EngineError) -> PyErr {
             let _ = kwargs.set_item("value", value);
             velostream_error(py, "DataError", message, Some(&kwargs))
         }
-        EngineError::Snapshot(message) => velostream_error(py, "VelostreamError", message, None),
-        EngineError::Plan(e) => PyRuntimeError::new_err(format!("invalid physical plan: {e}")),
+        EngineError::Snapshot(message) => velostream_error(py, "SnapshotError", message, None),
+        EngineError::Usage(message) => velostream_error(py, "VelostreamError", message, None),
+        EngineError::Plan(e) => {
+            internal_error(py, "planner", &format!("invalid physical plan: {e}"), false)
+        }
         EngineError::Arrow(e) => velostream_error(py, "DataError", &e.to_string(), None),
     })
+}
+
+/// Panic inside the boundary's panic guard, as any defect would: the boundary's test
+/// that a panic reaches Python as `InternalError` (not `PanicException`).
+#[pyfunction]
+pub fn _panic_at_boundary(py: Python<'_>, message: &str) -> PyResult<()> {
+    let outcome = py.detach(|| catch_panic(|| panic!("{message}")));
+    match outcome {
+        Ok(()) => Ok(()),
+        Err(message) => Err(internal_error(py, "boundary test", &message, true)),
+    }
 }

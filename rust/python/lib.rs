@@ -23,6 +23,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
             "release"
         },
     )?;
+    m.add_function(wrap_pyfunction!(errors::_panic_at_boundary, m)?)?;
     processor::register(m)?;
     codec::register(m)?;
     Ok(())

@@ -20,9 +20,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyType};
 use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader, PySchema};
-use velostream_engine::Processor as EngineProcessor;
+use velostream_engine::{EngineError, Processor as EngineProcessor};
 
-use crate::errors::to_py;
+use crate::errors::{catch_panic, internal_error, to_py};
 
 /// `pyarrow.RecordBatch` and its `_import_from_c`, looked up once.
 static RECORD_BATCH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -104,6 +104,39 @@ pub struct Processor {
     inner: Mutex<EngineProcessor>,
     output: Mutex<Option<OutputSchema>>,
     input: Mutex<Option<InputSchema>>,
+    /// The message of a panic that left the state unreliable, until a `restore`.
+    broken: Mutex<Option<String>>,
+}
+
+/// Why a call into the engine failed.
+enum Failure {
+    Engine(EngineError),
+    /// A panic in this call (a defect): the processor is unusable until restored.
+    Panic(String),
+    /// A panic in an earlier call.
+    Broken(String),
+}
+
+impl From<Failure> for PyErr {
+    fn from(failure: Failure) -> PyErr {
+        match failure {
+            Failure::Engine(e) => to_py(e),
+            Failure::Panic(message) => {
+                Python::attach(|py| internal_error(py, "processor", &message, false))
+            }
+            Failure::Broken(message) => Python::attach(|py| {
+                internal_error(
+                    py,
+                    "processor",
+                    &format!(
+                        "an earlier call failed ({message}) and may have left its state \
+                         half updated; restore() a snapshot or compile the query again"
+                    ),
+                    false,
+                )
+            }),
+        }
+    }
 }
 
 impl Processor {
@@ -173,9 +206,29 @@ impl Processor {
             .map_err(|e| PyValueError::new_err(e.to_string()))
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut EngineProcessor) -> R) -> R {
+    /// Run `f` on the engine processor. A Rust panic is caught here: it becomes
+    /// `Failure::Panic`, and the processor is marked broken (its state may be half
+    /// updated) until a successful `restore`.
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut EngineProcessor) -> Result<R, EngineError>,
+    ) -> Result<R, Failure> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
+        if let Some(cause) = self
+            .broken
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(Failure::Broken(cause));
+        }
+        match catch_panic(|| f(&mut guard)) {
+            Ok(result) => result.map_err(Failure::Engine),
+            Err(message) => {
+                *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+                Err(Failure::Panic(message))
+            }
+        }
     }
 
     /// Hand a batch to pyarrow (`RecordBatch._import_from_c`) with the cached schema.
@@ -280,11 +333,19 @@ impl Processor {
     /// Build a processor from a physical plan (JSON text, see docs/plan-format.md).
     #[new]
     fn new(plan_json: &str) -> PyResult<Self> {
-        let inner = EngineProcessor::from_json(plan_json).map_err(to_py)?;
+        let inner = match catch_panic(|| EngineProcessor::from_json(plan_json)) {
+            Ok(built) => built.map_err(to_py)?,
+            Err(message) => {
+                return Err(Python::attach(|py| {
+                    internal_error(py, "processor", &message, false)
+                }))
+            }
+        };
         Ok(Processor {
             inner: Mutex::new(inner),
             output: Mutex::new(None),
             input: Mutex::new(None),
+            broken: Mutex::new(None),
         })
     }
 
@@ -298,9 +359,7 @@ impl Processor {
             Some(b) => b,
             None => batch.extract::<PyRecordBatch>()?.into_inner(),
         };
-        let out = py
-            .detach(|| self.with(|p| p.process(&batch)))
-            .map_err(to_py)?;
+        let out = py.detach(|| self.with(|p| p.process(&batch)))?;
         self.to_pyarrow(py, out)
     }
 
@@ -312,36 +371,34 @@ impl Processor {
     ) -> PyResult<Bound<'py, PyAny>> {
         let reader = stream.into_reader()?;
         let schema = reader.schema();
-        let out = py
-            .detach(|| {
-                self.with(|p| {
-                    // Bind to the stream's schema first: a stream of no batches still
-                    // has one, and the (empty) output must carry the output schema.
-                    p.bind(&schema)?;
-                    p.process_all(reader.map(|b| b.map_err(velostream_engine::EngineError::from)))
-                })
+        let out = py.detach(|| {
+            self.with(|p| {
+                // Bind to the stream's schema first: a stream of no batches still
+                // has one, and the (empty) output must carry the output schema.
+                p.bind(&schema)?;
+                p.process_all(reader.map(|b| b.map_err(EngineError::from)))
             })
-            .map_err(to_py)?;
+        })?;
         self.to_pyarrow(py, out)
     }
 
     /// End of input: the rows still held (closed windows, ...).
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let out = py.detach(|| self.with(|p| p.flush())).map_err(to_py)?;
+        let out = py.detach(|| self.with(|p| p.flush()))?;
         self.to_pyarrow(py, out)
     }
 
     /// Bind to an input schema and return the output schema.
     fn bind<'py>(&self, py: Python<'py>, schema: PySchema) -> PyResult<Bound<'py, PyAny>> {
         let schema = schema.into_inner();
-        let out = self.with(|p| p.bind(&schema)).map_err(to_py)?;
+        let out = self.with(|p| p.bind(&schema))?;
         PySchema::new(out).into_pyarrow(py)
     }
 
     /// The output schema, or None before the input schema is known.
     #[getter]
     fn output_schema<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        match self.with(|p| p.output_schema()) {
+        match self.with(|p| Ok(p.output_schema()))? {
             Some(s) => Ok(Some(PySchema::new(s).into_pyarrow(py)?)),
             None => Ok(None),
         }
@@ -350,7 +407,7 @@ impl Processor {
     /// Counters: records_in, records_out, batches_in, filtered_out, state_groups, state_bytes.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (m, groups, bytes) =
-            self.with(|p| (p.metrics().clone(), p.state_groups(), p.state_bytes()));
+            self.with(|p| Ok((p.metrics().clone(), p.state_groups(), p.state_bytes())))?;
         let d = PyDict::new(py);
         d.set_item("records_in", m.records_in)?;
         d.set_item("records_out", m.records_out)?;
@@ -363,14 +420,26 @@ impl Processor {
 
     /// The state as bytes (restorable into a processor of the same plan).
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = py.detach(|| self.with(|p| p.snapshot())).map_err(to_py)?;
+        let bytes = py.detach(|| self.with(|p| p.snapshot()))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Replace the state with a snapshot.
     fn restore(&self, py: Python<'_>, blob: &[u8]) -> PyResult<()> {
         let blob = blob.to_vec();
-        py.detach(|| self.with(|p| p.restore(&blob))).map_err(to_py)
+        // A snapshot replaces the whole state, so it also repairs a broken processor.
+        let restored = py.detach(|| {
+            let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            catch_panic(|| guard.restore(&blob))
+        });
+        match restored {
+            Ok(Ok(())) => {
+                *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(to_py(e)),
+            Err(message) => Err(internal_error(py, "processor", &message, true)),
+        }
     }
 }
 

@@ -547,6 +547,19 @@ fn keep<T: PartialOrd>(pick: Pick, current: &T, has: bool, new: &T) -> bool {
     }
 }
 
+/// [`keep`] for doubles in SQL order (SPEC section 12, as DuckDB): NaN is greater than
+/// every other value, so `MAX` of a group with a NaN is NaN and `MIN` skips it unless
+/// every value is NaN; -0.0 and 0.0 are equal, so the first one seen stays.
+fn keep_float(pick: Pick, current: f64, has: bool, new: f64) -> bool {
+    let less = |a: f64, b: f64| !a.is_nan() && (b.is_nan() || a < b);
+    match pick {
+        Pick::First => !has,
+        Pick::Last => true,
+        Pick::Min => !has || less(new, current),
+        Pick::Max => !has || less(current, new),
+    }
+}
+
 fn pick_update(
     pick: Pick,
     values: &mut Values,
@@ -572,7 +585,7 @@ fn pick_update(
             a,
             vals,
             has,
-            |c, v, h| Ok(if keep(pick, &c, h, &v) { v } else { c }),
+            |c, v, h| Ok(if keep_float(pick, c, h, v) { v } else { c }),
         )?),
         Values::Decimal(vals, has) => {
             let DataType::Decimal128(p, s) = output_type else {

@@ -26,6 +26,9 @@ pub enum EngineError {
     /// A snapshot could not be restored.
     #[error("invalid state snapshot: {0}")]
     Snapshot(String),
+    /// The API was used out of order (`process` after `flush`).
+    #[error("{0}")]
+    Usage(String),
     /// An Arrow kernel failed for a reason not attributable to a value.
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),

@@ -15,14 +15,14 @@ use std::hash::BuildHasher;
 
 use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Int64Type};
+use arrow::datatypes::{DataType, Int64Type, UInt64Type};
 use arrow::row::{RowConverter, SortField};
 use foldhash::fast::FixedState;
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use crate::expr::{canonical_float, Value};
 
 /// The hash index's allocator: the global one, with every new block written once
@@ -54,7 +54,8 @@ enum Encoding {
     Global,
     /// One string column: the key is its UTF-8 bytes.
     Utf8,
-    /// One integer column: the key is its value as 8 little-endian bytes.
+    /// One integer column: the key is its value as 8 little-endian bytes (an UInt64
+    /// column's own bits, other integers widened to Int64).
     Int64,
     /// Anything else: Arrow's row format.
     Rows(RowConverter),
@@ -395,6 +396,17 @@ impl GroupTable {
                     Some(nulls) => self.assign(n, |i| nulls.is_valid(i), key, out),
                 }
             }
+            Encoding::Int64 if matches!(keys[0].data_type(), DataType::UInt64) => {
+                // Values at or above 2^63 do not fit Int64: keyed by their own bits.
+                let ints = keys[0].as_primitive::<UInt64Type>();
+                self.size_for_first_batch(reserved, reserved * 8);
+                let values = ints.values();
+                let key = |i: usize| values[i].to_le_bytes();
+                match ints.nulls() {
+                    None => self.assign(n, |_| true, key, out),
+                    Some(nulls) => self.assign(n, |i| nulls.is_valid(i), key, out),
+                }
+            }
             Encoding::Int64 => {
                 let col = &keys[0];
                 let col: ArrayRef = if matches!(col.data_type(), DataType::Int64) {
@@ -476,8 +488,21 @@ impl GroupTable {
         &self.keys
     }
 
-    /// Replace the state with a restored one and rebuild the hash index.
-    pub fn restore(&mut self, keys: GroupKeys) {
+    /// Replace the state with a restored one and rebuild the hash index. Keys whose
+    /// offsets do not describe their arena are refused (the table is left as it was).
+    pub fn restore(&mut self, keys: GroupKeys) -> Result<()> {
+        let bad = |what: &str| Err(EngineError::Snapshot(format!("its group keys {what}")));
+        if keys.offsets.len() != keys.len as usize + 1 || keys.offsets.first() != Some(&0) {
+            return bad("have the wrong number of offsets");
+        }
+        if keys.offsets.windows(2).any(|w| w[0] > w[1])
+            || keys.offsets.last().map(|&o| o as usize) != Some(keys.arena.len())
+        {
+            return bad("have offsets outside their bytes");
+        }
+        if keys.null_group.is_some_and(|g| g >= keys.len) {
+            return bad("name a NULL group that does not exist");
+        }
         self.keys = keys;
         let mut index = HashTable::with_capacity_in(self.keys.len as usize, Touched);
         for g in 0..self.keys.len {
@@ -492,6 +517,7 @@ impl GroupTable {
         self.index = index;
         self.resize_filter();
         self.mixed = true;
+        Ok(())
     }
 }
 
@@ -618,7 +644,7 @@ mod tests {
         let before = ids.clone();
         let saved = t.keys().clone();
         let mut r = GroupTable::new(&types).unwrap();
-        r.restore(saved);
+        r.restore(saved).unwrap();
         r.group_ids(&keys, 4, &mut ids).unwrap();
         assert_eq!(ids, before, "a restored table gives every key its old id");
         assert_eq!(r.len(), 3);
@@ -646,7 +672,7 @@ mod tests {
         for batch in 0..60 {
             if batch == 30 {
                 let mut r = GroupTable::new(types).unwrap();
-                r.restore(t.keys().clone());
+                r.restore(t.keys().clone()).unwrap();
                 t = r;
             }
             // The key space grows in steps (new keys mixed with known ones), up to more

@@ -52,6 +52,9 @@ struct Aggregation {
 /// The plan bound to one input schema.
 struct Bound {
     input_schema: SchemaRef,
+    /// Input columns converted before anything reads them, to the type they are
+    /// computed in (see [`computed_type`]); empty for most inputs.
+    conversions: Vec<(usize, DataType)>,
     filter: Option<PhysExpr>,
     /// Input columns the next stage reads, in the order they are handed to it.
     needed: Vec<usize>,
@@ -105,6 +108,10 @@ pub struct Processor {
     bound: Option<Arc<Bound>>,
     state: Option<State>,
     metrics: Metrics,
+    /// Set by `flush`: the input has ended, and `process` is refused.
+    ended: bool,
+    /// The plan's fingerprint (see [`plan_fingerprint`]), stamped on snapshots.
+    fingerprint: u32,
 }
 
 /// Processing time now, epoch millis.
@@ -115,15 +122,82 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// The state of a processor, as a snapshot's payload.
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
-    version: u32,
-    plan: String,
     input_schema: Vec<u8>,
     groups: Option<GroupKeys>,
     accumulators: Vec<AggState>,
     distinct: Option<GroupKeys>,
     metrics: Metrics,
+}
+
+/// A snapshot is framed: magic, format version, the plan's fingerprint, the payload's
+/// length and its CRC-32 (which catches every single-bit flip), then the payload.
+const SNAPSHOT_MAGIC: &[u8; 4] = b"VSNP";
+const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_HEADER: usize = 4 + 2 + 4 + 8 + 4;
+
+fn snapshot_error(what: impl std::fmt::Display) -> EngineError {
+    EngineError::Snapshot(what.to_string())
+}
+
+/// The fingerprint of a plan: a CRC-32 of its JSON without SQL positions, so the same
+/// query written with other whitespace or comments has the same fingerprint.
+fn plan_fingerprint(plan: &Plan) -> Result<u32> {
+    fn strip_positions(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::Object(map) => {
+                map.remove("pos");
+                map.values_mut().for_each(strip_positions);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(strip_positions),
+            _ => {}
+        }
+    }
+    let mut value = serde_json::to_value(plan)?;
+    strip_positions(&mut value);
+    Ok(crc32fast::hash(value.to_string().as_bytes()))
+}
+
+/// Check a snapshot's frame against the plan's fingerprint; returns its payload.
+fn open_snapshot(bytes: &[u8], fingerprint: u32) -> Result<&[u8]> {
+    if bytes.len() < SNAPSHOT_HEADER || &bytes[..4] != SNAPSHOT_MAGIC {
+        return Err(snapshot_error(format!(
+            "not a velostream snapshot ({} bytes without the snapshot header)",
+            bytes.len()
+        )));
+    }
+    let field = |at: usize, len: usize| &bytes[at..at + len];
+    let version = u16::from_le_bytes(field(4, 2).try_into().expect("2 bytes"));
+    if version != SNAPSHOT_VERSION {
+        return Err(snapshot_error(format!(
+            "snapshot format version {version}; this velostream reads version {SNAPSHOT_VERSION}"
+        )));
+    }
+    let length = u64::from_le_bytes(field(10, 8).try_into().expect("8 bytes"));
+    let payload = &bytes[SNAPSHOT_HEADER..];
+    if length != payload.len() as u64 {
+        return Err(snapshot_error(format!(
+            "the snapshot is truncated or has trailing bytes: {} payload bytes, the header \
+             says {length}",
+            payload.len()
+        )));
+    }
+    let checksum = u32::from_le_bytes(field(18, 4).try_into().expect("4 bytes"));
+    if crc32fast::hash(payload) != checksum {
+        return Err(snapshot_error(
+            "the snapshot is corrupted: its checksum does not match its contents",
+        ));
+    }
+    let taken_from = u32::from_le_bytes(field(6, 4).try_into().expect("4 bytes"));
+    if taken_from != fingerprint {
+        return Err(snapshot_error(format!(
+            "the snapshot was taken from a different query (plan fingerprint {taken_from:08x}, \
+             this query's is {fingerprint:08x})"
+        )));
+    }
+    Ok(payload)
 }
 
 impl Processor {
@@ -146,10 +220,12 @@ impl Processor {
         }
         Ok(Processor {
             plan_json: serde_json::to_string(&plan)?.into(),
+            fingerprint: plan_fingerprint(&plan)?,
             plan,
             bound: None,
             state: None,
             metrics: Metrics::default(),
+            ended: false,
         })
     }
 
@@ -212,8 +288,9 @@ impl Processor {
             {
                 return Err(EngineError::validation(
                     format!(
-                        "the input schema changed in a way that changes the query's types: was {}, now {}",
-                        previous.input_schema, schema
+                        "the input schema changed in a way that changes the query's output \
+                         types: {}",
+                        schema_change(&previous.input_schema, schema)
                     ),
                     None,
                 ));
@@ -229,20 +306,34 @@ impl Processor {
 
     /// Process one batch and return the rows the query emits for it.
     pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if self.ended {
+            return Err(EngineError::Usage(
+                "process() after flush(): flush() ended this query's input; compile the \
+                 query again (or restore a snapshot into a new one) to process more"
+                    .into(),
+            ));
+        }
         self.bind(&batch.schema())?;
         let bound = self.bound.as_deref().expect("bound above");
         let state = self.state.as_mut().expect("state created with the binding");
         let n = batch.num_rows();
         let now_ms = now_millis();
+        let converted;
+        let batch_columns: &[ArrayRef] = if bound.conversions.is_empty() {
+            batch.columns()
+        } else {
+            converted = convert_columns(batch.columns(), &bound.conversions)?;
+            &converted
+        };
         let mut columns: Vec<ArrayRef> = bound
             .needed
             .iter()
-            .map(|i| batch.column(*i).clone())
+            .map(|i| batch_columns[*i].clone())
             .collect();
         let mut rows = n;
         if let Some(filter) = &bound.filter {
             let input = Input {
-                columns: batch.columns(),
+                columns: batch_columns,
                 num_rows: n,
                 now_ms,
             };
@@ -347,13 +438,15 @@ impl Processor {
     /// End of input: return what is left. Without windows nothing is held back:
     /// `EMIT CHANGES` already emitted every update.
     pub fn flush(&mut self) -> Result<RecordBatch> {
+        self.ended = true;
         let schema = self
             .output_schema()
             .unwrap_or_else(|| Arc::new(Schema::empty()));
         Ok(RecordBatch::new_empty(schema))
     }
 
-    /// Serialise the state (and the input schema it was built for) to bytes.
+    /// Serialise the state (and the input schema it was built for) to bytes, framed
+    /// with a format version, the plan's fingerprint and a checksum.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let (input_schema, groups, accumulators, distinct) = match (&self.bound, &self.state) {
             (Some(b), Some(s)) => (
@@ -365,57 +458,100 @@ impl Processor {
             _ => (Vec::new(), None, Vec::new(), None),
         };
         let snapshot = Snapshot {
-            version: 1,
-            plan: self.plan_json.to_string(),
             input_schema,
             groups,
             accumulators,
             distinct,
             metrics: self.metrics.clone(),
         };
-        postcard::to_allocvec(&snapshot).map_err(|e| EngineError::Snapshot(e.to_string()))
+        let payload = postcard::to_allocvec(&snapshot).map_err(snapshot_error)?;
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + payload.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
     }
 
     /// Replace the state with a snapshot taken from a processor of the same plan.
+    ///
+    /// All or nothing: a snapshot that is corrupt, of another format version or of
+    /// another query is refused with an error naming what is wrong, and the state is
+    /// left as it was.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let snapshot: Snapshot =
-            postcard::from_bytes(bytes).map_err(|e| EngineError::Snapshot(e.to_string()))?;
-        if snapshot.version != 1 {
-            return Err(EngineError::Snapshot(format!(
-                "unsupported snapshot version {}",
-                snapshot.version
-            )));
+        let payload = open_snapshot(bytes, self.fingerprint)?;
+        let snapshot: Snapshot = postcard::from_bytes(payload)
+            .map_err(|e| snapshot_error(format!("its state does not decode: {e}")))?;
+        let mut restored = Processor {
+            plan: self.plan.clone(),
+            plan_json: self.plan_json.clone(),
+            fingerprint: self.fingerprint,
+            bound: None,
+            state: None,
+            metrics: snapshot.metrics,
+            ended: false,
+        };
+        if !snapshot.input_schema.is_empty() {
+            let schema = schema_from_bytes(&snapshot.input_schema)
+                .map_err(|e| snapshot_error(format!("its input schema does not decode: {e}")))?;
+            restored.bind(&schema)?;
+            let state = restored.state.as_mut().expect("bound");
+            match (state.groups.as_mut(), snapshot.groups) {
+                (Some(table), Some(keys)) => table.restore(keys)?,
+                (None, None) => {}
+                _ => return Err(snapshot_error("its group table does not fit this query")),
+            }
+            match (state.distinct.as_mut(), snapshot.distinct) {
+                (Some(table), Some(keys)) => table.restore(keys)?,
+                (None, None) => {}
+                _ => return Err(snapshot_error("its distinct set does not fit this query")),
+            }
+            if state.accumulators.len() != snapshot.accumulators.len() {
+                return Err(snapshot_error("aggregate count differs"));
+            }
+            for (acc, saved) in state.accumulators.iter_mut().zip(snapshot.accumulators) {
+                if std::mem::discriminant(&acc.state) != std::mem::discriminant(&saved) {
+                    return Err(snapshot_error("aggregate state kind differs"));
+                }
+                acc.state = saved;
+            }
         }
-        if *snapshot.plan != *self.plan_json {
-            return Err(EngineError::Snapshot(
-                "the snapshot was taken from a different query".into(),
+        *self = restored;
+        Ok(())
+    }
+}
+
+/// The columns that differ between two input schemas, in words.
+fn schema_change(old: &Schema, new: &Schema) -> String {
+    use crate::expr::types::sql_name;
+    let mut changes = Vec::new();
+    for f in old.fields() {
+        match new.field_with_name(f.name()) {
+            Ok(g) if g.data_type() != f.data_type() => changes.push(format!(
+                "column '{}' was {}, now {}",
+                f.name(),
+                sql_name(f.data_type()),
+                sql_name(g.data_type())
+            )),
+            Ok(_) => {}
+            Err(_) => changes.push(format!("column '{}' is gone", f.name())),
+        }
+    }
+    for g in new.fields() {
+        if old.field_with_name(g.name()).is_err() {
+            changes.push(format!(
+                "column '{}' ({}) is new",
+                g.name(),
+                sql_name(g.data_type())
             ));
         }
-        self.bound = None;
-        self.state = None;
-        self.metrics = snapshot.metrics;
-        if snapshot.input_schema.is_empty() {
-            return Ok(());
-        }
-        let schema = schema_from_bytes(&snapshot.input_schema)?;
-        self.bind(&schema)?;
-        let state = self.state.as_mut().expect("bound");
-        if let (Some(table), Some(keys)) = (state.groups.as_mut(), snapshot.groups) {
-            table.restore(keys);
-        }
-        if let (Some(table), Some(keys)) = (state.distinct.as_mut(), snapshot.distinct) {
-            table.restore(keys);
-        }
-        if state.accumulators.len() != snapshot.accumulators.len() {
-            return Err(EngineError::Snapshot("aggregate count differs".into()));
-        }
-        for (acc, saved) in state.accumulators.iter_mut().zip(snapshot.accumulators) {
-            if std::mem::discriminant(&acc.state) != std::mem::discriminant(&saved) {
-                return Err(EngineError::Snapshot("aggregate state kind differs".into()));
-            }
-            acc.state = saved;
-        }
-        Ok(())
+    }
+    if changes.is_empty() {
+        "the columns' order changed".to_string()
+    } else {
+        changes.join("; ")
     }
 }
 
@@ -527,13 +663,23 @@ fn bind_filter(plan: &Plan, scope: &Scope) -> Result<Option<PhysExpr>> {
         return Ok(None);
     };
     let (e, dt) = bind(f, scope)?;
-    if !matches!(dt, DataType::Boolean | DataType::Null) {
-        return Err(EngineError::validation(
-            format!("WHERE needs a boolean condition, got {dt}"),
-            f.pos(),
-        ));
+    Ok(Some(condition(e, &dt, "WHERE", f.pos())?))
+}
+
+/// A WHERE or HAVING condition: boolean, or a bare NULL made a boolean NULL (which
+/// keeps no row, as in every SQL engine).
+fn condition(e: PhysExpr, dt: &DataType, clause: &str, pos: crate::error::Pos) -> Result<PhysExpr> {
+    match dt {
+        DataType::Boolean => Ok(e),
+        DataType::Null => cast_to(e, dt, &DataType::Boolean, pos),
+        other => Err(EngineError::validation(
+            format!(
+                "{clause} needs a boolean condition, got {}",
+                crate::expr::types::sql_name(other)
+            ),
+            pos,
+        )),
     }
-    Ok(Some(e))
 }
 
 /// Bind the SELECT list to `scope`, expanding `*` (stateless queries only).
@@ -589,7 +735,53 @@ fn narrow_inputs(exprs: &mut [&mut PhysExpr]) -> Vec<usize> {
     needed
 }
 
-fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
+/// The type a column of type `dt` is computed in, when it is not `dt` itself:
+/// dictionaries are decoded, large and view strings and binaries become plain ones, so
+/// every kernel sees the few layouts it is written for.
+fn computed_type(dt: &DataType) -> Option<DataType> {
+    match dt {
+        DataType::Dictionary(_, values) => {
+            Some(computed_type(values).unwrap_or_else(|| values.as_ref().clone()))
+        }
+        DataType::LargeUtf8 | DataType::Utf8View => Some(DataType::Utf8),
+        DataType::LargeBinary | DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    }
+}
+
+/// `columns` with the listed ones converted (a string too long for a plain string
+/// array is a `DataError`).
+fn convert_columns(
+    columns: &[ArrayRef],
+    conversions: &[(usize, DataType)],
+) -> Result<Vec<ArrayRef>> {
+    let mut out = columns.to_vec();
+    for (i, to) in conversions {
+        out[*i] = arrow::compute::cast(columns[*i].as_ref(), to)
+            .map_err(|e| EngineError::data("converting an input column", e))?;
+    }
+    Ok(out)
+}
+
+fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
+    let mut conversions = Vec::new();
+    let fields: Vec<Field> = original
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, f)| match computed_type(f.data_type()) {
+            Some(to) => {
+                conversions.push((i, to.clone()));
+                f.as_ref().clone().with_data_type(to)
+            }
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    let schema = &if conversions.is_empty() {
+        original.clone()
+    } else {
+        Arc::new(Schema::new(fields))
+    };
     let scope = Scope {
         schema: schema.as_ref(),
         agg_offset: None,
@@ -599,7 +791,8 @@ fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
         let (mut projections, fields) = bind_select(plan, &scope)?;
         let needed = narrow_inputs(&mut projections.iter_mut().collect::<Vec<_>>());
         return Ok(Bound {
-            input_schema: schema.clone(),
+            input_schema: original.clone(),
+            conversions,
             filter,
             needed,
             aggregation: None,
@@ -656,13 +849,7 @@ fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
     let having = match &plan.having {
         Some(h) => {
             let (e, dt) = bind(h, &post_scope)?;
-            if !matches!(dt, DataType::Boolean | DataType::Null) {
-                return Err(EngineError::validation(
-                    format!("HAVING needs a boolean condition, got {dt}"),
-                    h.pos(),
-                ));
-            }
-            Some(e)
+            Some(condition(e, &dt, "HAVING", h.pos())?)
         }
         None => None,
     };
@@ -671,7 +858,8 @@ fn bind_plan(plan: &Plan, schema: &SchemaRef) -> Result<Bound> {
     input_exprs.extend(args.iter_mut().flatten());
     let needed = narrow_inputs(&mut input_exprs);
     Ok(Bound {
-        input_schema: schema.clone(),
+        input_schema: original.clone(),
+        conversions,
         filter,
         needed,
         aggregation: Some(Aggregation {

@@ -177,7 +177,9 @@ pub fn bind_function(
                 None => 0,
                 Some((PhysExpr::Literal(s), _)) if is_integer(s.inner().data_type()) => {
                     let a = arrow::compute::cast(s.inner().as_ref(), &DataType::Int64)?;
-                    a.as_primitive::<Int64Type>().value(0) as i32
+                    let digits = a.as_primitive::<Int64Type>().value(0);
+                    // Beyond ±40 digits every value of every type rounds the same.
+                    digits.clamp(-40, 40) as i32
                 }
                 Some(_) => {
                     return Err(EngineError::validation(
@@ -285,6 +287,10 @@ fn round_decimal(v: i128, scale: i32, digits: i32) -> i128 {
     if digits >= scale {
         return v;
     }
+    if scale - digits > 38 {
+        // |v| < 10^38: less than half of the unit it is rounded to.
+        return 0;
+    }
     let factor = pow10((scale - digits) as u32);
     let half = factor / 2;
     let q = v / factor;
@@ -294,6 +300,23 @@ fn round_decimal(v: i128, scale: i32, digits: i32) -> i128 {
     } else {
         q
     }
+}
+
+/// `ROUND(v, -tens)` of an integer, half away from zero; an error when the result does
+/// not fit BIGINT (`ROUND(9e18, -19)` is 1e19).
+fn round_i64(v: i64, tens: u32) -> Result<i64, arrow::error::ArrowError> {
+    let unit = 10i128.pow(tens.min(20));
+    let wide = v as i128;
+    let remainder = wide % unit;
+    let mut rounded = wide - remainder;
+    if remainder.abs() * 2 >= unit {
+        rounded += unit * wide.signum();
+    }
+    i64::try_from(rounded).map_err(|_| {
+        arrow::error::ArrowError::ArithmeticOverflow(format!(
+            "integer overflow in ROUND({v}, -{tens}): the result does not fit BIGINT"
+        ))
+    })
 }
 
 fn floor_ceil_decimal(v: i128, scale: i32, ceil: bool) -> i128 {
@@ -311,17 +334,109 @@ fn floor_ceil_decimal(v: i128, scale: i32, ceil: bool) -> i128 {
     }
 }
 
+/// `ROUND(x, digits)` of a double, half away from zero on the double's exact binary
+/// value (SPEC section 12, as DuckDB): `ROUND(0.15, 1)` is 0.1 because 0.15 is stored
+/// as 0.1499999999999999944...; `ROUND(0.125, 2)` is 0.13 (an exact tie).
 fn round_f64(x: f64, digits: i32) -> f64 {
-    if digits == 0 {
-        return x.round();
+    if !x.is_finite() || x == 0.0 {
+        return x;
     }
-    let p = 10f64.powi(digits);
-    let r = (x * p).round() / p;
-    if r.is_finite() {
-        r
+    let magnitude = x.abs();
+    let rounded = if digits >= 0 {
+        round_fraction(magnitude, digits as u32)
     } else {
-        x
+        round_integer(magnitude, digits.unsigned_abs())
+    };
+    rounded.copysign(x)
+}
+
+/// `magnitude` (finite, > 0) rounded half up to `digits` fraction digits, exactly.
+fn round_fraction(magnitude: f64, digits: u32) -> f64 {
+    // magnitude = mantissa * 2^exponent exactly.
+    let bits = magnitude.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let fraction = bits & ((1u64 << 52) - 1);
+    let (mantissa, exponent) = if biased == 0 {
+        (fraction, -1074)
+    } else {
+        (fraction | (1u64 << 52), biased - 1075)
+    };
+    if exponent >= 0 {
+        return magnitude; // an integer
     }
+    if digits > 22 {
+        return round_fraction_by_digits(magnitude, digits);
+    }
+    let scale = 10u128.pow(digits);
+    let scaled = mantissa as u128 * scale; // < 2^53 * 10^22 < 2^127
+    let shift = exponent.unsigned_abs();
+    let (quotient, round_up) = if shift >= 128 {
+        (0, false)
+    } else {
+        let quotient = scaled >> shift;
+        let remainder = scaled - (quotient << shift);
+        (quotient, remainder >= 1u128 << (shift - 1))
+    };
+    let quotient = quotient + round_up as u128;
+    if quotient >= 1 << 53 {
+        // Rounding moves the value by less than half a unit of its last place.
+        return magnitude;
+    }
+    // Both operands are exact doubles: the division is correctly rounded.
+    quotient as f64 / scale as f64
+}
+
+/// [`round_fraction`] for more digits than a u128 holds: on the exact decimal expansion
+/// of the double (at most 1074 fraction digits), rounded half up as text.
+fn round_fraction_by_digits(magnitude: f64, digits: u32) -> f64 {
+    let exact = format!("{magnitude:.1080}");
+    let point = exact.find('.').unwrap_or(exact.len());
+    let cut = (point + 1 + digits as usize).min(exact.len());
+    let mut kept = exact.as_bytes()[..cut].to_vec();
+    if exact.as_bytes().get(cut).is_some_and(|&next| next >= b'5') {
+        // Add one unit of the last kept digit, carrying leftwards.
+        let mut at = kept.len();
+        loop {
+            if at == 0 {
+                kept.insert(0, b'1');
+                break;
+            }
+            at -= 1;
+            match kept[at] {
+                b'.' => continue,
+                b'9' => kept[at] = b'0',
+                digit => {
+                    kept[at] = digit + 1;
+                    break;
+                }
+            }
+        }
+    }
+    std::str::from_utf8(&kept)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(magnitude)
+}
+
+/// `magnitude` (finite, > 0) rounded half up to a multiple of 10^`tens`, exactly.
+fn round_integer(magnitude: f64, tens: u32) -> f64 {
+    if tens > 38 || magnitude >= 2f64.powi(125) {
+        let unit = 10f64.powi(tens as i32);
+        return if magnitude * 2.0 < unit {
+            0.0
+        } else {
+            magnitude
+        };
+    }
+    // The fraction can only push a remainder of exactly half a unit further up.
+    let whole = magnitude.trunc() as u128;
+    let unit = 10u128.pow(tens);
+    let remainder = whole % unit;
+    let mut rounded = whole - remainder;
+    if remainder * 2 >= unit {
+        rounded += unit;
+    }
+    rounded as f64
 }
 
 fn decimal_unary(a: &ArrayRef, out: &DataType, f: impl Fn(i128) -> i128) -> Result<ArrayRef> {
@@ -346,13 +461,7 @@ fn math(func: ScalarFunc, a: &ArrayRef) -> Result<ArrayRef> {
                     })
                 })?),
                 ScalarFunc::Round(d) if d < 0 => {
-                    let f = 10i64.pow((-d) as u32);
-                    Arc::new(i.unary::<_, Int64Type>(|v| {
-                        let r = v % f;
-                        let q = v / f;
-                        let q = if r.abs() * 2 >= f { q + v.signum() } else { q };
-                        q * f
-                    }))
+                    Arc::new(i.try_unary::<_, Int64Type, _>(|v| round_i64(v, d.unsigned_abs()))?)
                 }
                 _ => a.clone(),
             }
@@ -375,7 +484,8 @@ fn math(func: ScalarFunc, a: &ArrayRef) -> Result<ArrayRef> {
                     decimal_unary(a, &DataType::Decimal128(p, d.max(0) as i8), |v| {
                         let r = round_decimal(v, s, d);
                         if d < 0 {
-                            r * pow10((-d) as u32)
+                            // r != 0 only when 10^-d fits the value's own digits.
+                            r.saturating_mul(10i128.saturating_pow(d.unsigned_abs()))
                         } else {
                             r
                         }

@@ -205,6 +205,18 @@ pub fn resolve_column(schema: &Schema, name: &str) -> Option<usize> {
     found
 }
 
+/// The candidate closest to `name` (case-insensitive edit distance at most a third of
+/// its length, and at least 1), if any.
+pub fn did_you_mean<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let wanted = name.to_lowercase();
+    let limit = (wanted.chars().count() / 3).max(1);
+    candidates
+        .map(|c| (strsim::levenshtein(&wanted, &c.to_lowercase()), c))
+        .filter(|(distance, _)| *distance <= limit)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, c)| c)
+}
+
 fn unknown_column(name: &str, schema: &Schema, pos: Pos) -> EngineError {
     let available: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
     let hint = match name {
@@ -212,9 +224,16 @@ fn unknown_column(name: &str, schema: &Schema, pos: Pos) -> EngineError {
         "_window_start" | "_window_end" => " (exists in windowed queries only)".to_string(),
         _ => String::new(),
     };
+    let suggestion = if hint.is_empty() {
+        did_you_mean(name, available.iter().copied())
+            .map(|s| format!(" (did you mean '{s}'?)"))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
     EngineError::validation(
         format!(
-            "unknown column '{name}'{hint}; available columns: {}",
+            "unknown column '{name}'{hint}{suggestion}; available columns: {}",
             available.join(", ")
         ),
         pos,
