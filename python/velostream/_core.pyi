@@ -8,6 +8,7 @@ __all__ = [
     "CsvDecoder",
     "JsonDecoder",
     "Processor",
+    "_panic_at_boundary",
     "build_profile",
     "encode_csv",
     "encode_json",
