@@ -127,7 +127,7 @@ def test_literals() -> None:
 
 def test_operators() -> None:
     assert select_exprs(
-        "SELECT a + b, a - b, a * b, a / b, a % b, a = b, a <> b, a != b, a < b, a <= b, "
+        "SELECT a + b, a - b, a * b, a / b, a % b, a = b, a <> b, a != b AS ne, a < b, a <= b, "
         "a > b, a >= b, a AND b, a OR b, a || b, -a, NOT a FROM t"
     ) == [
         binary("add", col("a"), col("b")),
@@ -227,8 +227,8 @@ def test_scalar_functions() -> None:
     assert select_exprs(
         "SELECT COALESCE(a, b, 0), CONCAT(a, '-', b), UPPER(s), LOWER(s), "
         "SUBSTRING(s, 2), SUBSTRING(s, 2, 3), SUBSTRING(s FROM 1 FOR 4), LENGTH(s), "
-        "CHAR_LENGTH(s), TRIM(s), LTRIM(s), RTRIM(s), ABS(x), ROUND(x), ROUND(x, 2), "
-        "FLOOR(x), CEIL(x), CEILING(x), NOW(), CURRENT_TIMESTAMP, FROM_UNIXTIME(ts) FROM t"
+        "CHAR_LENGTH(s) AS char_length, TRIM(s), LTRIM(s), RTRIM(s), ABS(x), ROUND(x), "
+        "ROUND(x, 2), FLOOR(x), CEIL(x), CEILING(x) AS ceiling, NOW(), CURRENT_TIMESTAMP, FROM_UNIXTIME(ts) FROM t"
     ) == [
         func("coalesce", col("a"), col("b"), lit("int64", 0)),
         func("concat", col("a"), lit("utf8", "-"), col("b")),
@@ -319,7 +319,7 @@ def test_all_aggregate_functions() -> None:
         plan_of(
             "SELECT COUNT(x), COUNT(DISTINCT x), SUM(x), AVG(x), MIN(x), MAX(x), "
             "FIRST_VALUE(x), LAST_VALUE(x), STDDEV(x), STDDEV_SAMP(x), VARIANCE(x), "
-            "VAR_SAMP(x), STDDEV_POP(x), VAR_POP(x), count(*) FROM t"
+            "VAR_SAMP(x) AS var_samp, STDDEV_POP(x), VAR_POP(x), count(*) FROM t"
         )
     )
     assert [(a["fn"], a["arg"]) for a in result["aggregates"]] == [

@@ -23,7 +23,10 @@ from sqlglot.errors import ParseError
 from sqlglot.tokens import Token, TokenType
 
 from velostream.errors import SqlValidationError
+from velostream.sql import limits
 from velostream.sql.durations import UNIT_HINT, format_duration, to_millis, unit_millis
+from velostream.sql.functions import SUPPORTED_FUNCTIONS, suggestion, unsupported_message
+from velostream.sql.types import ColumnDef, declared_type, unsupported_type_message
 
 WINDOW_KINDS: dict[str, str] = {
     "TUMBLING": "tumbling",
@@ -33,6 +36,172 @@ WINDOW_KINDS: dict[str, str] = {
 }
 
 EMIT_MODES = ("CHANGES", "FINAL")
+
+KEYWORDS: tuple[str, ...] = (
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "HAVING",
+    "WINDOW",
+    "EMIT",
+    "CHANGES",
+    "FINAL",
+    "WITH",
+    "JOIN",
+    "LEFT",
+    "UNION",
+    "DISTINCT",
+    "AND",
+    "NOT",
+    "NULL",
+    "LIKE",
+    "ILIKE",
+    "BETWEEN",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
+    "CAST",
+    "INTERVAL",
+    "CREATE",
+    "STREAM",
+    "TABLE",
+    "PRIMARY",
+    "TUMBLING",
+    "SLIDING",
+    "HOPPING",
+    "SESSION",
+    "TRUE",
+    "FALSE",
+)
+"""The dialect's keywords, as "did you mean" suggests them for a misspelt word."""
+
+# Clauses sqlglot knows that a continuous query cannot run: token -> how it is named.
+UNSUPPORTED_CLAUSES: dict[TokenType, str] = {
+    TokenType.ORDER_BY: "ORDER BY",
+    TokenType.LIMIT: "LIMIT",
+    TokenType.FETCH: "FETCH",
+    TokenType.OFFSET: "OFFSET",
+    TokenType.QUALIFY: "QUALIFY",
+    TokenType.SORT_BY: "SORT BY",
+    TokenType.CLUSTER_BY: "CLUSTER BY",
+    TokenType.DISTRIBUTE_BY: "DISTRIBUTE BY",
+    TokenType.CONNECT_BY: "CONNECT BY",
+    TokenType.START_WITH: "START WITH",
+    TokenType.PREWHERE: "PREWHERE",
+    TokenType.MATCH_RECOGNIZE: "MATCH_RECOGNIZE",
+    TokenType.TABLE_SAMPLE: "TABLESAMPLE",
+    TokenType.LOCK: "LOCK",
+    TokenType.FOR: "FOR UPDATE/SHARE",
+    TokenType.PIVOT: "PIVOT",
+    TokenType.UNPIVOT: "UNPIVOT",
+    TokenType.INTO: "SELECT INTO",
+}
+
+# Table arguments sqlglot fills for clauses after a FROM/JOIN name, as they are named.
+_TABLE_CLAUSES: dict[str, str] = {
+    "sample": "TABLESAMPLE",
+    "pivots": "PIVOT",
+    "laterals": "LATERAL",
+    "joins": "a nested JOIN",
+    "hints": "a table hint",
+    "version": "AS OF (time travel)",
+    "system_time": "FOR SYSTEM_TIME",
+    "partition": "PARTITION",
+    "only": "ONLY",
+    "ordinality": "WITH ORDINALITY",
+    "changes": "CHANGES",
+    "when": "AT/BEFORE",
+    "format": "a table format",
+    "pattern": "a table pattern",
+    "rows_from": "ROWS FROM",
+}
+
+# Words that start a column constraint (after the type) in a column declaration.
+_CONSTRAINT_WORDS = frozenset(
+    {
+        "NOT",
+        "NULL",
+        "PRIMARY",
+        "PRIMARY KEY",
+        "KEY",
+        "DEFAULT",
+        "UNIQUE",
+        "CHECK",
+        "REFERENCES",
+        "CONSTRAINT",
+        "COLLATE",
+        "GENERATED",
+        "AUTO_INCREMENT",
+        "AUTOINCREMENT",
+        "IDENTITY",
+        "COMMENT",
+        "HEADERS",
+        "HEADER",
+        "METADATA",
+        "VIRTUAL",
+        "AS",
+    }
+)
+
+# Words that start a table constraint (in place of a column) in a column declaration.
+_TABLE_CONSTRAINT_WORDS = frozenset(
+    {"PRIMARY KEY", "CONSTRAINT", "UNIQUE", "CHECK", "FOREIGN KEY", "WATERMARK", "PERIOD", "LIKE"}
+)
+
+_CONSTRAINT_TOKENS = frozenset(
+    {
+        TokenType.PRIMARY_KEY,
+        TokenType.NOT,
+        TokenType.NULL,
+        TokenType.DEFAULT,
+        TokenType.UNIQUE,
+        TokenType.CONSTRAINT,
+        TokenType.COLLATE,
+    }
+)
+
+# Tokens that cannot be a declared column's name.
+_NOT_NAMES = frozenset(
+    {
+        TokenType.L_PAREN,
+        TokenType.R_PAREN,
+        TokenType.COMMA,
+        TokenType.STRING,
+        TokenType.NUMBER,
+        TokenType.SEMICOLON,
+        TokenType.DOT,
+    }
+)
+
+# Type tokens that may follow a column named like a table constraint word (`check BOOLEAN`).
+_DECLARABLE_TYPE_TOKENS = frozenset(
+    {
+        TokenType.TEXT,
+        TokenType.VARCHAR,
+        TokenType.BOOLEAN,
+        TokenType.INT,
+        TokenType.BIGINT,
+        TokenType.DOUBLE,
+        TokenType.DECIMAL,
+        TokenType.TIMESTAMP,
+    }
+)
+
+# Declared types as sqlglot's default dialect names them in the schema node.
+_SQLGLOT_TYPES = {"STRING": "TEXT"}
+
+# Wrappers sqlglot puts around a function call (OVER, FILTER, WITHIN GROUP, ...).
+_CALL_WRAPPERS: tuple[type[exp.Expr], ...] = (
+    exp.Window,
+    exp.Filter,
+    exp.WithinGroup,
+    exp.IgnoreNulls,
+    exp.RespectNulls,
+    exp.HavingMax,
+)
 
 
 def source_position(sql: str, offset: int) -> tuple[int, int]:
@@ -84,7 +253,22 @@ class SyntaxFailure(ParseError):
     """
 
     def __init__(self, description: str, *, line: int, column: int, token: str | None) -> None:
-        super().__init__(description)
+        # sqlglot reads `errors[0]` of a ParseError when it parses a fragment itself
+        # (a type name through DataType.from_str, ...): give it the entry it expects.
+        super().__init__(
+            description,
+            errors=[
+                {
+                    "description": description,
+                    "line": line,
+                    "col": column,
+                    "start_context": "",
+                    "highlight": token or "",
+                    "end_context": "",
+                    "into_expression": None,
+                }
+            ],
+        )
         self.description = description
         self.line = line
         self.column = column
@@ -150,6 +334,10 @@ def _describe(token: Token) -> str:
     return repr(token.text)
 
 
+def _unsupported_clause(clause: str) -> str:
+    return f"{clause} is not supported in a continuous query"
+
+
 def _friendly(message: str) -> str:
     if message.startswith("Invalid expression / Unexpected token"):
         return "unexpected token"
@@ -157,6 +345,9 @@ def _friendly(message: str) -> str:
         "Required keyword: 'expression' missing"
     ):
         return "expected an expression"
+    if message.startswith("Required keyword:"):
+        # sqlglot names its own classes: say only that something is missing
+        return "incomplete expression"
     if " but got <Token" in message:
         # sqlglot prints its token object; the position and the token are shown anyway
         message = message.split(" but got <Token", 1)[0]
@@ -180,6 +371,8 @@ class VelostreamParser(parser.Parser):
     QUERY_MODIFIER_TOKENS: t.ClassVar = parser.Parser.QUERY_MODIFIER_TOKENS
 
     _in_statement = False
+    too_deep_at: Token | None = None
+    """The operand being parsed when Python's recursion limit was hit, if it was."""
 
     # ----------------------------------------------------------------- errors
 
@@ -198,14 +391,45 @@ class VelostreamParser(parser.Parser):
         token = token or self._curr or self._prev
         description = _friendly(message)
         if token:
-            shown = _describe(token)
-            if at_end:
-                description = f"{description}: the statement ends after {shown}"
+            clause = None if at_end else UNSUPPORTED_CLAUSES.get(token.token_type)
+            if clause is not None:
+                description = _unsupported_clause(clause)
             else:
-                description = f"{description} at {shown}"
+                shown = _describe(token)
+                if at_end:
+                    description = f"{description}: the statement ends after {shown}"
+                else:
+                    description = f"{description} at {shown}"
+                description += self._keyword_hint(token, at_end)
             line, column = source_position(self.sql, token.start)
             raise SyntaxFailure(description, line=line, column=column, token=token.text)
         raise SyntaxFailure(f"{description}: empty statement", line=1, column=1, token=None)
+
+    def _keyword_hint(self, token: Token, at_end: bool) -> str:
+        # " (did you mean FROM ...)" when the failing token or the one before it is an
+        # unquoted word close to a keyword (FORM, WHER), else "".
+        index = self._tokens.index(token) if token in self._tokens else -1
+        candidates = [(token, True)] if not at_end else []
+        if index > 0:
+            candidates.append((self._tokens[index - 1], False))
+        elif at_end:
+            candidates.append((token, False))
+        for word, failing in candidates:
+            if word.token_type != TokenType.VAR or len(word.text) < 3:
+                continue
+            upper = word.text.upper()
+            if upper in KEYWORDS:
+                continue
+            close = suggestion(upper, KEYWORDS)
+            if close is None:
+                continue
+            if failing:
+                return f" (did you mean {close}?)"
+            line, column = source_position(self.sql, word.start)
+            return (
+                f" (did you mean {close} instead of {word.text!r} at line {line}, column {column}?)"
+            )
+        return ""
 
     def _fail(self, message: str, token: Token | None = None) -> t.NoReturn:
         self.raise_error(message, token)
@@ -242,12 +466,61 @@ class VelostreamParser(parser.Parser):
         # Every operand goes through here: give it the position of its first token when
         # sqlglot did not record one (CASE, NOT, unary minus, columns, parentheses, ...).
         start = self._curr
-        node = super()._parse_unary()
+        try:
+            node = super()._parse_unary()
+        except RecursionError:
+            # The deepest operand is where the nesting went too far: remember it (a plain
+            # attribute store, which needs no frame) and let the error unwind.
+            if self.too_deep_at is None:
+                self.too_deep_at = start
+            raise
         if node is not None and start:
             meta = node._meta
             if not meta or "start" not in meta:
                 node.update_positions(start)
         return node
+
+    def _parse_function_call(
+        self,
+        functions: dict[str, t.Callable] | None = None,
+        anonymous: bool = False,
+        optional_parens: bool = True,
+        any_token: bool = False,
+    ) -> exp.Expr | None:
+        # A call of a function velostream does not run is parsed as an anonymous call
+        # (sqlglot's builder is not run: it may rewrite the call into a look-alike, as
+        # CONCAT_WS into a CONCAT, or fail on unexpected arguments) and rejected by name
+        # when planned. Calls with a syntax of their own (EXTRACT(x FROM y), ...) are
+        # rejected right here. The name as written is kept in meta["call"].
+        token = self._curr
+        if token is None:
+            return None
+        upper = token.text.upper()
+        after_dot = self._prev is not None and self._prev.token_type == TokenType.DOT
+        called = (
+            self._next is not None
+            and self._next.token_type == TokenType.L_PAREN
+            and token.token_type != TokenType.IDENTIFIER
+            and not after_dot
+        )
+        if called and not anonymous and upper not in SUPPORTED_FUNCTIONS and upper != "CASE":
+            if upper in self.FUNCTION_PARSERS or upper in self.NO_PAREN_FUNCTION_PARSERS:
+                raise self._validation_error(unsupported_message(token.text, known=True), token)
+            if upper in self.FUNCTIONS:
+                anonymous = True
+        result = super()._parse_function_call(
+            functions=functions,
+            anonymous=anonymous,
+            optional_parens=optional_parens,
+            any_token=any_token,
+        )
+        if result is not None and upper != "CASE":
+            node = result
+            while isinstance(node, _CALL_WRAPPERS) and isinstance(node.this, exp.Expr):
+                node = node.this
+            if isinstance(node, exp.Func):
+                node.meta["call"] = upper
+        return result
 
     def _parse_select(
         self,
@@ -295,7 +568,12 @@ class VelostreamParser(parser.Parser):
             self._in_statement = False
         statement.meta["start"] = first.start
         statement.meta["end"] = last.end
+        _balance_connectors(statement)
         self._record_positions(statement)
+        deep = limits.too_deep_node(statement, _CLAUSE_NODES)
+        if deep is not None:
+            line, column = node_position(deep) or source_position(self.sql, first.start)
+            raise SqlValidationError(limits.too_deep_message(), line=line, column=column)
         return statement
 
     def _parse_stream_statement(self) -> StreamStatement:
@@ -311,16 +589,27 @@ class VelostreamParser(parser.Parser):
             name = self._parse_id_var(any_token=False)
             if name is None:
                 self._fail(f"expected a name after CREATE {kind.upper()}")
+            if self._curr and self._curr.token_type == TokenType.L_PAREN:
+                if kind != "stream":
+                    raise self._validation_error(
+                        f"CREATE TABLE {name.name} (...) is not supported: a table is "
+                        f"defined AS SELECT; declare a source with CREATE STREAM "
+                        f"{name.name} (col TYPE, ...) WITH (...)",
+                        self._curr,
+                    )
+                return self._parse_declaration(name)
             # ksqlDB writes the properties before AS: accept them there too.
             if self._match(TokenType.WITH):
                 properties = self._parse_stream_properties()
             if not self._match(TokenType.ALIAS):
                 self._fail(f"expected AS after CREATE {kind.upper()} {name.name}")
+            self._reject_common_table_expression()
             if not self._match(TokenType.SELECT, advance=False):
                 self._fail("expected SELECT after AS")
         elif self._match(TokenType.SELECT, advance=False):
             kind = "select"
         else:
+            self._reject_common_table_expression()
             self._fail("expected SELECT, CREATE STREAM or CREATE TABLE")
 
         query = self._parse_select()
@@ -342,6 +631,136 @@ class VelostreamParser(parser.Parser):
             window=window,
             emit=emit,
             properties=properties,
+        )
+
+    def _reject_common_table_expression(self) -> None:
+        token = self._curr
+        if token and token.token_type == TokenType.WITH and self._next:
+            if self._next.token_type != TokenType.L_PAREN:
+                raise self._validation_error(
+                    "WITH ... AS (...) (a common table expression) is not supported: "
+                    "define it as its own CREATE STREAM name AS SELECT ... and read that "
+                    "stream",
+                    token,
+                )
+
+    # ----------------------------------------------------------------- declarations
+
+    def _parse_declaration(self, name: exp.Expr) -> StreamStatement:
+        """``CREATE STREAM name (col TYPE, ...) [WITH (...)]``: a source and its columns."""
+        open_paren = self._curr
+        self._advance()
+        columns: list[exp.ColumnDef] = []
+        declared: list[ColumnDef] = []
+        seen: dict[str, ColumnDef] = {}
+        while True:
+            column = self._parse_declared_column(name)
+            previous = seen.get(column.name)
+            if previous is not None:
+                raise SqlValidationError(
+                    f"column {column.name} is declared twice in CREATE STREAM {name.name} "
+                    f"(first at line {previous.line}, column {previous.column})",
+                    line=column.line,
+                    column=column.column,
+                )
+            seen[column.name] = column
+            declared.append(column)
+            node = exp.ColumnDef(
+                this=exp.to_identifier(column.name, quoted=not _plain_name(column.name)),
+                kind=exp.DataType.build(_SQLGLOT_TYPES.get(column.sql_type, column.sql_type)),
+            )
+            node.meta["pos"] = (column.line, column.column)
+            columns.append(node)
+            if self._match(TokenType.COMMA):
+                continue
+            if not self._match(TokenType.R_PAREN):
+                self._fail(f"expected ',' or ')' in the column list of CREATE STREAM {name.name}")
+            break
+        schema = exp.Schema(this=exp.Table(this=name.copy()), expressions=columns)
+        schema.meta["columns"] = tuple(declared)
+        schema.update_positions(open_paren)
+        properties = None
+        if self._match(TokenType.WITH):
+            properties = self._parse_stream_properties()
+        if self._curr and self._curr.token_type == TokenType.ALIAS:
+            raise self._validation_error(
+                f"CREATE STREAM {name.name} declares its columns, so it is a source: it "
+                "cannot also be defined AS SELECT (drop the column list or the AS SELECT)",
+                self._curr,
+            )
+        return StreamStatement(kind="stream", this=name, expression=schema, properties=properties)
+
+    def _parse_declared_column(self, stream: exp.Expr) -> ColumnDef:
+        name_token = self._curr
+        if name_token is None or name_token.token_type in _NOT_NAMES:
+            self._fail(f"expected a column name in the column list of CREATE STREAM {stream.name}")
+        upper = name_token.text.upper()
+        if name_token.token_type != TokenType.IDENTIFIER and (
+            upper in _TABLE_CONSTRAINT_WORDS
+            or name_token.token_type in (TokenType.PRIMARY_KEY, TokenType.FOREIGN_KEY)
+        ):
+            following = self._next
+            if following is None or following.token_type not in _DECLARABLE_TYPE_TOKENS:
+                raise self._validation_error(
+                    f"{upper} is not supported in CREATE STREAM {stream.name} (...): declare "
+                    "only columns, as name TYPE",
+                    name_token,
+                )
+        self._advance()
+        type_tokens: list[Token] = []
+        depth = 0
+        while self._curr and not (
+            depth == 0 and self._curr.token_type in (TokenType.COMMA, TokenType.R_PAREN)
+        ):
+            if self._curr.token_type in (TokenType.L_PAREN, TokenType.LT):
+                depth += 1
+            elif self._curr.token_type in (TokenType.R_PAREN, TokenType.GT):
+                depth -= 1
+            type_tokens.append(self._curr)
+            self._advance()
+        if not type_tokens:
+            self._fail(f"expected a type after column {name_token.text}")
+        if self._curr is None:
+            self._fail(f"expected ')' to close the column list of CREATE STREAM {stream.name}")
+
+        first = type_tokens[0]
+        params: list[str] | None = None
+        rest = type_tokens[1:]
+        if rest and rest[0].token_type == TokenType.L_PAREN:
+            close = next(
+                (i for i, tok in enumerate(rest) if tok.token_type == TokenType.R_PAREN), None
+            )
+            if close is not None:
+                params = [""]
+                for tok in rest[1:close]:
+                    if tok.token_type == TokenType.COMMA:
+                        params.append("")
+                    else:
+                        params[-1] += tok.text
+                rest = rest[close + 1 :]
+        line, column = source_position(self.sql, first.start)
+        if rest and (
+            rest[0].text.upper() in _CONSTRAINT_WORDS or rest[0].token_type in _CONSTRAINT_TOKENS
+        ):
+            constraint = self.sql[rest[0].start : type_tokens[-1].end + 1]
+            raise self._validation_error(
+                f"column constraint {constraint} is not supported for declared column "
+                f"{name_token.text}: a declared column has a name and a type only "
+                "(every declared column may be NULL)",
+                rest[0],
+            )
+        written = self.sql[first.start : type_tokens[-1].end + 1]
+        if rest or first.token_type in (TokenType.STRING, TokenType.NUMBER):
+            # more words after the type, or no word at all: a type velostream does not run
+            raise SqlValidationError(unsupported_type_message(written), line=line, column=column)
+        sql_type, arrow_type = declared_type(first.text, params, written, line=line, column=column)
+        name_line, name_column = source_position(self.sql, name_token.start)
+        return ColumnDef(
+            name=name_token.text,
+            sql_type=sql_type,
+            arrow_type=arrow_type,
+            line=name_line,
+            column=name_column,
         )
 
     def _parse_trailing_clauses(
@@ -628,6 +1047,27 @@ class VelostreamParser(parser.Parser):
         return self._prev
 
     def _check_relation(self, relation: exp.Expr | None, token: Token) -> None:
+        if isinstance(relation, exp.Table):
+            for key, value in relation.args.items():
+                if value and key not in ("this", "db", "catalog", "alias"):
+                    name = _TABLE_CLAUSES.get(key, key.upper())
+                    at = self._tokens.index(token) if token in self._tokens else self._index
+                    keyword = next(
+                        (
+                            tok
+                            for tok in self._tokens[at + 1 : self._index]
+                            if tok.token_type in UNSUPPORTED_CLAUSES
+                            or tok.text.upper() in name.upper().split()
+                        ),
+                        token,
+                    )
+                    self._fail(_unsupported_clause(name), keyword)
+        if isinstance(relation, exp.Subquery):
+            self._fail(
+                "subqueries are not supported in FROM or JOIN: define the inner query as "
+                "its own CREATE STREAM name AS SELECT ... and read that stream",
+                token,
+            )
         if not isinstance(relation, exp.Table) or not isinstance(relation.this, exp.Identifier):
             self._fail("FROM and JOIN take the name of a stream or table", token)
 
@@ -691,10 +1131,17 @@ class VelostreamParser(parser.Parser):
         )
         if operation is None:
             return None
+        if not isinstance(operation, exp.Union):
+            what = "INTERSECT" if isinstance(operation, exp.Intersect) else "EXCEPT"
+            self._fail(f"{what} is not supported (only UNION ALL is)", token)
+        if operation.args.get("distinct"):
+            self._fail(
+                "UNION without ALL is not supported: removing duplicates needs the whole "
+                "input (use UNION ALL)",
+                token,
+            )
         if (
-            not isinstance(operation, exp.Union)
-            or operation.args.get("distinct")
-            or operation.args.get("by_name")
+            operation.args.get("by_name")
             or operation.args.get("side")
             or operation.args.get("kind")
         ):
@@ -702,6 +1149,59 @@ class VelostreamParser(parser.Parser):
         if not isinstance(operation.expression, exp.Select):
             self._fail("expected SELECT after UNION ALL", token)
         return operation.update_positions(token)
+
+
+# The dialect's own clause nodes: not levels of an expression.
+_CLAUSE_NODES: tuple[type[exp.Expr], ...] = (
+    StreamStatement,
+    StreamWindow,
+    EmitMode,
+    StreamProperties,
+    StreamProperty,
+    PrimaryKeyField,
+    exp.Schema,
+    exp.ColumnDef,
+)
+
+
+def _plain_name(name: str) -> bool:
+    return name.isascii() and name.isidentifier()
+
+
+def _balance_connectors(root: exp.Expr) -> None:
+    """Rebuild every chain of three or more ``AND`` (or ``OR``) as a balanced tree.
+
+    sqlglot builds ``a OR b OR c OR d`` as ``((a OR b) OR c) OR d``: a chain of n terms
+    nests n levels, and a thousand-term filter would pass the engine's depth limit.
+    ``AND`` and ``OR`` are associative under three-valued logic and the engine computes
+    both sides of each, so ``(a OR b) OR (c OR d)`` is the same value at depth log2(n).
+    The terms keep their order; parentheses written by the user are kept as written.
+    """
+    chains = [
+        node
+        for node in root.walk()
+        if type(node) in (exp.And, exp.Or) and type(node.parent) is not type(node)
+    ]
+    for chain in chains:
+        kind = type(chain)
+        terms: list[exp.Expr] = []
+        stack: list[exp.Expr] = [chain]
+        while stack:
+            node = stack.pop()
+            if type(node) is kind:
+                stack.append(node.expression)
+                stack.append(node.this)
+            else:
+                terms.append(node)
+        if len(terms) > 2:
+            chain.replace(_balanced(kind, terms))
+
+
+def _balanced(kind: type[exp.Expr], terms: list[exp.Expr]) -> exp.Expr:
+    if len(terms) == 1:
+        return terms[0]
+    middle = (len(terms) + 1) // 2
+    return kind(this=_balanced(kind, terms[:middle]), expression=_balanced(kind, terms[middle:]))
 
 
 # --------------------------------------------------------------------------- generator
@@ -726,6 +1226,11 @@ def _properties_sql(gen: generator.Generator, node: StreamProperties) -> str:
 
 def _statement_sql(gen: generator.Generator, node: StreamStatement) -> str:
     parts = []
+    if isinstance(node.expression, exp.Schema):
+        parts.append(f"CREATE STREAM {gen.sql(node.expression)}")
+        if node.args.get("properties") is not None:
+            parts.append(gen.sql(node.args["properties"]))
+        return " ".join(parts)
     if node.args["kind"] != "select":
         parts.append(f"CREATE {node.args['kind'].upper()} {gen.sql(node.this)} AS")
     parts.append(gen.sql(node.expression))

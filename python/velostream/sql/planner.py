@@ -10,14 +10,21 @@ engine (aggregate misuse, unknown functions, bad qualifiers, ...).
 from __future__ import annotations
 
 import json
-import re
+import math
 import typing as t
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 
 from sqlglot import exp
 
 from velostream.errors import SqlValidationError
-from velostream.sql.dialect import DIALECT, node_position
+from velostream.sql import limits
+from velostream.sql.dialect import DIALECT, VelostreamParser, node_position
+from velostream.sql.functions import (
+    LATER_RELEASE_FUNCTIONS,
+    SUPPORTED_FUNCTIONS,
+    unsupported_message,
+)
 from velostream.sql.statements import Statement, output_name, query_selects, relation_name
 
 PLAN_VERSION = 1
@@ -26,6 +33,7 @@ Plan = dict[str, t.Any]
 PlanExpr = dict[str, t.Any]
 
 _INT64_MAX = 2**63 - 1
+_MAX_DECIMAL_DIGITS = 38
 
 _LATER_WINDOWS = "event-time windows arrive in a later release"
 
@@ -78,15 +86,93 @@ _ANONYMOUS: dict[str, tuple[str, int, int]] = {
     "FROM_UNIXTIME": ("from_unixtime", 1, 1),
 }
 
-_WINDOW_FUNCTIONS = {
-    "TUMBLE_START",
-    "TUMBLE_END",
-    "HOP_START",
-    "HOP_END",
-    "SESSION_START",
-    "SESSION_END",
-    "WINDOWSTART",
-    "WINDOWEND",
+_WINDOW_FUNCTIONS = LATER_RELEASE_FUNCTIONS
+
+_AGGREGATE_CLASSES: frozenset[type[exp.Expr]] = frozenset({exp.Count, *_AGGREGATES})
+
+# Function nodes the planner computes (see _function).
+_FUNCTION_NODES: frozenset[type[exp.Expr]] = frozenset(
+    {exp.Anonymous, exp.CurrentTimestamp, exp.Concat, exp.Coalesce, exp.Trim, *_SCALARS}
+)
+
+# Every name sqlglot parses as a function of some dialect (the rest are unknown names).
+_KNOWN_FUNCTIONS = frozenset(VelostreamParser.FUNCTIONS) | frozenset(
+    VelostreamParser.FUNCTION_PARSERS
+)
+
+# How the unsupported constructs sqlglot parses are named in messages.
+_CONSTRUCTS: dict[type[exp.Expr], str] = {
+    exp.Filter: "FILTER (WHERE ...) on an aggregate",
+    exp.WithinGroup: "WITHIN GROUP",
+    exp.IgnoreNulls: "IGNORE NULLS",
+    exp.RespectNulls: "RESPECT NULLS",
+    exp.HavingMax: "HAVING MAX/MIN inside an aggregate",
+    exp.Escape: "LIKE ... ESCAPE",
+    exp.Collate: "COLLATE",
+    exp.NullSafeEQ: "IS NOT DISTINCT FROM",
+    exp.NullSafeNEQ: "IS DISTINCT FROM",
+    exp.Interval: "an INTERVAL value (durations go in WINDOW)",
+    exp.Placeholder: "a parameter placeholder",
+    exp.Parameter: "a parameter",
+    exp.Struct: "a struct value {...}",
+    exp.Array: "an ARRAY value",
+    exp.Bracket: "a subscript [...]",
+    exp.Dot: "field access a.b on a value",
+    exp.Tuple: "a row value (a, b, ...)",
+    exp.JSONExtract: "JSON access ->",
+    exp.JSONExtractScalar: "JSON access ->>",
+    exp.IntDiv: "integer division DIV",
+    exp.BitwiseAnd: "the bitwise operator &",
+    exp.BitwiseOr: "the bitwise operator |",
+    exp.BitwiseXor: "the bitwise operator ^",
+    exp.BitwiseNot: "the bitwise operator ~",
+    exp.BitwiseLeftShift: "the bitwise operator <<",
+    exp.BitwiseRightShift: "the bitwise operator >>",
+    exp.SimilarTo: "SIMILAR TO",
+    exp.Glob: "GLOB",
+    exp.RegexpLike: "regular expression matching",
+    exp.Xor: "XOR",
+    exp.Lambda: "a lambda (x -> ...)",
+    exp.PropertyEQ: "a named argument :=",
+    exp.Kwarg: "a named argument =>",
+    exp.TryCast: "TRY_CAST (use CAST)",
+    exp.JSONCast: "a JSON cast",
+    exp.HexString: "a hexadecimal literal",
+    exp.BitString: "a bit-string literal",
+    exp.ByteString: "a byte-string literal",
+    exp.RawString: "a raw string literal",
+    exp.National: "a national string literal N'...'",
+    exp.UnicodeString: "a unicode string literal U&'...'",
+    exp.Var: "a bare word",
+}
+
+# SELECT arguments sqlglot fills for clauses the planner cannot run, as they are named.
+_CLAUSE_NAMES: dict[str, str] = {
+    "with_": "WITH ... AS (a common table expression)",
+    "kind": "SELECT AS STRUCT/VALUE",
+    "hint": "a query hint",
+    "into": "SELECT INTO",
+    "operation_modifiers": "a SELECT modifier",
+    "exclude": "EXCLUDE",
+    "match": "MATCH_RECOGNIZE",
+    "laterals": "LATERAL",
+    "connect": "CONNECT BY",
+    "pivots": "PIVOT",
+    "prewhere": "PREWHERE",
+    "qualify": "QUALIFY",
+    "windows": "a named WINDOW",
+    "distribute": "DISTRIBUTE BY",
+    "sort": "SORT BY",
+    "cluster": "CLUSTER BY",
+    "order": "ORDER BY",
+    "limit": "LIMIT/TOP",
+    "offset": "OFFSET",
+    "locks": "FOR UPDATE/SHARE",
+    "sample": "TABLESAMPLE",
+    "settings": "SETTINGS",
+    "format": "FORMAT",
+    "options": "OPTION (...)",
+    "for_": "FOR",
 }
 
 _WINDOW_COLUMNS = {"_window_start", "_window_end"}
@@ -117,8 +203,6 @@ _DEFAULT_DECIMAL = (18, 3)
 # Select arguments the planner understands; any other one set is an unsupported clause.
 _SELECT_ARGS = {"expressions", "from_", "where", "group", "having", "distinct", "joins"}
 
-_INTEGER = re.compile(r"\d+")
-
 
 def plan(statement: Statement) -> Plan:
     """Validate a statement and build its physical plan (``docs/plan-format.md``).
@@ -135,9 +219,33 @@ def plan(statement: Statement) -> Plan:
 
     Raises:
         SqlValidationError: the statement cannot run (with line and column where known),
-            including constructs a later release adds (WINDOW, JOIN, UNION ALL).
+            including constructs a later release adds (WINDOW, JOIN, UNION ALL), a
+            declaration (``CREATE STREAM name (col TYPE, ...)``, which has no query),
+            duplicate output names and literals out of range.
 
     """
+    if statement.is_declaration:
+        raise SqlValidationError(
+            f"CREATE STREAM {statement.name} (...) declares a source; it has no query to run",
+            line=statement.line,
+            column=statement.column,
+        )
+    with limits.recursion_headroom():
+        try:
+            result = _plan(statement)
+        except RecursionError:
+            # The depth rule of the parser makes this unreachable; never let it escape.
+            raise SqlValidationError(
+                limits.too_deep_message(), line=statement.line, column=statement.column
+            ) from None
+    if limits.json_depth(result) > limits.SERDE_MAX_DEPTH:
+        raise SqlValidationError(
+            limits.too_deep_message(), line=statement.line, column=statement.column
+        )
+    return result
+
+
+def _plan(statement: Statement) -> Plan:
     _reject_not_yet_supported(statement)
     selects = query_selects(statement.query)
     if len(selects) != 1 or not isinstance(statement.query, exp.Select):
@@ -213,7 +321,10 @@ def _reject_not_yet_supported(statement: Statement) -> None:
 def _check_select_shape(select: exp.Select, statement: Statement) -> None:
     for key, value in select.args.items():
         if value and key not in _SELECT_ARGS:
-            raise _error(f"unsupported clause in SELECT: {key}", select, statement)
+            name = _CLAUSE_NAMES.get(key, key.upper())
+            where = value[0] if isinstance(value, list) and value else value
+            node = where if isinstance(where, exp.Expr) else select
+            raise _error(f"{name} is not supported in a continuous query", node, statement)
     if select.args.get("from_") is None:
         raise _error("SELECT needs a FROM clause naming the input stream", select, statement)
     distinct = select.args.get("distinct")
@@ -229,6 +340,8 @@ def _check_select_shape(select: exp.Select, statement: Statement) -> None:
     for sub in select.find_all(exp.Subquery, exp.Select):
         if sub is not select:
             raise _error("subqueries are not supported", sub, statement)
+    for window in select.find_all(exp.Window):
+        raise _error("window functions (OVER ...) are not supported", window, statement)
 
 
 # --------------------------------------------------------------------------- planning
@@ -248,8 +361,12 @@ def _shape(value: t.Any) -> str:
 
 
 def _function_name(node: exp.Expr) -> str:
-    if isinstance(node, exp.Anonymous):
+    """The function's name as written (as sqlglot names it when it was not a call)."""
+    if type(node) is exp.Anonymous:
         return str(node.name)
+    written = node.meta.get("call") if node._meta else None
+    if written:
+        return str(written)
     if isinstance(node, exp.Func):
         return node.sql_name()
     return node.key.upper()
@@ -260,7 +377,35 @@ def _contains_column(node: exp.Expr) -> bool:
 
 
 def _is_aggregate(node: exp.Expr) -> bool:
-    return isinstance(node, exp.AggFunc)
+    return type(node) in _AGGREGATE_CLASSES
+
+
+def _contains_aggregate(node: exp.Expr) -> bool:
+    return any(type(sub) in _AGGREGATE_CLASSES for sub in node.walk())
+
+
+def _check_call(node: exp.Expr) -> None:
+    # Reject a call whose written name velostream does not run, or whose node is not the
+    # one that name stands for (sqlglot rewrites some calls into others).
+    written = node.meta.get("call") if node._meta else None
+    if not written or type(node) is exp.Anonymous:
+        return
+    allowed = SUPPORTED_FUNCTIONS.get(written)
+    if allowed is None or type(node) not in allowed:
+        raise _error(unsupported_message(written, known=True), node)
+
+
+def _construct_name(node: exp.Expr) -> str:
+    name = _CONSTRUCTS.get(type(node))
+    if name is not None:
+        return name
+    if isinstance(node, exp.Func) and node.meta.get("call"):
+        return f"function {_function_name(node).upper()}"
+    try:
+        text = node.sql(dialect=DIALECT, comments=False)
+    except Exception:  # a node sqlglot cannot print: name it by its kind
+        text = node.key.upper()
+    return f"expression {text}"
 
 
 @dataclass
@@ -308,14 +453,21 @@ class _SelectPlanner:
                 self._add_group_key(item, aliases)
 
         aggregated = bool(self.group_by) or any(
-            any(True for _ in node.find_all(exp.AggFunc))
+            _contains_aggregate(node)
             for node in [*projections, *([having.this] if having is not None else [])]
         )
 
         select_items: list[PlanExpr] = []
         scope = _Scope("SELECT", grouped=aggregated)
+        first_with_name: dict[str, exp.Expr] = {}
         for projection in projections:
-            select_items.append(self._select_item(projection, scope, aggregated))
+            item = self._select_item(projection, scope, aggregated)
+            name = item.get("name")
+            if name is not None:
+                first = first_with_name.setdefault(name, projection)
+                if first is not projection:
+                    raise _duplicate_name(name, first, projection)
+            select_items.append(item)
 
         having_expr = None
         if having is not None:
@@ -344,7 +496,9 @@ class _SelectPlanner:
             # `SELECT UPPER(sym) AS s ... GROUP BY s` groups by the aliased expression.
             if not (isinstance(aliased, exp.Column) and aliased.name == item.name):
                 item = aliased
-        for aggregate in item.find_all(exp.AggFunc):
+        for aggregate in item.walk():
+            if not _is_aggregate(aggregate):
+                continue
             raise _error(
                 f"aggregate {aggregate.sql(dialect=DIALECT, comments=False)} is not allowed in "
                 "GROUP BY",
@@ -376,11 +530,12 @@ class _SelectPlanner:
 
     def expr(self, node: exp.Expr, scope: _Scope) -> PlanExpr:
         """Plan one expression in `scope`."""
-        if isinstance(node, exp.Paren):
+        if type(node) is exp.Paren:
             return self.expr(node.this, scope)
+        _check_call(node)
 
         if scope.grouped:
-            if _contains_column(node) and not any(True for _ in node.find_all(exp.AggFunc)):
+            if _contains_column(node) and not _contains_aggregate(node):
                 shape = _shape(self.expr(node, _Scope(scope.clause)))
                 if shape in self.group_keys:
                     return self._with_pos(
@@ -423,13 +578,13 @@ class _SelectPlanner:
             raise _error(f"wrong number of arguments for {name}: {arity}", node)
         inner = _Scope("an aggregate", inside_aggregate=node)
         arg: PlanExpr | None
-        if isinstance(node, exp.Count):
+        if type(node) is exp.Count:
             this = node.this
             if node.expressions:
                 raise _error("COUNT takes one argument", node)
-            if isinstance(this, exp.Star):
+            if type(this) is exp.Star:
                 fn, arg = "count_star", None
-            elif isinstance(this, exp.Distinct):
+            elif type(this) is exp.Distinct:
                 if len(this.expressions) != 1:
                     raise _error("COUNT(DISTINCT ...) takes one argument", node)
                 fn, arg = "count_distinct", self.expr(this.expressions[0], inner)
@@ -438,7 +593,7 @@ class _SelectPlanner:
             else:
                 fn, arg = "count", self.expr(this, inner)
         elif type(node) in _AGGREGATES:
-            if isinstance(node.this, exp.Distinct):
+            if type(node.this) is exp.Distinct:
                 raise _error(f"{name}(DISTINCT ...) is not supported", node)
             extra = [k for k, v in node.args.items() if k != "this" and v]
             if extra:
@@ -472,79 +627,91 @@ class _SelectPlanner:
             )
 
     def _plain(self, node: exp.Expr, scope: _Scope) -> PlanExpr:
+        # Dispatch on exact classes: a subclass (ConcatWs of Concat, TryCast of Cast,
+        # ...) is another construct and must not run as its parent.
         def sub(child: exp.Expr) -> PlanExpr:
             return self.expr(child, scope)
 
-        if isinstance(node, exp.Column):
-            if isinstance(node.this, exp.Star):
+        kind = type(node)
+        if kind is exp.Column:
+            column = t.cast(exp.Column, node)
+            if isinstance(column.this, exp.Star):
                 raise _error("* is only allowed as a select field", node)
-            self._check_qualifier(node)
-            if node.name.lower() in _WINDOW_COLUMNS:
-                raise _error(f"{node.name} exists only in windowed queries (add a WINDOW)", node)
-            return {"op": "column", "name": node.name}
+            self._check_qualifier(column)
+            if column.name.lower() in _WINDOW_COLUMNS:
+                raise _error(f"{column.name} exists only in windowed queries (add a WINDOW)", node)
+            return {"op": "column", "name": column.name}
 
-        if isinstance(node, exp.Literal):
-            return _literal(node)
-        if isinstance(node, exp.Boolean):
+        if kind is exp.Literal:
+            return _literal(t.cast(exp.Literal, node))
+        if kind is exp.Boolean:
             return {"op": "literal", "type": "bool", "value": bool(node.this)}
-        if isinstance(node, exp.Null):
+        if kind is exp.Null:
             return {"op": "literal", "type": "null", "value": None}
 
-        op = _BINARY_OPS.get(type(node))
+        op = _BINARY_OPS.get(kind)
         if op is not None:
             return {"op": "binary", "fn": op, "left": sub(node.this), "right": sub(node.expression)}
 
-        if isinstance(node, exp.Neg):
+        if kind is exp.Neg:
+            folded = _negative_literal(node)
+            if folded is not None:
+                return folded
             return {"op": "neg", "arg": sub(node.this)}
-        if isinstance(node, exp.Not):
-            return self._negated(node, scope)
-        if isinstance(node, exp.Is):
-            return self._is_null(node, scope, negated=False)
-        if isinstance(node, exp.In):
-            return self._in_list(node, scope, negated=False)
-        if isinstance(node, exp.Between):
-            return self._between(node, scope, negated=False)
-        if isinstance(node, (exp.Like, exp.ILike)):
-            return self._like(node, scope, negated=False)
-        if isinstance(node, exp.Case):
+        if kind is exp.Not:
+            return self._negated(t.cast(exp.Not, node), scope)
+        if kind is exp.Is:
+            return self._is_null(t.cast(exp.Is, node), scope, negated=False)
+        if kind is exp.In:
+            return self._in_list(t.cast(exp.In, node), scope, negated=False)
+        if kind is exp.Between:
+            return self._between(t.cast(exp.Between, node), scope, negated=False)
+        if kind is exp.Like or kind is exp.ILike:
+            return self._like(t.cast(exp.Like, node), scope, negated=False)
+        if kind is exp.Case:
+            whens = node.args["ifs"]
+            for when in whens:
+                if type(when) is not exp.If:
+                    raise _error(f"{_construct_name(when)} is not supported", when)
             return {
                 "op": "case",
                 "operand": sub(node.this) if node.this is not None else None,
-                "whens": [[sub(when.this), sub(when.args["true"])] for when in node.args["ifs"]],
+                "whens": [[sub(when.this), sub(when.args["true"])] for when in whens],
                 "else": sub(node.args["default"]) if node.args.get("default") is not None else None,
             }
-        if isinstance(node, exp.Cast):
-            if isinstance(node, exp.TryCast) or node.args.get("safe"):
+        if kind is exp.Cast:
+            cast = t.cast(exp.Cast, node)
+            if cast.args.get("safe"):
                 raise _error("TRY_CAST is not supported: use CAST", node)
-            if node.args.get("format") is not None:
+            if cast.args.get("format") is not None:
                 raise _error("CAST ... FORMAT is not supported", node)
-            return {"op": "cast", "arg": sub(node.this), "to": _type_name(node.to, node)}
-        if isinstance(node, exp.Func):
-            return self._function(node, scope)
-        if isinstance(node, (exp.Subquery, exp.Select, exp.Exists)):
+            return {"op": "cast", "arg": sub(cast.this), "to": _type_name(cast.to, node)}
+        if kind in (exp.Subquery, exp.Select, exp.Exists, exp.Union):
             raise _error("subqueries are not supported", node)
-        if isinstance(node, exp.Window):
+        if kind is exp.Window:
             raise _error("window functions (OVER ...) are not supported", node)
-        raise _error(f"unsupported expression: {node.sql(dialect=DIALECT, comments=False)}", node)
+        if kind in _FUNCTION_NODES or (isinstance(node, exp.Func) and node.meta.get("call")):
+            return self._function(t.cast(exp.Func, node), scope)
+        raise _error(f"{_construct_name(node)} is not supported", node)
 
     def _negated(self, node: exp.Not, scope: _Scope) -> PlanExpr:
         inner = node.this
-        while isinstance(inner, exp.Paren) and isinstance(
-            inner.this, (exp.Is, exp.In, exp.Between, exp.Like, exp.ILike)
-        ):
+        negatable = (exp.Is, exp.In, exp.Between, exp.Like, exp.ILike)
+        while type(inner) is exp.Paren and type(inner.this) in negatable:
             inner = inner.this
-        if isinstance(inner, exp.Is):
-            return self._is_null(inner, scope, negated=True)
-        if isinstance(inner, exp.In):
-            return self._in_list(inner, scope, negated=True)
-        if isinstance(inner, exp.Between):
-            return self._between(inner, scope, negated=True)
-        if isinstance(inner, (exp.Like, exp.ILike)):
-            return self._like(inner, scope, negated=True)
+        kind = type(inner)
+        if kind is exp.Is:
+            return self._is_null(t.cast(exp.Is, inner), scope, negated=True)
+        if kind is exp.In:
+            return self._in_list(t.cast(exp.In, inner), scope, negated=True)
+        if kind is exp.Between:
+            return self._between(t.cast(exp.Between, inner), scope, negated=True)
+        if kind is exp.Like or kind is exp.ILike:
+            return self._like(t.cast(exp.Like, inner), scope, negated=True)
         return {"op": "not", "arg": self.expr(node.this, scope)}
 
     def _is_null(self, node: exp.Is, scope: _Scope, negated: bool) -> PlanExpr:
-        if not isinstance(node.expression, exp.Null):
+        if type(node.expression) is not exp.Null:
             raise _error(
                 f"IS {node.expression.sql(dialect=DIALECT)} is not supported (only IS [NOT] NULL)",
                 node,
@@ -591,7 +758,7 @@ class _SelectPlanner:
                 "arg": self.expr(node.this, scope),
                 "pattern": self.expr(node.expression, scope),
                 "negated": negated,
-                "case_insensitive": isinstance(node, exp.ILike),
+                "case_insensitive": type(node) is exp.ILike,
             },
             node,
         )
@@ -599,13 +766,14 @@ class _SelectPlanner:
     def _function(self, node: exp.Func, scope: _Scope) -> PlanExpr:
         name = _function_name(node)
         arity = node.meta.get("arity_error")
-        if isinstance(node, exp.Anonymous):
+        kind = type(node)
+        if kind is exp.Anonymous:
             upper = name.upper()
             if upper in _WINDOW_FUNCTIONS:
                 raise _error(f"{upper} is not supported yet ({_LATER_WINDOWS})", node)
             known = _ANONYMOUS.get(upper)
             if known is None:
-                raise _error(f"unknown function {name}", node)
+                raise _error(unsupported_message(name, known=upper in _KNOWN_FUNCTIONS), node)
             plan_name, least, most = known
             args = node.expressions
             if not least <= len(args) <= most:
@@ -618,24 +786,24 @@ class _SelectPlanner:
         if arity:
             raise _error(f"wrong number of arguments for {name}: {arity}", node)
 
-        if isinstance(node, exp.CurrentTimestamp):
+        if kind is exp.CurrentTimestamp:
             if node.this is not None:
                 raise _error("CURRENT_TIMESTAMP takes no argument", node)
             return self._call("now", [], scope)
-        if isinstance(node, exp.Concat):
+        if kind is exp.Concat:
             return self._call("concat", node.expressions, scope)
-        if isinstance(node, exp.Coalesce):
+        if kind is exp.Coalesce:
             return self._call("coalesce", [node.this, *node.expressions], scope)
-        if isinstance(node, exp.Trim):
+        if kind is exp.Trim:
             if node.args.get("expression") is not None or node.args.get("collation") is not None:
                 raise _error("TRIM of specific characters is not supported", node)
             position = str(node.args.get("position") or "BOTH").upper()
             plan_name = {"LEADING": "ltrim", "TRAILING": "rtrim"}.get(position, "trim")
             return self._call(plan_name, [node.this], scope)
 
-        scalar = _SCALARS.get(type(node))
+        scalar = _SCALARS.get(kind)
         if scalar is None:
-            raise _error(f"unknown function {name}", node)
+            raise _error(unsupported_message(name, known=True), node)
         plan_name, keys, required = scalar
         for key, value in node.args.items():
             if key not in keys and isinstance(value, exp.Expr):
@@ -652,14 +820,76 @@ class _SelectPlanner:
 
 
 def _literal(node: exp.Literal) -> PlanExpr:
+    """Plan a literal exactly: an integer as int64 or, beyond it, as an exact decimal."""
     text = str(node.this)
     if node.is_string:
         return {"op": "literal", "type": "utf8", "value": text}
-    if _INTEGER.fullmatch(text) and int(text) <= _INT64_MAX:
-        return {"op": "literal", "type": "int64", "value": int(text)}
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if value <= _INT64_MAX:
+            return {"op": "literal", "type": "int64", "value": value}
+        if len(text.lstrip("0")) > _MAX_DECIMAL_DIGITS:
+            raise _error(
+                f"integer literal {_shown(text)} is out of the range of DECIMAL(38, 0): "
+                f"it has more than {_MAX_DECIMAL_DIGITS} digits",
+                node,
+            )
+        return {"op": "literal", "type": "decimal", "value": text}
     if "e" in text.lower():
-        return {"op": "literal", "type": "float64", "value": float(text)}
+        try:
+            number = float(text)
+        except ValueError:
+            raise _error(f"invalid numeric literal {_shown(text)}", node) from None
+        if math.isinf(number):
+            raise _error(f"{_shown(text)} is out of the range of DOUBLE", node)
+        if number == 0.0 and _nonzero(text):
+            raise _error(
+                f"{_shown(text)} is out of the range of DOUBLE (too close to zero: it would "
+                "be read as 0)",
+                node,
+            )
+        return {"op": "literal", "type": "float64", "value": number}
+    integer, _, fraction = text.partition(".")
+    if not (integer + fraction).isdigit() or not (integer + fraction).isascii():
+        raise _error(f"invalid numeric literal {_shown(text)}", node)
+    precision = max(len((integer + fraction).lstrip("0")), len(fraction), 1)
+    if precision > _MAX_DECIMAL_DIGITS:
+        raise _error(
+            f"decimal literal {_shown(text)} is out of the range of DECIMAL: it has more "
+            f"than {_MAX_DECIMAL_DIGITS} digits",
+            node,
+        )
     return {"op": "literal", "type": "decimal", "value": text}
+
+
+def _negative_literal(node: exp.Expr) -> PlanExpr | None:
+    """``-9223372036854775808`` is the smallest BIGINT, not the negation of a decimal."""
+    operand = node.this
+    if type(operand) is exp.Literal and not operand.is_string:
+        text = str(operand.this)
+        if text.isascii() and text.isdigit() and int(text) == _INT64_MAX + 1:
+            return {"op": "literal", "type": "int64", "value": -(_INT64_MAX + 1)}
+    return None
+
+
+def _nonzero(text: str) -> bool:
+    try:
+        return Decimal(text) != 0
+    except InvalidOperation:
+        return False
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:28]}...{text[-28:]} ({len(text)} characters)"
+
+
+def _duplicate_name(name: str, first: exp.Expr, second: exp.Expr) -> SqlValidationError:
+    where = node_position(first)
+    at = f" (first at line {where[0]}, column {where[1]})" if where else ""
+    return _error(
+        f"duplicate output column name {name!r}{at}: give one of them another alias with AS",
+        second,
+    )
 
 
 def _type_name(data_type: exp.DataType, node: exp.Expr) -> str:
