@@ -58,6 +58,9 @@ struct Bound {
     filter: Option<PhysExpr>,
     /// Input columns the next stage reads, in the order they are handed to it.
     needed: Vec<usize>,
+    /// (output column, input column): converted input columns that a stateless query
+    /// selects as they are, returned in the input's own layout.
+    passthrough: Vec<(usize, usize)>,
     aggregation: Option<Aggregation>,
     /// The SELECT list: over `needed` (stateless) or over keys ++ aggregates.
     projections: Vec<PhysExpr>,
@@ -331,6 +334,7 @@ impl Processor {
             .map(|i| batch_columns[*i].clone())
             .collect();
         let mut rows = n;
+        let mut kept: Option<BooleanArray> = None;
         if let Some(filter) = &bound.filter {
             let input = Input {
                 columns: batch_columns,
@@ -343,6 +347,9 @@ impl Processor {
                 .downcast_ref::<BooleanArray>()
                 .expect("filter is boolean after binding");
             (columns, rows) = filter_columns(&columns, mask, rows)?;
+            if !bound.passthrough.is_empty() {
+                kept = Some(mask.clone());
+            }
         }
         self.metrics.batches_in += 1;
         self.metrics.records_in += n as u64;
@@ -392,6 +399,13 @@ impl Processor {
         let mut out = Vec::with_capacity(bound.projections.len());
         for p in &bound.projections {
             out.push(p.eval(&input)?.into_array(rows)?);
+        }
+        for &(o, i) in &bound.passthrough {
+            let original = [batch.column(i).clone()];
+            out[o] = match &kept {
+                Some(mask) => filter_columns(&original, mask, n)?.0.remove(0),
+                None => original[0].clone(),
+            };
         }
         if let Some(seen) = state.distinct.as_mut() {
             (out, rows) = first_seen(seen, &out, rows, &mut state.gids)?;
@@ -788,13 +802,28 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
     };
     let filter = bind_filter(plan, &scope)?;
     if !plan.is_aggregate() {
-        let (mut projections, fields) = bind_select(plan, &scope)?;
+        let (mut projections, mut fields) = bind_select(plan, &scope)?;
         let needed = narrow_inputs(&mut projections.iter_mut().collect::<Vec<_>>());
+        // A converted column selected as it is leaves in its own layout (`SELECT *`
+        // returns the input's columns unchanged).
+        let mut passthrough = Vec::new();
+        for (out, projection) in projections.iter().enumerate() {
+            if let PhysExpr::Column(k) = projection {
+                let input = needed[*k];
+                if conversions.iter().any(|(i, _)| *i == input) {
+                    passthrough.push((out, input));
+                    fields[out] = fields[out]
+                        .clone()
+                        .with_data_type(original.field(input).data_type().clone());
+                }
+            }
+        }
         return Ok(Bound {
             input_schema: original.clone(),
             conversions,
             filter,
             needed,
+            passthrough,
             aggregation: None,
             projections,
             output_schema: Arc::new(Schema::new(fields)),
@@ -862,6 +891,7 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         conversions,
         filter,
         needed,
+        passthrough: Vec::new(),
         aggregation: Some(Aggregation {
             keys,
             args,
