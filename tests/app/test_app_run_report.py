@@ -20,7 +20,7 @@ CREATE STREAM after_slow AS SELECT id FROM slow
     WITH ('after_slow.type' = 'file_sink', 'after_slow.path' = 'after_slow.jsonl');
 """
 
-DELAY = 1.0
+DELAY = 2.0
 
 
 def write_later(path, text, delay):
