@@ -229,3 +229,14 @@ def test_an_empty_source_file_binds_nothing_as_the_run_does(folder):
     app = Application.from_sql(sql, base_dir=folder)
     assert app.validate() == {"s": None}
     assert app.run().statements["s"].records_in == 0
+
+
+@pytest.mark.parametrize(
+    ("properties", "key"),
+    [({"s.path": "out\x00.jsonl"}, "s.path"), ({"s.path": 5}, "s.path"), ({7: "x"}, "7")],
+)
+def test_properties_that_are_not_text_are_config_errors(folder, properties, key):
+    sql = f"CREATE STREAM s AS SELECT symbol FROM t WITH ({SOURCE}, {SINK});"
+    with pytest.raises(ConfigError) as info:
+        Application.from_sql(sql, base_dir=folder, properties=properties)
+    assert info.value.key == key

@@ -130,7 +130,7 @@ def _config_error(message: str, key: str, value: str | None = None, **extra: Any
     return ConfigError(message, key=key, value=value, **extra)
 
 
-def foreign_error(exc: BaseException, what: str) -> BaseException:
+def _foreign_error(exc: BaseException, what: str) -> BaseException:
     """Turn an exception from outside the hierarchy into an :class:`InternalError`.
 
     Nothing but a :class:`VelostreamError` may leave the package (SPEC section 2): any
@@ -150,15 +150,22 @@ def _defects_as_internal_errors(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as exc:
-        converted = foreign_error(exc, what)
+        converted = _foreign_error(exc, what)
         if converted is exc:
             raise
         raise converted from exc
 
 
 def _reject_nul(properties: Mapping[str, str]) -> None:
-    # No property may hold a NUL character: no path, name or value can contain one.
+    # Properties are text, and no path, name or value can hold a NUL character.
     for key, value in properties.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError(
+                f"property {key!r} = {value!r}: keys and values are strings, not "
+                f"{type(key if not isinstance(key, str) else value).__name__}",
+                key=str(key),
+                value=str(value),
+            )
         if "\x00" in key or "\x00" in value:
             raise ConfigError(
                 f"property {key!r} = {value!r} holds a NUL character",
@@ -791,7 +798,7 @@ class Application:
                     writer.close()
                 except Exception as exc:
                     errors.append(exc)
-        error = foreign_error(errors[0], "running the application") if errors else None
+        error = _foreign_error(errors[0], "running the application") if errors else None
         report = RunReport(
             statements={name: runner.report(started) for name, runner in runners.items()},
             duration=time.monotonic() - started,
