@@ -2,6 +2,11 @@
 
 import sys
 
-from velostream.cli import main
+try:
+    from velostream.cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # Ctrl-C while the package was still being imported
+    print("velostream: interrupted", file=sys.stderr)
+    code = 130
+sys.exit(code)

@@ -1,17 +1,23 @@
 """The ``velostream`` command: ``run``, ``validate``, ``explain`` an application; ``bench``.
 
 Exit codes: 0 success, 1 runtime failure (I/O, bad data under ``'error.strategy' =
-'fail'``), 2 invalid SQL or configuration. Errors go to stderr as
-``file:line:column: message`` when the position is known, else ``file: message``.
+'fail'``, a defect), 2 invalid SQL or configuration, 130 interrupted (Ctrl-C). Errors go
+to stderr as ``file:line:column: message`` when the position is known, else
+``file: message``; no input ever gives a Python traceback (an exception that is not a
+:class:`~velostream.errors.VelostreamError` is a defect, reported on one line as an
+internal error; ``VELOSTREAM_DEBUG=1`` adds its traceback). A closed standard output
+(``velostream explain app.sql | head -1``) ends the command quietly with exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
+import traceback
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -32,6 +38,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_RUNTIME = 1
 EXIT_INVALID = 2
+EXIT_INTERRUPTED = 130
 
 _INVALID = (
     SqlSyntaxError,
@@ -185,7 +192,7 @@ def _run(args: argparse.Namespace) -> int:
             return EXIT_RUNTIME
         if report.error is not None:
             raise report.error
-    print(report.summary())
+    _print(report.summary())
     return EXIT_OK
 
 
@@ -208,10 +215,59 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"velostream bench: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
     if args.format == "json":
-        print(json.dumps(results))
+        _print(json.dumps(results))
     else:
-        print(format_table(results))
+        _print(format_table(results))
     return EXIT_OK
+
+
+def _print(text: str) -> None:
+    """Print to stdout and flush at once, so a closed pipe is seen here, not at exit."""
+    print(text)
+    sys.stdout.flush()
+
+
+def _command(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "run":
+            return _run(args)
+        app = _load(args)
+        if args.command == "explain":
+            _print(app.explain(verbose=args.verbose))
+        else:
+            app.validate()
+            _print(f"{args.file}: OK ({len(app.statements)} statement(s))")
+        return EXIT_OK
+    except _INVALID as exc:
+        print(format_error(exc, args.file), file=sys.stderr)
+        return EXIT_INVALID
+    except VelostreamError as exc:
+        print(format_error(exc, args.file), file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe: send what is left to /dev/null, so the exit flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass  # no file descriptor (a captured stream): nothing is flushed at exit
+
+
+def _internal_error(exc: BaseException) -> None:
+    detail = " ".join(str(exc).split()) or "(no message)"
+    try:
+        print(
+            f"velostream: internal error: {type(exc).__name__}: {detail} (a defect of "
+            "velostream: please report it; set VELOSTREAM_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
+        if os.environ.get("VELOSTREAM_DEBUG"):
+            traceback.print_exception(exc, file=sys.stderr)
+    except (OSError, ValueError):
+        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -221,29 +277,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments (default ``sys.argv[1:]``).
 
     Returns:
-        The exit code: 0 success, 1 runtime failure, 2 invalid SQL or configuration.
+        The exit code: 0 success, 1 runtime failure (or a defect, reported as an internal
+        error), 2 invalid SQL, configuration or arguments, 130 interrupted.
     """
-    args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s"
-    )
-    if args.command == "bench":
-        return _bench(args)
     try:
-        if args.command == "run":
-            return _run(args)
-        app = _load(args)
-        if args.command == "explain":
-            print(app.explain(verbose=args.verbose))
-        else:
-            print(f"{args.file}: OK ({len(app.statements)} statement(s))")
-        return EXIT_OK
-    except _INVALID as exc:
-        print(format_error(exc, args.file), file=sys.stderr)
-        return EXIT_INVALID
-    except VelostreamError as exc:
-        print(format_error(exc, args.file), file=sys.stderr)
-        return EXIT_RUNTIME
+        try:
+            args = _parser().parse_args(argv)
+        except SystemExit as exc:  # --help, or arguments argparse refused (it printed why)
+            return exc.code if isinstance(exc.code, int) else EXIT_INVALID
+        logging.basicConfig(
+            level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s"
+        )
+        if args.command == "bench":
+            return _bench(args)
+        return _command(args)
     except KeyboardInterrupt:
-        print("velostream: interrupted", file=sys.stderr)
-        return 130
+        try:
+            print("velostream: interrupted", file=sys.stderr)
+        except (OSError, ValueError):
+            pass
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_RUNTIME
+    except Exception as exc:
+        _internal_error(exc)
+        return EXIT_RUNTIME

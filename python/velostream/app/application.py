@@ -30,15 +30,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from sqlglot import exp
 
 from velostream import config
+from velostream.app._paths import has_glob, overlap, same_file
+from velostream.app._schema import sample_schema
+from velostream.app._text import read_sql_file
 from velostream.app.graph import dependency_waves
-from velostream.errors import ConfigError, SqlValidationError, VelostreamError
+from velostream.errors import (
+    ConfigError,
+    InternalError,
+    SinkError,
+    SqlValidationError,
+    VelostreamError,
+)
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
+from velostream.io.file_source import FileSource
 from velostream.runtime.job import StatementRunner, run_source
 from velostream.runtime.report import RunReport
 from velostream.sql import Statement, parse_script
@@ -119,6 +130,50 @@ def _config_error(message: str, key: str, value: str | None = None, **extra: Any
     return ConfigError(message, key=key, value=value, **extra)
 
 
+def _foreign_error(exc: BaseException, what: str) -> BaseException:
+    """Turn an exception from outside the hierarchy into an :class:`InternalError`.
+
+    Nothing but a :class:`VelostreamError` may leave the package (SPEC section 2): any
+    other ``Exception`` reaching the application is a defect, reported as such.
+    ``KeyboardInterrupt`` and ``SystemExit`` pass through.
+    """
+    if isinstance(exc, VelostreamError) or not isinstance(exc, Exception):
+        return exc
+    detail = " ".join(str(exc).split()) or "(no message)"
+    error = InternalError(f"{what}: {type(exc).__name__}: {detail}", component="application")
+    error.__cause__ = exc
+    return error
+
+
+@contextmanager
+def _defects_as_internal_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        converted = _foreign_error(exc, what)
+        if converted is exc:
+            raise
+        raise converted from exc
+
+
+def _reject_nul(properties: Mapping[str, str]) -> None:
+    # Properties are text, and no path, name or value can hold a NUL character.
+    for key, value in properties.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError(
+                f"property {key!r} = {value!r}: keys and values are strings, not "
+                f"{type(key if not isinstance(key, str) else value).__name__}",
+                key=str(key),
+                value=str(value),
+            )
+        if "\x00" in key or "\x00" in value:
+            raise ConfigError(
+                f"property {key!r} = {value!r} holds a NUL character",
+                key=key,
+                value=value,
+            )
+
+
 class Application:
     """A SQL application: statements, their sources and sinks, run as jobs.
 
@@ -151,21 +206,24 @@ class Application:
             ConfigError: a bad, unknown or unsupported property, connector or FROM name.
             CircularDependencyError: streams read each other in a cycle.
         """
-        self.text = text
-        self.base_dir = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
-        self.source_file = Path(source_file) if source_file is not None else None
-        self.processing_path = processing_path
-        self.properties = {
-            k: config.expand_env(v, key=k) for k, v in dict(properties or {}).items()
-        }
-        self._statements = parse_script(text)
-        if not self._statements:
-            raise SqlValidationError("the application holds no statement", line=1, column=1)
-        self.statements: list[StatementInfo] = self._resolve()
-        self._by_name = {info.name: info for info in self.statements}
-        self.waves: list[list[str]] = dependency_waves(
-            {info.name: info.upstream for info in self.statements}
-        )
+        with _defects_as_internal_errors("loading the application"):
+            # A byte-order mark left by a reader that did not strip it is not SQL.
+            self.text = text[1:] if text.startswith("\ufeff") else text
+            self.base_dir = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
+            self.source_file = Path(source_file) if source_file is not None else None
+            self.processing_path = processing_path
+            _reject_nul(dict(properties or {}))
+            self.properties = {
+                k: config.expand_env(v, key=k) for k, v in dict(properties or {}).items()
+            }
+            self._statements = parse_script(self.text)
+            if not self._statements:
+                raise SqlValidationError("the application holds no statement", line=1, column=1)
+            self.statements: list[StatementInfo] = self._resolve()
+            self._by_name = {info.name: info for info in self.statements}
+            self.waves: list[list[str]] = dependency_waves(
+                {info.name: info.upstream for info in self.statements}
+            )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._report: RunReport | None = None
@@ -185,18 +243,19 @@ class Application:
             properties: application-level properties (override the ``WITH`` keys).
             processing_path: ``"direct"`` (default) or ``"legacy"``.
 
+        The file is UTF-8 (a byte-order mark is skipped); UTF-16 and UTF-32 files with a
+        byte-order mark are decoded too.
+
         Raises:
-            ConfigError: the file cannot be read (key ``file``).
-            SqlSyntaxError, SqlValidationError, ConfigError, CircularDependencyError: as
-                for :meth:`from_sql`.
+            ConfigError: the file cannot be read: missing, a directory, ... (key ``file``).
+            SqlSyntaxError: the file is not text (bytes that do not decode, NUL characters),
+                naming the byte offset, line and column of the first bad byte.
+            SqlValidationError, ConfigError, CircularDependencyError: as for
+                :meth:`from_sql`.
         """
         file = Path(path)
-        try:
-            text = file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"cannot read {str(file)!r}: {exc.strerror or exc}", key="file", value=str(file)
-            ) from None
+        with _defects_as_internal_errors("reading the SQL file"):
+            text = read_sql_file(file)
         return cls(
             text,
             properties=properties,
@@ -259,7 +318,7 @@ class Application:
             for name, statement in zip(names, self._statements, strict=True)
         ]
         readers = {up for info in infos for up in info.upstream}
-        sink_paths: dict[Path, str] = {}
+        sink_paths: list[tuple[Path, str]] = []
         for info in infos:
             if not info.sinks and info.name not in readers:
                 with _located(info.statement):
@@ -270,16 +329,95 @@ class Application:
                     )
             for sink_name, props in info.sinks.items():
                 path = resolve_path(props.get("path", ""), self.base_dir)
-                if path in sink_paths:
+                for other, what in sink_paths:
+                    if same_file(path, other):
+                        with _located(info.statement):
+                            raise _config_error(
+                                f"sink {sink_name!r} of {info.name!r} writes {path}, which "
+                                f"{what} already writes",
+                                key=f"{sink_name}.path",
+                                value=props.get("path"),
+                            )
+                sink_paths.append((path, f"sink {sink_name!r} of {info.name!r}"))
+        self._check_writes(infos)
+        return infos
+
+    def _reads(self, infos: list[StatementInfo]) -> list[tuple[str, Path]]:
+        """Every file the application reads: (what it is, absolute path or glob)."""
+        reads: list[tuple[str, Path]] = []
+        if self.source_file is not None:
+            reads.append(("the application's SQL file", Path(os.path.abspath(self.source_file))))
+        for info in infos:
+            for cname, props in config.connectors(info.properties).items():
+                if props.get("config_file"):
+                    reads.append(
+                        (
+                            f"the config file of {cname!r} ('{cname}.config_file')",
+                            resolve_path(props["config_file"], self.base_dir),
+                        )
+                    )
+            for source, props in info.sources.items():
+                if props.get("type") == "file_source" and props.get("path"):
+                    reads.append(
+                        (
+                            f"read by source {source!r} of {info.name!r}",
+                            resolve_path(props["path"], self.base_dir),
+                        )
+                    )
+        return reads
+
+    def _writes(self, info: StatementInfo) -> list[tuple[str, str, str, Path]]:
+        """Every file a statement writes: (what, key, value as written, absolute path)."""
+        writes: list[tuple[str, str, str, Path]] = []
+        connectors = config.connectors(info.properties)
+        named = dict(info.sinks)
+        if info.dead_letter_sink is not None:
+            named[info.dead_letter_sink] = connectors[info.dead_letter_sink]
+        for name, props in named.items():
+            if props.get("type") == "file_sink" and props.get("path"):
+                kind = "dead-letter sink" if name == info.dead_letter_sink else "sink"
+                writes.append(
+                    (
+                        f"{kind} {name!r} of {info.name!r}",
+                        f"{name}.path",
+                        props["path"],
+                        resolve_path(props["path"], self.base_dir),
+                    )
+                )
+        if info.dead_letter_path is not None:
+            writes.append(
+                (
+                    f"the dead-letter file of {info.name!r}",
+                    "dead_letter.path",
+                    info.properties.get("dead_letter.path", str(info.dead_letter_path)),
+                    info.dead_letter_path,
+                )
+            )
+        return writes
+
+    def _check_writes(self, infos: list[StatementInfo]) -> None:
+        """Refuse a sink that would write a file the application reads (before any is opened).
+
+        Raises:
+            ConfigError: naming the sink, the reader (a source, the SQL file, a config
+                file) and the path, at the sink's key.
+        """
+        reads = self._reads(infos)
+        for info in infos:
+            for what, key, value, path in self._writes(info):
+                for reader, pattern in reads:
+                    if not overlap(path, pattern):
+                        continue
+                    via = f" (it matches the glob {pattern})" if has_glob(str(pattern)) else ""
+                    real = os.path.realpath(path)
+                    link = f" (a link to {real})" if real != str(path) else ""
                     with _located(info.statement):
                         raise _config_error(
-                            f"sink {sink_name!r} of {info.name!r} writes {path}, which "
-                            f"{sink_paths[path]} already writes",
-                            key=f"{sink_name}.path",
-                            value=props.get("path"),
+                            f"{what} would write {path}{link}, which is {reader}{via}: writing "
+                            "it would destroy that input; write the output to another file",
+                            key=key,
+                            value=value,
                         )
-                sink_paths[path] = f"sink {sink_name!r} of {info.name!r}"
-        return infos
 
     def _resolve_statement(
         self, name: str, statement: Statement, names: list[str], known: set[str]
@@ -300,6 +438,7 @@ class Application:
             if (owner := config.connector_name_of(key, known)) is None or owner in own_names
         }
         with _located(statement):
+            _reject_nul(statement.properties)
             merged = config.resolve_properties(
                 {**statement.properties, **overrides}, base_dir=self.base_dir
             )
@@ -397,6 +536,111 @@ class Application:
         with _located(statement):
             return compile_statement(resolved, path=self.processing_path)  # type: ignore[arg-type]
 
+    # ------------------------------------------------------------------- validation
+
+    def source_schema(self, statement: str, source: str) -> pa.Schema | None:
+        """Return the input schema a source of a statement will have, without running.
+
+        A file source's schema is inferred from a sample of its first lines, as the run
+        infers it (:func:`velostream.app._schema.sample_schema`).
+
+        Args:
+            statement: the statement's name.
+            source: the source's name (its ``FROM`` name).
+
+        Returns:
+            The schema; None when it cannot be known before the run (a file that is waited
+            for and not there yet, empty files).
+
+        Raises:
+            SourceError: the source's file does not exist (and is not waited for) or cannot
+                be read.
+            ConfigError: the statement has no such source.
+        """
+        info = self._by_name.get(statement)
+        if info is None or source not in info.sources:
+            raise ConfigError(
+                f"statement {statement!r} has no source {source!r}",
+                key=f"{source}.type",
+                allowed=sorted(info.sources) if info is not None else sorted(self._by_name),
+            )
+        props = info.sources[source]
+        built = create_source(source, props, base_dir=self.base_dir)
+        if isinstance(built, FileSource):
+            return sample_schema(built)
+        return None
+
+    def _check_sink_targets(self, info: StatementInfo) -> None:
+        """Build every sink of a statement (nothing opened) and check its file can be made."""
+        connectors = config.connectors(info.properties)
+        names = list(info.sinks)
+        if info.dead_letter_sink is not None:
+            names.append(info.dead_letter_sink)
+        targets: list[tuple[str, Path]] = []
+        for name in names:
+            with _located(info.statement):
+                sink = create_sink(name, connectors[name], base_dir=self.base_dir)
+            if isinstance(sink, FileSink):
+                targets.append((name, sink.path))
+        if info.dead_letter_path is not None:
+            targets.append((f"{info.name}.dead_letter", info.dead_letter_path))
+        for name, path in targets:
+            if path.is_dir():
+                raise SinkError(
+                    f"file sink {name!r}: cannot write {path}: it is a directory", sink=name
+                )
+            parent = path.parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not parent.is_dir():
+                raise SinkError(
+                    f"file sink {name!r}: cannot create the directory of {path}: {parent} "
+                    "is not a directory",
+                    sink=name,
+                )
+
+    def validate(self) -> dict[str, pa.Schema | None]:
+        """Make every check :meth:`run` makes, short of processing data.
+
+        Building the application already checked the SQL, the properties, the connectors,
+        the dependencies and that no sink writes a file the application reads. This also:
+        checks the sinks against the files again (a glob may match new files); builds every
+        connector (opening nothing); checks that every file source's file exists (unless
+        it is waited for with ``file.wait.timeout``); infers each file source's columns
+        from a sample of its first lines and binds every statement's query to its input
+        (a statement reading another statement's output: to that one's output schema), so
+        an unknown column or a type error is reported with its SQL line and column. No
+        file is written and no input is consumed.
+
+        Returns:
+            Statement name -> its output schema, in application order (None when its input
+            schema cannot be known before the run).
+
+        Raises:
+            ConfigError: a sink on an input, a bad connector.
+            SourceError: a source file that does not exist or cannot be read.
+            SinkError: a sink path that is a directory or under a file.
+            SqlValidationError: a statement does not fit its input's columns (unknown
+                column, type error), with its SQL line and column.
+        """
+        with _defects_as_internal_errors("validating the application"):
+            self._check_writes(self.statements)
+            for info in self.statements:
+                self._check_sink_targets(info)
+            outputs: dict[str, pa.Schema | None] = {}
+            for wave in self.waves:
+                for name in wave:
+                    info = self._by_name[name]
+                    inputs = [self.source_schema(name, source) for source in info.sources]
+                    inputs += [outputs[upstream] for upstream in info.upstream]
+                    if not inputs or any(schema is None for schema in inputs):
+                        outputs[name] = None
+                        continue
+                    query = self._compile(info.statement, info.properties)
+                    for schema in inputs:
+                        outputs[name] = query.bind(schema)
+            return {info.name: outputs.get(info.name) for info in self.statements}
+
     # ------------------------------------------------------------------- explain
 
     def explain(self, verbose: bool = False) -> str:
@@ -484,25 +728,50 @@ class Application:
 
     def _execute(self, *, until_end: bool, stop: threading.Event) -> RunReport:
         started = time.monotonic()
-        runners, dead_letters = self._build_runners()
+        try:
+            with _defects_as_internal_errors("starting the run"):
+                # Again: a glob may match files that were not there when it was built.
+                self._check_writes(self.statements)
+                runners, dead_letters = self._build_runners()
+        except BaseException as exc:
+            self._report = RunReport(duration=time.monotonic() - started, error=exc)
+            raise
         errors: list[BaseException] = []
+        failed = threading.Event()
+        # A statement is finished (flushed) as soon as all its inputs have ended: its
+        # sources and the statements it reads. Its time runs from its start to then.
+        pending = {info.name: len(info.sources) + len(info.upstream) for info in self.statements}
+        pending_lock = threading.Lock()
+
+        def input_ended(runner: StatementRunner) -> None:
+            with pending_lock:
+                pending[runner.name] -= 1
+                ready = pending[runner.name] == 0
+            if ready and not failed.is_set():
+                runner.finish()
+                for reader in runner.downstream:
+                    input_ended(reader)
 
         def work(source: Any, runner: StatementRunner) -> None:
             try:
+                runner.mark_started()
                 run_source(source, runner, until_end=until_end, stop=stop)
+                if not failed.is_set():
+                    input_ended(runner)
             except BaseException as exc:
                 errors.append(exc)
+                failed.set()
                 stop.set()
 
         jobs = [(source, runner) for runner in runners.values() for source in runner.sources]
+        threads = [
+            threading.Thread(target=work, args=job, name=f"velostream-{job[0].name}")
+            for job in jobs
+        ]
         try:
             if len(jobs) == 1:
                 work(*jobs[0])
             else:
-                threads = [
-                    threading.Thread(target=work, args=job, name=f"velostream-{job[0].name}")
-                    for job in jobs
-                ]
                 for thread in threads:
                     thread.start()
                 for thread in threads:
@@ -511,28 +780,33 @@ class Application:
                 for wave in self.waves:
                     for name in wave:
                         runners[name].finish()
-        except BaseException as exc:  # KeyboardInterrupt included: close what is open
-            stop.set()
+        except BaseException as exc:  # KeyboardInterrupt included: stop, then close
             errors.append(exc)
+            failed.set()
+            stop.set()
+            for thread in threads:
+                if thread.is_alive():
+                    thread.join()  # the sources stop at their next block
         finally:
             for runner in runners.values():
                 try:
                     runner.close()
-                except VelostreamError as exc:
+                except Exception as exc:
                     errors.append(exc)
             for writer in dead_letters:
                 try:
                     writer.close()
-                except VelostreamError as exc:
+                except Exception as exc:
                     errors.append(exc)
+        error = _foreign_error(errors[0], "running the application") if errors else None
         report = RunReport(
             statements={name: runner.report(started) for name, runner in runners.items()},
             duration=time.monotonic() - started,
-            error=errors[0] if errors else None,
+            error=error,
         )
         self._report = report
-        if errors:
-            raise errors[0]
+        if error is not None:
+            raise error
         return report
 
     def run(self, until_end: bool = True) -> RunReport:
@@ -546,8 +820,12 @@ class Application:
             Per statement: records in/out, bad records, duration.
 
         Raises:
+            ConfigError: a sink would write a file the application reads (nothing is
+                opened then).
             SourceError, SinkError: an I/O failure.
+            SqlValidationError: a statement does not fit its input's columns.
             DataError: a bad record under ``'error.strategy' = 'fail'`` (with file:line).
+            InternalError: a defect of velostream (any other exception is wrapped).
         """
         self._stop = threading.Event()
         return self._execute(until_end=until_end, stop=self._stop)

@@ -53,9 +53,24 @@ class StatementRunner:
         self.downstream: list[StatementRunner] = []
         self.records_in = 0
         self.records_out = 0
+        self.started_at: float | None = None
         self.finished_at: float | None = None
         self._lock = threading.Lock()
         self._finished = False
+
+    def mark_started(self, at: float | None = None) -> None:
+        """Record when this statement's input began (its first source starting to read).
+
+        The statements reading its output start then too, unless they started earlier.
+
+        Args:
+            at: a :func:`time.monotonic` time (default: now).
+        """
+        at = time.monotonic() if at is None else at
+        if self.started_at is None or at < self.started_at:
+            self.started_at = at
+            for runner in self.downstream:
+                runner.mark_started(at)
 
     def push(self, batch: pa.RecordBatch) -> None:
         """Process one input batch and emit its output to the sinks and downstream."""
@@ -98,14 +113,20 @@ class StatementRunner:
             source.close()
 
     def report(self, started_at: float) -> StatementReport:
-        """Counters of this statement, timed from ``started_at`` (a monotonic clock)."""
+        """Counters of this statement, timed from its start to its flush.
+
+        Args:
+            started_at: the run's start (a :func:`time.monotonic` time), used when the
+                statement never started; its end is now when it never finished.
+        """
+        start = self.started_at if self.started_at is not None else started_at
         end = self.finished_at if self.finished_at is not None else time.monotonic()
         return StatementReport(
             name=self.name,
             records_in=self.records_in,
             records_out=self.records_out,
             errors=self.bad_records.count if self.bad_records is not None else 0,
-            duration=end - started_at,
+            duration=max(0.0, end - start),
             sources={s.name: s.metrics() for s in self.sources},
             sinks={s.name: s.metrics() for s in self.sinks},
         )

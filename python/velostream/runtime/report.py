@@ -14,7 +14,8 @@ class StatementReport:
         records_in: records the query received.
         records_out: records the query emitted (each written to every sink).
         errors: bad input records (undecodable, type errors), whatever the strategy.
-        duration: seconds from the start of the run to the statement's end.
+        duration: seconds from the statement's start (its first source starting to read)
+            to its end (its inputs ended and its query flushed), its own time.
         sources: source name -> its counters.
         sinks: sink name -> its counters.
 
