@@ -52,7 +52,7 @@ from velostream.io.file_sink import FileSink
 from velostream.io.file_source import FileSource
 from velostream.runtime.job import StatementRunner, run_source
 from velostream.runtime.report import RunReport
-from velostream.sql import Statement, parse_script
+from velostream.sql import Statement, declared_schema, parse_script
 from velostream.sql.dialect import node_position
 
 logger = logging.getLogger("velostream.app")
@@ -305,17 +305,34 @@ class Application:
         return names
 
     def _resolve(self) -> list[StatementInfo]:
-        names = self._statement_names()
+        all_names = self._statement_names()
         # Every name a prefixed application-level key may refer to.
-        known = set(names) | set(config.connectors(self.properties))
+        known = set(all_names) | set(config.connectors(self.properties))
         for statement in self._statements:
             known |= set(statement.sources) | set(statement.joins)
             known |= set(config.connectors(statement.properties))
         config.validate_statement_properties(self.properties, known)
 
+        # `CREATE STREAM s (col TYPE, ...) WITH (...)` declares a source every statement
+        # may read; the other statements run.
+        self._declared: dict[str, tuple[Statement, dict[str, str]]] = {}
+        runnable: list[tuple[str, Statement]] = []
+        for name, statement in zip(all_names, self._statements, strict=True):
+            if statement.is_declaration:
+                self._declared[name] = (statement, self._declared_source(name, statement, known))
+            else:
+                runnable.append((name, statement))
+        if not runnable:
+            first = self._statements[0]
+            raise SqlValidationError(
+                "the application declares sources but has no statement that reads them",
+                line=first.line,
+                column=first.column,
+            )
+        names = [name for name, _ in runnable]
         infos = [
             self._resolve_statement(name, statement, names, known)
-            for name, statement in zip(names, self._statements, strict=True)
+            for name, statement in runnable
         ]
         readers = {up for info in infos for up in info.upstream}
         sink_paths: list[tuple[Path, str]] = []
@@ -341,6 +358,58 @@ class Application:
                 sink_paths.append((path, f"sink {sink_name!r} of {info.name!r}"))
         self._check_writes(infos)
         return infos
+
+    def _declared_source(self, name: str, statement: Statement, known: set[str]) -> dict[str, str]:
+        """The connector properties of a declared source (``CREATE STREAM s (...) WITH``).
+
+        Its ``WITH`` holds the keys of that one connector, which must be a source.
+        """
+        overrides = {
+            key: value
+            for key, value in self.properties.items()
+            if config.connector_name_of(key, known) == name
+        }
+        with _located(statement):
+            _reject_nul(statement.properties)
+            for key in statement.properties:
+                if not key.startswith(f"{name}."):
+                    line, column = statement.property_positions.get(
+                        key, (statement.line, statement.column)
+                    )
+                    raise ConfigError(
+                        f"the WITH of the declared source {name!r} holds {key!r}: it takes the "
+                        f"keys of its own connector only ('{name}.type', '{name}.path', ...)",
+                        key=key,
+                        value=statement.properties[key],
+                        line=line,
+                        column=column,
+                    )
+            merged = config.resolve_properties(
+                {**statement.properties, **overrides}, base_dir=self.base_dir
+            )
+            props = config.connectors(merged).get(name)
+            if props is None or "type" not in props:
+                raise _config_error(
+                    f"the declared source {name!r} has no connector: add "
+                    f"'{name}.type' = 'file_source' (and its path) to its WITH",
+                    key=f"{name}.type",
+                )
+            ctype = config.validate_connector_properties(name, props)
+            if not ctype.endswith("_source"):
+                raise _config_error(
+                    f"{name!r} declares columns, so it is a source, but "
+                    f"'{name}.type' = '{ctype}' is not a source",
+                    key=f"{name}.type",
+                    value=ctype,
+                )
+            if ctype in _UNSUPPORTED_CONNECTORS:
+                raise _config_error(
+                    f"{ctype} is not supported yet (declared source {name!r}); use "
+                    "file_source for now",
+                    key=f"{name}.type",
+                    value=ctype,
+                )
+        return props
 
     def _reads(self, infos: list[StatementInfo]) -> list[tuple[str, Path]]:
         """Every file the application reads: (what it is, absolute path or glob)."""
@@ -487,7 +556,15 @@ class Application:
                             key=f"{source}.type",
                             value=types[source],
                         )
+                    if source in self._declared:
+                        raise _config_error(
+                            f"source {source!r} is declared twice: by CREATE STREAM {source} "
+                            f"(...) and in the WITH of {name!r}; keep one",
+                            key=f"{source}.type",
+                        )
                     sources[source] = connectors[source]
+                elif source in self._declared:
+                    sources[source] = self._declared[source][1]
                 elif source in names:
                     upstream.append(source)
                 else:
@@ -564,6 +641,8 @@ class Application:
                 key=f"{source}.type",
                 allowed=sorted(info.sources) if info is not None else sorted(self._by_name),
             )
+        if source in self._declared:
+            return declared_schema(self._declared[source][0])
         props = info.sources[source]
         built = create_source(source, props, base_dir=self.base_dir)
         if isinstance(built, FileSource):
@@ -680,6 +759,11 @@ class Application:
             lines.append(f"  plan: {_plan_summary(info.plan)}")
             if verbose:
                 lines.append(f"  physical plan: {json.dumps(info.plan, separators=(',', ':'))}")
+            lines.append("")
+        for name, (statement, props) in self._declared.items():
+            columns = ", ".join(f"{c.name} {c.sql_type}" for c in statement.columns)
+            lines.append(f"source {name} (line {statement.line}): ({columns})")
+            lines.append(f"  {self._describe_connector(props)}")
             lines.append("")
         lines.append("dependency waves:")
         for index, wave in enumerate(self.waves, start=1):
