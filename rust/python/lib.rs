@@ -13,6 +13,18 @@ mod codec;
 mod errors;
 mod processor;
 
+/// Panics reach Python as `InternalError` carrying their message (`errors::catch_panic`),
+/// so Rust's default report (a message and a backtrace on stderr) is kept for debugging
+/// only: with `VELOSTREAM_DEBUG` set.
+fn quiet_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if std::env::var_os("VELOSTREAM_DEBUG").is_some() {
+            default(info);
+        }
+    }));
+}
+
 #[pymodule(gil_used = false)]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
@@ -24,6 +36,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         },
     )?;
     m.add_function(wrap_pyfunction!(errors::_panic_at_boundary, m)?)?;
+    quiet_panics();
     processor::register(m)?;
     codec::register(m)?;
     Ok(())

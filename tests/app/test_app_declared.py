@@ -90,3 +90,10 @@ def test_a_source_declared_twice_is_refused(tmp_path) -> None:
     )
     with pytest.raises(vs.ConfigError, match="declared twice"):
         app(tmp_path, twice)
+
+
+def test_validate_checks_a_declared_source_file_exists(tmp_path) -> None:
+    application = app(tmp_path, QUERY)
+    (tmp_path / "trades.csv").unlink()
+    with pytest.raises(vs.SourceError, match="file not found"):
+        application.validate()

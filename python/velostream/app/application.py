@@ -331,8 +331,7 @@ class Application:
             )
         names = [name for name, _ in runnable]
         infos = [
-            self._resolve_statement(name, statement, names, known)
-            for name, statement in runnable
+            self._resolve_statement(name, statement, names, known) for name, statement in runnable
         ]
         readers = {up for info in infos for up in info.upstream}
         sink_paths: list[tuple[Path, str]] = []
@@ -641,10 +640,12 @@ class Application:
                 key=f"{source}.type",
                 allowed=sorted(info.sources) if info is not None else sorted(self._by_name),
             )
-        if source in self._declared:
-            return declared_schema(self._declared[source][0])
         props = info.sources[source]
         built = create_source(source, props, base_dir=self.base_dir)
+        if source in self._declared:
+            if isinstance(built, FileSource) and built.wait_timeout_ms is None:
+                built.resolve_files()  # its files must exist, as for the run
+            return declared_schema(self._declared[source][0])
         if isinstance(built, FileSource):
             return sample_schema(built)
         return None
