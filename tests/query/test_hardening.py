@@ -231,3 +231,11 @@ def test_every_string_layout_computes_like_plain_strings(strings: pa.Array) -> N
         "SELECT UPPER(k) AS u, k || 'a' AS c, LENGTH(k) AS n FROM t WHERE k = 'x' OR k IS NULL",
     ]:
         assert run(sql, batch) == run(sql, plain), sql
+
+
+@pytest.mark.parametrize("sql", ["SELECT *, a FROM t", "SELECT a, * FROM t", "SELECT *, * FROM t"])
+def test_star_that_repeats_a_name_is_refused(sql: str) -> None:
+    # `SELECT *, a` wrote the column `a` twice (duplicate JSON keys in a sink).
+    with pytest.raises(vs.SqlValidationError, match="duplicate output column name 'a'"):
+        run(sql, pa.record_batch({"a": [1], "b": [2]}))
+    assert run("SELECT *, a AS a2 FROM t", pa.record_batch({"a": [1]})) == [{"a": 1, "a2": 1}]

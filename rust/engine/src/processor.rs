@@ -730,6 +730,25 @@ fn bind_select(plan: &Plan, scope: &Scope) -> Result<(Vec<PhysExpr>, Vec<Field>)
                 fields.push(Field::new(name, dt, true));
             }
         }
+        // Names are checked as `*` expands: the planner cannot see the input's columns.
+        if let Some(duplicate) = fields
+            .iter()
+            .enumerate()
+            .find(|(i, f)| fields[..*i].iter().any(|g| g.name() == f.name()))
+            .map(|(_, f)| f.name().clone())
+        {
+            let pos = match item {
+                SelectItem::Star { pos, .. } => *pos,
+                SelectItem::Column { expr, .. } => expr.pos(),
+            };
+            return Err(EngineError::validation(
+                format!(
+                    "duplicate output column name '{duplicate}' (SELECT * brings every \
+                     input column): give the other one another alias with AS"
+                ),
+                pos,
+            ));
+        }
     }
     Ok((projections, fields))
 }
