@@ -15,7 +15,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from velostream import _core
-from velostream.errors import ConfigError, DataError, SqlSyntaxError
+from velostream.errors import ConfigError, DataError, SnapshotError, SqlSyntaxError
 from velostream.legacy import LegacyEngine
 from velostream.sql import Statement, parse_statement, plan
 
@@ -108,10 +108,90 @@ def _from_rows(rows: list[Any]) -> pa.RecordBatch:
                 )
     # Every field of every row (pyarrow's from_pylist reads the first row's keys only).
     names = list(dict.fromkeys(key for row in rows for key in row))
+    if not names:  # rows without fields are still rows (COUNT(*) counts them)
+        return pa.RecordBatch.from_struct_array(pa.array(rows, pa.struct([])))
+    columns = {name: [row.get(name) for row in rows] for name in names}
+    for name, values in columns.items():
+        _check_kinds(name, values)
     try:
-        return pa.RecordBatch.from_pydict({name: [row.get(name) for row in rows] for name in names})
+        return pa.RecordBatch.from_pydict(columns)
     except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
         raise _row_error(rows, exc) from None
+
+
+_EXACT_IN_DOUBLE = 2**53
+
+
+def _kind(value: Any) -> Any:
+    """What Arrow type a Python value asks for, recursively (None for a NULL)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, Mapping):
+        return ("struct", tuple(sorted((str(k), _kind(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        kinds = {_kind(v) for v in value} - {None}
+        return ("list", tuple(sorted(kinds, key=repr)))
+    return type(value).__name__
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _uniform(kind: Any) -> bool:
+    """Whether a nested kind holds one type per list and per struct field."""
+    if isinstance(kind, tuple) and kind[0] == "list":
+        inner = set(kind[1])
+        return (len(inner) <= 1 or inner == {"int", "float"}) and all(map(_uniform, inner))
+    if isinstance(kind, tuple) and kind[0] == "struct":
+        return all(_uniform(k) for _, k in kind[1])
+    return True
+
+
+def _check_kinds(name: str, values: list[Any]) -> None:
+    """Refuse a field whose values pyarrow would coerce to another type without a word.
+
+    Ints and floats mix (as a float column) only while every int is exact as a double;
+    anything else (str beside bytes, bool beside float in a list, ...) is a DataError.
+    """
+    first_index, first_kind = None, None
+    for index, value in enumerate(values):
+        kind = _kind(value)
+        if kind is None:
+            continue
+        if not _uniform(kind):
+            raise DataError(
+                f"process(): field {name!r} of row {index} holds a list of mixed types "
+                f"({_shown(value)}): Arrow would convert some of them silently",
+                location=f"row {index}",
+                field=name,
+                value=_shown(value),
+            )
+        if first_kind is None:
+            first_index, first_kind = index, kind
+            continue
+        if kind == first_kind:
+            continue
+        numbers = {kind, first_kind} == {"int", "float"}
+        ints = [v for v in values if type(v) is int]
+        if numbers and all(abs(v) <= _EXACT_IN_DOUBLE for v in ints):
+            continue
+        text = _shown(value)
+        raise DataError(
+            f"process(): field {name!r} of row {index} has the value {text}, whose type does "
+            f"not match the field's value in row {first_index}: Arrow would convert one of "
+            "them silently",
+            location=f"row {index}",
+            field=name,
+            value=text,
+        )
 
 
 def _first_bad_value(values: list[Any], exc: Exception) -> tuple[int, Any, str]:
@@ -235,6 +315,11 @@ class Query:
             return self._combine([self._legacy.process(b) for b in _to_batches(data)])
         if isinstance(data, pa.RecordBatch):
             return self._processor.process(data)
+        if isinstance(data, pa.Table) and "\x00" in str(data.schema):
+            raise DataError(
+                "a column name of the input holds a NUL character, which Arrow's C data "
+                "interface cannot carry: rename the column"
+            )
         if isinstance(data, pa.Table) or (
             hasattr(data, "__arrow_c_stream__") and not hasattr(data, "__arrow_c_array__")
         ):
@@ -294,8 +379,14 @@ class Query:
             The query itself, so ``vs.compile(sql).restore(blob)`` reads naturally.
 
         Raises:
-            VelostreamError: the snapshot is corrupt or comes from a different query.
+            SnapshotError: the snapshot is corrupt, truncated, of another format version
+                or of a different query; the state is then left as it was.
         """
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise SnapshotError(
+                f"restore() takes the bytes of a snapshot, not {type(blob).__name__}"
+            )
+        blob = bytes(blob)
         if self._legacy is not None:
             self._legacy.restore(blob)
         else:
@@ -335,6 +426,18 @@ def compile_statement(
         raise ConfigError(
             f"unknown path {path!r}", key="path", value=str(path), allowed=("direct", "legacy")
         )
+    if properties is not None and not isinstance(properties, Mapping):
+        raise ConfigError(
+            f"properties must be a dict of str keys and values, not {type(properties).__name__}",
+            key="properties",
+        )
+    for key, value in (properties or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError(
+                f"property {key!r} = {value!r}: keys and values are strings (as in a WITH clause)",
+                key=str(key),
+                value=str(value),
+            )
     merged = {**(properties or {}), **statement.properties}
     _validate_properties(statement, merged)
     return Query._create(statement, merged, path)

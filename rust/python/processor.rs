@@ -93,6 +93,38 @@ fn shared_output(py: Python<'_>, schema: &SchemaRef) -> Option<(Py<PyAny>, Optio
     })
 }
 
+/// Arrow's C data interface carries names as C strings: a NUL inside a column name would
+/// cut it short (`"a\0x"` and `"a\0y"` would both arrive as `"a"`), so it is refused.
+fn reject_nul_names(py: Python<'_>, py_schema: &Bound<'_, PyAny>) -> PyResult<()> {
+    // The schema's text shows every name, nested struct fields' too.
+    if !py_schema.str()?.to_str()?.contains('\0') {
+        return Ok(());
+    }
+    let names: Vec<String> = py_schema.getattr(intern!(py, "names"))?.extract()?;
+    match names.iter().find(|n| n.contains('\0')) {
+        None => Err(crate::errors::velostream_error(
+            py,
+            "DataError",
+            "a nested field name of the input holds a NUL character, which Arrow's C data \
+             interface cannot carry: rename the field",
+            None,
+        )),
+        Some(name) => {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("field", name)?;
+            Err(crate::errors::velostream_error(
+                py,
+                "DataError",
+                &format!(
+                    "the input column name {name:?} holds a NUL character, which Arrow's C \
+                     data interface cannot carry: rename the column"
+                ),
+                Some(&kwargs),
+            ))
+        }
+    }
+}
+
 impl OutputSchema {
     fn is_for(&self, schema: &SchemaRef) -> bool {
         Arc::ptr_eq(&self.schema.schema, schema) || self.schema.schema == *schema
@@ -168,6 +200,7 @@ impl Processor {
                 schema
             }
             _ => {
+                reject_nul_names(py, &py_schema)?;
                 // A new schema for this processor: another one may have imported it,
                 // else import it once through the capsule interface.
                 let schema = match shared_input(py, &py_schema)? {

@@ -463,6 +463,12 @@ class _SelectPlanner:
         for projection in projections:
             item = self._select_item(projection, scope, aggregated)
             name = item.get("name")
+            if name is not None and "\x00" in name:
+                raise _error(
+                    f"output column name {name!r} holds a NUL character, which Arrow cannot "
+                    "carry in a column name: give it an alias with AS",
+                    projection,
+                )
             if name is not None:
                 first = first_with_name.setdefault(name, projection)
                 if first is not projection:

@@ -177,6 +177,7 @@ def parse_script(text: str) -> list[Statement]:
     """
     if text.startswith(_BOM):
         text = text[len(_BOM) :]
+    _reject_unencodable(text)
     tokens = _tokenize(text)
     _reject_placeholders(tokens, text)
     deep = limits.check_token_nesting(tokens)
@@ -242,6 +243,25 @@ def parse_statement(text: str) -> Statement:
             token=second.text.split(None, 1)[0],
         )
     return statements[0]
+
+
+def _reject_unencodable(text: str) -> None:
+    """Refuse text that is not Unicode text.
+
+    A lone surrogate (U+D800 to U+DFFF alone) has no UTF-8 form, so no plan, name or value
+    could carry it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        line, column = source_position(text, exc.start)
+        raise SqlSyntaxError(
+            f"the SQL text holds the lone surrogate U+{ord(text[exc.start]):04X}, which is "
+            "not a character (text that was decoded wrongly?)",
+            line=line,
+            column=column,
+            token=text[exc.start],
+        ) from None
 
 
 def _tokenize(text: str) -> list[Token]:

@@ -74,6 +74,21 @@ pub enum AggState {
     },
 }
 
+impl AggState {
+    /// Whether `other` is state of the same kind, down to what it picks and the class of
+    /// values it keeps (a restored snapshot must fit the accumulator it replaces).
+    pub fn same_kind(&self, other: &AggState) -> bool {
+        use std::mem::discriminant;
+        match (self, other) {
+            (AggState::Pick(p, v), AggState::Pick(q, w)) => {
+                p == q && discriminant(v) == discriminant(w)
+            }
+            (AggState::Moments { kind: k, .. }, AggState::Moments { kind: j, .. }) => k == j,
+            (a, b) => discriminant(a) == discriminant(b),
+        }
+    }
+}
+
 /// One aggregate: its state plus the types it reads and writes.
 pub struct Accumulator {
     pub state: AggState,
@@ -320,11 +335,13 @@ impl Accumulator {
             }
             AggState::CountDistinct { counts, seen } => {
                 let a = arg.expect("COUNT DISTINCT has an argument");
+                // -0.0 and 0.0 are one value, and so is every NaN (SQL equality).
+                let canonical = crate::expr::canonical_float(crate::expr::Value::Array(a.clone()));
                 let rows = self
                     .converter
                     .as_ref()
                     .expect("count distinct has a converter")
-                    .convert_columns(std::slice::from_ref(a))?;
+                    .convert_columns(std::slice::from_ref(canonical.array()))?;
                 let mut b = Int64Builder::with_capacity(n);
                 for (i, &g) in gids.iter().enumerate() {
                     if a.is_valid(i) {

@@ -496,6 +496,27 @@ impl Processor {
     /// left as it was.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let payload = open_snapshot(bytes, self.fingerprint)?;
+        // A well-framed payload can still be foreign (made by hand, or by a defect): a
+        // panic while decoding or binding it refuses it like any other bad snapshot, and
+        // leaves this processor as it was.
+        let restored =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restored_from(payload)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(snapshot_error(format!(
+                        "its state does not fit this query ({message})"
+                    )))
+                })?;
+        *self = restored;
+        Ok(())
+    }
+
+    /// A processor of this plan with the state of a snapshot's payload.
+    fn restored_from(&self, payload: &[u8]) -> Result<Processor> {
         let snapshot: Snapshot = postcard::from_bytes(payload)
             .map_err(|e| snapshot_error(format!("its state does not decode: {e}")))?;
         let mut restored = Processor {
@@ -510,7 +531,9 @@ impl Processor {
         if !snapshot.input_schema.is_empty() {
             let schema = schema_from_bytes(&snapshot.input_schema)
                 .map_err(|e| snapshot_error(format!("its input schema does not decode: {e}")))?;
-            restored.bind(&schema)?;
+            restored.bind(&schema).map_err(|e| {
+                snapshot_error(format!("its input schema does not fit this query: {e}"))
+            })?;
             let state = restored.state.as_mut().expect("bound");
             match (state.groups.as_mut(), snapshot.groups) {
                 (Some(table), Some(keys)) => table.restore(keys)?,
@@ -526,14 +549,13 @@ impl Processor {
                 return Err(snapshot_error("aggregate count differs"));
             }
             for (acc, saved) in state.accumulators.iter_mut().zip(snapshot.accumulators) {
-                if std::mem::discriminant(&acc.state) != std::mem::discriminant(&saved) {
-                    return Err(snapshot_error("aggregate state kind differs"));
+                if !acc.state.same_kind(&saved) {
+                    return Err(snapshot_error("its aggregate state is of another kind"));
                 }
                 acc.state = saved;
             }
         }
-        *self = restored;
-        Ok(())
+        Ok(restored)
     }
 }
 
