@@ -340,13 +340,21 @@ class FileSource:
 
     def _header_names(self, file: Path, header: bytes) -> list[str]:
         try:
-            return _codec.csv_header(header.rstrip(b"\r\n"))
+            names = _codec.csv_header(header.rstrip(b"\r\n"))
         except DataError as exc:
             raise SourceError(
                 f"file source {self.name!r}: cannot read the header of {file}: {exc}",
                 source=self.name,
                 cause=str(exc),
             ) from None
+        if not names:
+            raise SourceError(
+                f"file source {self.name!r}: the first line of {file} is empty; a CSV file "
+                "starts with a header line naming its columns",
+                source=self.name,
+                cause=f"{file} has no CSV header",
+            )
+        return names
 
     def _csv_decoder_for(self, file: Path, header: bytes) -> _codec.CsvDecoder | None:
         """The decoder of one CSV file (None: the inferred decoder).
@@ -403,7 +411,7 @@ class FileSource:
             first_line = line_no + 1
         for column, old, new, line, value in widenings:
             logger.warning(
-                "%s:%d: column %r of source %r widened from %s to %s by the value %s "
+                "%s:%d: column %r of source %r widened from %s to %s by the value %r "
                 "(types are inferred from the first %d rows; declare the column's type to "
                 "read it exactly)",
                 file,

@@ -18,8 +18,8 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::arrow_message;
 use crate::infer::{resolve, ColumnStats, Inferred};
-use crate::lines::{count_rows, decode_isolating, one_batch, Rows};
-use crate::values::{conversion_for, convert_rows, text_kind, Conversion};
+use crate::lines::{count_rows, decode_isolating, one_batch, reject_none, LineRules, Rows};
+use crate::values::{conversion_for, convert_rows, read_type, text_kind, Conversion};
 use crate::{CodecError, Decoded};
 
 /// Rows decoded per internal Arrow batch; chunks larger than this are concatenated.
@@ -171,16 +171,24 @@ impl CsvDecoder {
                 }
             }
         }
-        let read_schema = Arc::new(Schema::new(
-            (0..width)
-                .map(|i| Field::new(format!("column_{i}"), DataType::Utf8, true))
-                .collect::<Vec<_>>(),
-        ));
-        let conversions = schema
+        let conversions: Vec<Option<Conversion>> = schema
             .fields()
             .iter()
             .map(|f| conversion_for(f.data_type(), false))
             .collect();
+        let mut read_types = vec![DataType::Utf8; width];
+        for (&column, conversion) in columns.iter().zip(&conversions) {
+            if let Some(conversion) = conversion {
+                read_types[column] = read_type(conversion);
+            }
+        }
+        let read_schema = Arc::new(Schema::new(
+            read_types
+                .into_iter()
+                .enumerate()
+                .map(|(i, data_type)| Field::new(format!("column_{i}"), data_type, true))
+                .collect::<Vec<_>>(),
+        ));
         Ok(Self {
             schema,
             read_schema,
@@ -196,13 +204,14 @@ impl CsvDecoder {
 
     /// Decodes a chunk of whole data lines; bad lines are isolated and reported, not fatal.
     pub fn decode(&self, data: &[u8]) -> Result<Decoded, CodecError> {
-        decode_isolating(
-            data,
-            &self.schema,
+        let rules = LineRules {
             blank,
-            |_| None,
-            |segment| self.decode_segment(segment),
-        )
+            reject: reject_none,
+            prepare: |_: &[u8]| None,
+        };
+        decode_isolating(data, &self.schema, rules, |segment| {
+            self.decode_segment(segment)
+        })
     }
 
     fn decode_segment(&self, segment: &[u8]) -> Result<Rows, String> {

@@ -32,18 +32,23 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::arrow_message;
 use crate::infer::{resolve, ColumnStats, Inferred};
-use crate::lines::{count_rows, decode_isolating, one_batch, Rows};
+use crate::lines::{count_rows, decode_isolating, one_batch, LineRules, Rows};
 use crate::values::{
-    conversion_for, convert_rows, looks_numeric, number_kind, parse_number, Conversion, Kind,
+    conversion_for, convert_rows, looks_numeric, number_kind, parse_number, read_type, Conversion,
+    Kind,
 };
 use crate::{CodecError, Decoded};
 
 /// Rows decoded per internal Arrow batch; chunks larger than this are concatenated.
 const DECODE_BATCH_ROWS: usize = 64 * 1024;
 
-/// Nesting deeper than this makes a line invalid for inference (and bounds the scanner's
-/// recursion).
-const MAX_DEPTH: usize = 128;
+/// Nesting deeper than this makes a line invalid for inference: it bounds the scanner's
+/// recursion and the depth of inferred types (pyarrow refuses schemas nested past 64).
+const MAX_DEPTH: usize = 32;
+
+/// Lines nested deeper than this are bad lines, never handed to Arrow's reader, whose
+/// error messages format a value recursively (a million `[` would overflow the stack).
+const MAX_DECODE_DEPTH: usize = 512;
 
 // --------------------------------------------------------------------------- scanning
 
@@ -272,6 +277,10 @@ pub fn infer(data: &[u8], max_records: Option<usize>) -> Result<Inferred, CodecE
         };
         records += 1;
         for (key, value) in members {
+            // Arrow field names cannot hold NUL: such a field cannot be a column.
+            if key.contains('\0') {
+                continue;
+            }
             let slot = match by_name.get(key.as_ref()) {
                 Some(&slot) => slot,
                 None => {
@@ -311,8 +320,63 @@ pub fn infer_schema(data: &[u8], max_records: Option<usize>) -> Result<Schema, C
 
 // --------------------------------------------------------------------------- decoding
 
+/// A line holding only JSON whitespace (not `u8::is_ascii_whitespace`, which takes form
+/// feeds that the JSON reader rejects).
 fn blank(line: &[u8]) -> bool {
-    line.iter().all(u8::is_ascii_whitespace)
+    line.iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// The lines of `data` nested deeper than [`MAX_DECODE_DEPTH`], with the reason.
+///
+/// Such a line holds more than that many brackets, so only long lines are looked at.
+fn too_deep(data: &[u8]) -> Vec<(usize, String)> {
+    let mut deep = Vec::new();
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+    for (index, end) in ends.enumerate() {
+        if start > end {
+            break;
+        }
+        let line = &data[start..end];
+        start = end + 1;
+        if line.len() > MAX_DECODE_DEPTH
+            && memchr::memchr2_iter(b'[', b'{', line).count() > MAX_DECODE_DEPTH
+            && nesting(line) > MAX_DECODE_DEPTH
+        {
+            deep.push((
+                index,
+                format!("invalid JSON: nested deeper than {MAX_DECODE_DEPTH} levels"),
+            ));
+        }
+    }
+    deep
+}
+
+/// The deepest nesting of brackets outside strings in `line`.
+fn nesting(line: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &byte in line {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Quotes the bare tokens `NaN`, `Infinity` and `-Infinity` in value position (outside
@@ -421,7 +485,7 @@ impl JsonDecoder {
             .map(|(f, conversion)| {
                 let field = f.as_ref().clone().with_nullable(true);
                 match conversion {
-                    Some(_) => field.with_data_type(DataType::Utf8),
+                    Some(conversion) => field.with_data_type(read_type(conversion)),
                     None => field,
                 }
             })
@@ -453,7 +517,12 @@ impl JsonDecoder {
     /// Decodes a chunk of whole lines; bad lines are isolated and reported, not fatal.
     pub fn decode(&self, data: &[u8]) -> Result<Decoded, CodecError> {
         self.check()?;
-        decode_isolating(data, &self.schema, blank, quote_non_finite, |segment| {
+        let rules = LineRules {
+            blank,
+            reject: too_deep,
+            prepare: quote_non_finite,
+        };
+        decode_isolating(data, &self.schema, rules, |segment| {
             self.decode_segment(segment)
         })
     }
@@ -922,5 +991,39 @@ mod tests {
             ]
         );
         assert!(decoded.bad_lines[0].message.contains("more than 2 digits"));
+    }
+
+    #[test]
+    fn lines_nested_too_deep_are_bad_lines_not_a_stack_overflow() {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "n",
+            DataType::List(Arc::new(Field::new("item", DataType::Int64, true))),
+            true,
+        )]));
+        let deep = 1_000_000;
+        let mut data = b"{\"n\": [1]}\n{\"n\": ".to_vec();
+        data.extend(std::iter::repeat_n(b'[', deep));
+        data.extend(std::iter::repeat_n(b']', deep));
+        data.extend_from_slice(b"}\n{\"n\": [2], \"s\": \"");
+        data.extend(std::iter::repeat_n(b'[', 2 * MAX_DECODE_DEPTH));
+        data.extend_from_slice(b"\"}\n");
+        let decoded = JsonDecoder::new(schema).decode(&data).unwrap();
+        assert_eq!(decoded.batch.num_rows(), 2);
+        assert_eq!(decoded.bad_lines.len(), 1);
+        assert_eq!(decoded.bad_lines[0].index, 1);
+        assert!(decoded.bad_lines[0]
+            .message
+            .contains("nested deeper than 512"));
+        // Inference skips lines nested deeper than pyarrow accepts.
+        let mut line = b"{\"n\": ".to_vec();
+        line.extend(std::iter::repeat_n(b'[', 100));
+        line.extend(std::iter::repeat_n(b']', 100));
+        line.extend_from_slice(b"}\n{\"m\": 1}\n");
+        let schema = infer_schema(&line, None).unwrap();
+        assert_eq!(schema.fields().len(), 1);
+        assert_eq!(schema.field(0).name(), "m");
+        // A field name holding NUL cannot be a column.
+        let schema = infer_schema(b"{\"a\\u0000\": 1, \"b\": 2}\n", None).unwrap();
+        assert_eq!(schema.fields().len(), 1);
     }
 }

@@ -80,10 +80,20 @@ fn line_spans(data: &[u8]) -> Vec<LineSpan> {
 
 /// Counts the lines of `data` that are not blank.
 pub(crate) fn count_rows(data: &[u8], blank: fn(&[u8]) -> bool) -> usize {
-    line_spans(data)
-        .iter()
-        .filter(|s| !blank(&data[s.start..s.end]))
-        .count()
+    let line = |start: usize, end: usize| {
+        let line = &data[start..end];
+        line.strip_suffix(b"\r").unwrap_or(line)
+    };
+    let mut count = 0;
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', data) {
+        count += usize::from(!blank(line(start, end)));
+        start = end + 1;
+    }
+    if start < data.len() {
+        count += usize::from(!blank(line(start, data.len())));
+    }
+    count
 }
 
 /// Why a line cannot be text, if it cannot.
@@ -103,95 +113,119 @@ fn not_text(line: &[u8]) -> Option<String> {
     })
 }
 
+/// How a format's lines are told apart before decoding.
+pub(crate) struct LineRules<P> {
+    /// Whether a line (without its terminator) holds no record.
+    pub blank: fn(&[u8]) -> bool,
+    /// Lines of a chunk the decoder must never see, with the reason (sorted by index).
+    pub reject: fn(&[u8]) -> Vec<(usize, String)>,
+    /// Rewrites the text before decoding without adding or removing lines (JSON quotes
+    /// `NaN` tokens); `None` when there is nothing to rewrite.
+    pub prepare: P,
+}
+
+/// Rejects no line.
+pub(crate) fn reject_none(_data: &[u8]) -> Vec<(usize, String)> {
+    Vec::new()
+}
+
 /// Decodes `data` with `decode_segment`, isolating the lines that make it fail.
 ///
-/// `blank` tells which lines hold no record; `prepare` may rewrite the text before decoding
-/// without adding or removing lines (JSON quotes `NaN` tokens); `decode_segment` decodes a
-/// run of whole lines or returns the reason it cannot.
+/// `decode_segment` decodes a run of whole lines or returns the reason it cannot.
 pub(crate) fn decode_isolating<P, F>(
     data: &[u8],
     schema: &SchemaRef,
-    blank: fn(&[u8]) -> bool,
-    prepare: P,
+    rules: LineRules<P>,
     decode_segment: F,
 ) -> Result<Decoded, CodecError>
 where
     P: Fn(&[u8]) -> Option<Vec<u8>>,
     F: Fn(&[u8]) -> Result<Rows, String>,
 {
+    let LineRules {
+        blank,
+        reject,
+        prepare,
+    } = rules;
     let mut bad_lines = Vec::new();
-    // Lines that are not text become blank lines of a copy, keeping every line's index.
-    let text: Cow<'_, [u8]> =
-        if memchr::memchr(0, data).is_none() && std::str::from_utf8(data).is_ok() {
-            Cow::Borrowed(data)
-        } else {
-            let mut copy = Vec::with_capacity(data.len());
-            for (index, span) in line_spans(data).iter().enumerate() {
-                match not_text(&data[span.start..span.end]) {
-                    Some(message) => {
-                        bad_lines.push(BadLine {
-                            index,
-                            message,
-                            raw: Vec::new(),
-                            field: None,
-                            value: None,
-                        });
-                        if span.next > span.end {
-                            copy.push(b'\n');
-                        }
-                    }
-                    None => copy.extend_from_slice(&data[span.start..span.next]),
-                }
-            }
-            Cow::Owned(copy)
+    let rejected = reject(data);
+    // The fast path: Arrow's readers check UTF-8 themselves, so text is only checked line
+    // by line when the whole chunk does not decode.
+    if rejected.is_empty() && memchr::memchr(0, data).is_none() {
+        let prepared: Cow<'_, [u8]> = match prepare(data) {
+            Some(rewritten) => Cow::Owned(rewritten),
+            None => Cow::Borrowed(data),
         };
+        if let Ok(rows) = decode_segment(&prepared) {
+            if rows.errors.is_empty() {
+                return Ok(Decoded {
+                    batch: rows.batch,
+                    bad_lines: Vec::new(),
+                });
+            }
+            if std::str::from_utf8(data).is_ok() {
+                let spans = line_spans(&prepared);
+                let all = spans.len();
+                let mut isolation = Isolation {
+                    data: &prepared,
+                    spans,
+                    blank,
+                    decode_segment: &decode_segment,
+                    batches: Vec::new(),
+                    bad_lines,
+                };
+                isolation.keep(0, all, rows)?;
+                return isolation.finish(data, schema);
+            }
+        }
+    }
+    // Lines that are not text, or rejected, become blank lines of a copy, keeping every
+    // line's index.
+    let text: Cow<'_, [u8]> = if rejected.is_empty() && std::str::from_utf8(data).is_ok() {
+        Cow::Borrowed(data)
+    } else {
+        let mut copy = Vec::with_capacity(data.len());
+        let mut rejected = rejected.into_iter().peekable();
+        for (index, span) in line_spans(data).iter().enumerate() {
+            let reason = match rejected.next_if(|(line, _)| *line == index) {
+                Some((_, reason)) => Some(reason),
+                None => not_text(&data[span.start..span.end]),
+            };
+            match reason {
+                Some(message) => {
+                    bad_lines.push(BadLine {
+                        index,
+                        message,
+                        raw: Vec::new(),
+                        field: None,
+                        value: None,
+                    });
+                    if span.next > span.end {
+                        copy.push(b'\n');
+                    }
+                }
+                None => copy.extend_from_slice(&data[span.start..span.next]),
+            }
+        }
+        Cow::Owned(copy)
+    };
     let prepared: Cow<'_, [u8]> = match prepare(&text) {
         Some(rewritten) => Cow::Owned(rewritten),
         None => text,
     };
 
+    let spans = line_spans(&prepared);
+    let all = spans.len();
     let mut isolation = Isolation {
         data: &prepared,
-        spans: Vec::new(),
+        spans,
         blank,
         decode_segment: &decode_segment,
         batches: Vec::new(),
         bad_lines,
     };
-    match decode_segment(&prepared) {
-        Ok(rows) if rows.errors.is_empty() && isolation.bad_lines.is_empty() => {
-            return Ok(Decoded {
-                batch: rows.batch,
-                bad_lines: Vec::new(),
-            });
-        }
-        Ok(rows) => {
-            isolation.spans = line_spans(&prepared);
-            let all = isolation.spans.len();
-            isolation.keep(0, all, rows)?;
-        }
-        Err(_) => {
-            isolation.spans = line_spans(&prepared);
-            let all = isolation.spans.len();
-            isolation.split(0, all)?;
-        }
-    }
-    let Isolation {
-        batches,
-        mut bad_lines,
-        ..
-    } = isolation;
-    let batch = match batches.len() {
-        1 => batches.into_iter().next().expect("one batch"),
-        _ => concat_batches(schema, &batches)?,
-    };
-    bad_lines.sort_by_key(|b| b.index);
-    let original = line_spans(data);
-    for bad in &mut bad_lines {
-        let span = original[bad.index];
-        bad.raw = data[span.start..span.end].to_vec();
-    }
-    Ok(Decoded { batch, bad_lines })
+    isolation.decode_all(0, all)?;
+    isolation.finish(data, schema)
 }
 
 struct Isolation<'a, F> {
@@ -207,6 +241,36 @@ impl<F> Isolation<'_, F>
 where
     F: Fn(&[u8]) -> Result<Rows, String>,
 {
+    /// Lines `[lo, hi)` decoded together, or split when they fail.
+    fn decode_all(&mut self, lo: usize, hi: usize) -> Result<(), CodecError> {
+        if lo == hi {
+            return Ok(());
+        }
+        self.decode(lo, hi)
+    }
+
+    /// The good rows in one batch, and the bad lines in order with their raw bytes taken
+    /// from `original` (the chunk before any rewriting).
+    fn finish(self, original: &[u8], schema: &SchemaRef) -> Result<Decoded, CodecError> {
+        let Isolation {
+            batches,
+            mut bad_lines,
+            ..
+        } = self;
+        let batch = match batches.len() {
+            1 => batches.into_iter().next().expect("one batch"),
+            _ => concat_batches(schema, &batches)?,
+        };
+        bad_lines.sort_by_key(|b| b.index);
+        let spans = line_spans(original);
+        for bad in &mut bad_lines {
+            if let Some(span) = spans.get(bad.index) {
+                bad.raw = original[span.start..span.end].to_vec();
+            }
+        }
+        Ok(Decoded { batch, bad_lines })
+    }
+
     /// Lines `[lo, hi)` are known to fail together: split them in two and try each half.
     fn split(&mut self, lo: usize, hi: usize) -> Result<(), CodecError> {
         if hi - lo <= 1 {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanBuilder, Decimal128Builder, Float64Builder, PrimitiveBuilder,
-    RecordBatchOptions, StringArray,
+    RecordBatchOptions, StringArrayType,
 };
 use arrow::compute::{cast_with_options, CastOptions};
 use arrow::record_batch::RecordBatch;
@@ -413,10 +413,32 @@ impl Errors<'_> {
     }
 }
 
-/// Converts a text column to `data_type` with `conversion`; a value that does not fit is a
-/// NULL in the result and a [`RowError`] naming the field and the value.
+/// Converts a text column (`Utf8` or `Utf8View`) to `data_type` with `conversion`; a value
+/// that does not fit is a NULL in the result and a [`RowError`] naming the field and the
+/// value.
 pub(crate) fn convert(
-    text: &StringArray,
+    text: &dyn Array,
+    data_type: &DataType,
+    conversion: &Conversion,
+    field: &str,
+) -> (ArrayRef, Vec<RowError>) {
+    match text.data_type() {
+        DataType::Utf8View => convert_text(text.as_string_view(), data_type, conversion, field),
+        _ => convert_text(text.as_string::<i32>(), data_type, conversion, field),
+    }
+}
+
+/// The text type a column of `conversion` is read as: views (no copy of short values)
+/// except where Arrow's cast takes over.
+pub(crate) fn read_type(conversion: &Conversion) -> DataType {
+    match conversion {
+        Conversion::Cast => DataType::Utf8,
+        _ => DataType::Utf8View,
+    }
+}
+
+fn convert_text<'a, S: StringArrayType<'a> + Copy>(
+    text: S,
     data_type: &DataType,
     conversion: &Conversion,
     field: &str,
@@ -469,15 +491,17 @@ pub(crate) fn convert(
                 _ => unreachable!("Conversion::Timestamp is only chosen for timestamps"),
             };
             match unit {
-                TimeUnit::Second => timestamps::<TimestampSecondType>(text, unit, tz, &mut errors),
+                TimeUnit::Second => {
+                    timestamps::<TimestampSecondType, S>(text, unit, tz, &mut errors)
+                }
                 TimeUnit::Millisecond => {
-                    timestamps::<TimestampMillisecondType>(text, unit, tz, &mut errors)
+                    timestamps::<TimestampMillisecondType, S>(text, unit, tz, &mut errors)
                 }
                 TimeUnit::Microsecond => {
-                    timestamps::<TimestampMicrosecondType>(text, unit, tz, &mut errors)
+                    timestamps::<TimestampMicrosecondType, S>(text, unit, tz, &mut errors)
                 }
                 TimeUnit::Nanosecond => {
-                    timestamps::<TimestampNanosecondType>(text, unit, tz, &mut errors)
+                    timestamps::<TimestampNanosecondType, S>(text, unit, tz, &mut errors)
                 }
             }
         }
@@ -505,7 +529,7 @@ pub(crate) fn convert(
                 safe: true,
                 ..Default::default()
             };
-            match cast_with_options(text, data_type, &options) {
+            match cast_with_options(&text, data_type, &options) {
                 Ok(array) => {
                     for (row, value) in text.iter().enumerate() {
                         if let Some(v) = value.filter(|_| array.is_null(row)) {
@@ -536,10 +560,14 @@ pub(crate) fn convert(
     (array, errors.errors)
 }
 
-fn convert_integer(text: &StringArray, data_type: &DataType, errors: &mut Errors<'_>) -> ArrayRef {
+fn convert_integer<'a, S: StringArrayType<'a> + Copy>(
+    text: S,
+    data_type: &DataType,
+    errors: &mut Errors<'_>,
+) -> ArrayRef {
     macro_rules! integers {
         ($t:ty) => {
-            integers::<$t>(text, data_type, errors)
+            integers::<$t, S>(text, data_type, errors)
         };
     }
     match data_type {
@@ -555,8 +583,9 @@ fn convert_integer(text: &StringArray, data_type: &DataType, errors: &mut Errors
     }
 }
 
-fn integers<T>(text: &StringArray, data_type: &DataType, errors: &mut Errors<'_>) -> ArrayRef
+fn integers<'a, T, S>(text: S, data_type: &DataType, errors: &mut Errors<'_>) -> ArrayRef
 where
+    S: StringArrayType<'a> + Copy,
     T: ArrowPrimitiveType,
     T::Native: TryFrom<i128>,
 {
@@ -583,8 +612,74 @@ fn out_of_range(value: &str, data_type: &DataType) -> String {
     format!("{} is out of range for {data_type}", shown(value))
 }
 
+/// `-?(0|[1-9][0-9]{0,17})` as an int64, in one pass: the common case of integer columns.
+#[inline]
+fn plain_integer(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let (negative, digits) = match bytes.first()? {
+        b'-' => (true, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || digits.len() > 18 || (digits[0] == b'0' && digits.len() > 1) {
+        return None;
+    }
+    let mut value: i64 = 0;
+    for &byte in digits {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        value = value * 10 + i64::from(digit);
+    }
+    Some(if negative { -value } else { value })
+}
+
+/// Whether `text` is in JSON number syntax, and if so whether it is a float literal (has a
+/// fraction or an exponent), in one pass.
+#[inline]
+fn number_syntax(text: &str) -> Option<bool> {
+    let bytes = text.as_bytes();
+    let mut i = usize::from(bytes.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while bytes.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i - start
+    };
+    match bytes.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return None,
+    }
+    let mut float_literal = false;
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        if digits(&mut i) == 0 {
+            return None;
+        }
+        float_literal = true;
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if digits(&mut i) == 0 {
+            return None;
+        }
+        float_literal = true;
+    }
+    (i == bytes.len()).then_some(float_literal)
+}
+
 /// An integer: number syntax with an integral value (`12`, `-3`, `1e3`, `2.0`).
 pub(crate) fn parse_integer(value: &str, data_type: &DataType) -> Result<i128, String> {
+    if let Some(v) = plain_integer(value) {
+        return Ok(i128::from(v));
+    }
     let number =
         parse_number(value).ok_or_else(|| format!("{} is not an integer", shown(value)))?;
     number.integer().map_err(|inexact| match inexact {
@@ -596,10 +691,13 @@ pub(crate) fn parse_integer(value: &str, data_type: &DataType) -> Result<i128, S
 /// A double: number syntax or NaN / an infinity. An integer literal must have an exact
 /// double (`9007199254740993` has none); a float literal is rounded as every reader does.
 pub(crate) fn parse_f64(value: &str) -> Result<f64, String> {
+    if let Some(v) = plain_integer(value).filter(|v| i128::from(v.abs()) <= F64_EXACT_INTEGERS) {
+        return Ok(v as f64);
+    }
     if let Some(v) = special_float(value) {
         return Ok(v);
     }
-    let Some(number) = parse_number(value) else {
+    let Some(float_literal) = number_syntax(value) else {
         return Err(format!(
             "cannot parse value '{}' as type 'Float64'",
             shown(value)
@@ -611,10 +709,10 @@ pub(crate) fn parse_f64(value: &str) -> Result<f64, String> {
     if !parsed.is_finite() {
         return Err(out_of_range(value, &DataType::Float64));
     }
-    if !number.float_literal {
-        let exact = number
-            .integer()
-            .is_ok_and(|v| v.abs() <= F64_EXACT_INTEGERS || parsed as i128 == v);
+    if !float_literal {
+        let exact = parse_number(value)
+            .and_then(|number| number.integer().ok())
+            .is_some_and(|v| v.abs() <= F64_EXACT_INTEGERS || parsed as i128 == v);
         if !exact {
             return Err(format!(
                 "{} has no exact Float64 (declare the column DECIMAL or STRING)",
@@ -650,13 +748,14 @@ pub(crate) fn parse_decimal(value: &str, precision: u8, scale: i8) -> Result<i12
     Ok(scaled)
 }
 
-fn timestamps<T>(
-    text: &StringArray,
+fn timestamps<'a, T, S>(
+    text: S,
     unit: TimeUnit,
     tz: Option<Arc<str>>,
     errors: &mut Errors<'_>,
 ) -> ArrayRef
 where
+    S: StringArrayType<'a> + Copy,
     T: ArrowPrimitiveType<Native = i64>,
 {
     let data_type = DataType::Timestamp(unit, tz);
@@ -688,6 +787,9 @@ pub(crate) fn parse_timestamp(value: &str, unit: TimeUnit) -> Result<i64, String
         TimeUnit::Microsecond => "microseconds",
         TimeUnit::Nanosecond => "nanoseconds",
     };
+    if let Some(v) = plain_integer(value) {
+        return Ok(v);
+    }
     if let Some(number) = parse_number(value) {
         return number
             .integer()
@@ -747,11 +849,6 @@ pub(crate) fn first_per_row(mut errors: Vec<RowError>) -> Vec<RowError> {
     errors
 }
 
-/// A text column of a decoded batch.
-pub(crate) fn as_text(array: &ArrayRef) -> &StringArray {
-    array.as_string::<i32>()
-}
-
 /// Converts the text columns of `read` to `schema`'s types: the rows, and the rows whose
 /// values do not fit (NULL in the result, first problem of each row).
 pub(crate) fn convert_rows(
@@ -766,7 +863,7 @@ pub(crate) fn convert_rows(
         let column = match conversion {
             Some(conversion) => {
                 let (array, column_errors) =
-                    convert(as_text(column), field.data_type(), conversion, field.name());
+                    convert(column.as_ref(), field.data_type(), conversion, field.name());
                 errors.extend(column_errors);
                 array
             }
@@ -842,6 +939,47 @@ mod tests {
         ] {
             assert!(parse_number(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn fast_paths_agree_with_the_exact_split() {
+        for text in [
+            "0",
+            "-0",
+            "7",
+            "-12",
+            "123456789012345678",
+            "1234567890123456789",
+            "01",
+            "+1",
+            "",
+            "-",
+            "1.5",
+            "1e3",
+            "-2.50E-3",
+            "1.",
+            ".5",
+            "1e",
+            "1e+",
+            "0x1",
+            "12a",
+            " 1",
+        ] {
+            let exact = parse_number(text);
+            assert_eq!(
+                number_syntax(text),
+                exact.map(|n| n.float_literal),
+                "{text}"
+            );
+            if let Some(v) = plain_integer(text) {
+                assert_eq!(exact.unwrap().integer(), Ok(i128::from(v)), "{text}");
+            }
+        }
+        assert_eq!(
+            plain_integer("-123456789012345678"),
+            Some(-123_456_789_012_345_678)
+        );
+        assert_eq!(plain_integer("1234567890123456789"), None);
     }
 
     #[test]
