@@ -229,6 +229,7 @@ def test_csv_after_the_window_leading_zeros_are_a_bad_record_not_a_number(tmp_pa
 
 def test_csv_wide_integers_are_exact(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text("n\n1\n18446744073709551616\n")
+    path.write_text("n\n1\n18446744073709551617\n")
     table = read(FileSource("t", path, format="csv"))
-    assert table.column("n").to_pylist() == [Decimal(1), Decimal(18446744073709551616)]
+    assert table.schema.field("n").type == pa.decimal128(38, 0)
+    assert table.column("n").to_pylist() == [Decimal(1), Decimal(18446744073709551617)]
