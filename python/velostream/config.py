@@ -280,6 +280,14 @@ _STATEMENT_SPECS: tuple[PropertySpec, ...] = (
         _non_empty,
         "a file path",
     ),
+    # SPEC 4: inference of undeclared file sources (also '<source>.schema.inference.rows').
+    _spec(
+        "schema.inference.rows",
+        "rows read to infer the column types of the statement's undeclared file sources",
+        _positive_int,
+        "a positive integer",
+        default="1000",
+    ),
     # SPEC 8: joins.
     _enum(
         "join.missing.strategy",

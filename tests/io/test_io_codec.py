@@ -64,11 +64,14 @@ def test_json_bad_lines_are_isolated_with_index_reason_and_raw():
     )
     batch, bad = _core.JsonDecoder(SCHEMA).decode(data)
     assert batch.column("symbol").to_pylist() == ["A", "C", "E"]
-    assert [index for index, _, _ in bad] == [1, 3, 4]
+    assert [index for index, *_ in bad] == [1, 3, 4]
     assert bad[0][1].startswith("invalid JSON")
     assert "type mismatch" in bad[1][1] and "price" in bad[1][1] and "abc" in bad[1][1]
     assert bad[2][1] == "not a JSON object: 42"
     assert bad[1][2] == b'{"symbol":"D","price":"abc","qty":4}'
+    # The value that does not fit, and its field; a line that is not a record has neither.
+    assert bad[1][3:] == ("price", "abc")
+    assert bad[0][3:] == bad[2][3:] == (None, None)
 
 
 def test_json_all_lines_bad_gives_empty_batch_with_schema():
@@ -105,8 +108,10 @@ def test_csv_bad_rows_name_the_field_and_the_problem():
             1,
             "type mismatch for field 'price': cannot parse value 'oops' as type 'Float64'",
             b"B,oops,2",
+            "price",
+            "oops",
         ),
-        (2, "incorrect number of fields: expected 3 got 2", b"C,3"),
+        (2, "incorrect number of fields: expected 3 got 2", b"C,3", None, None),
     ]
 
 

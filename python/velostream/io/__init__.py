@@ -10,9 +10,11 @@ from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
 from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
-from velostream.io.file_source import FileSource
+from velostream.io.file_source import DEFAULT_INFERENCE_ROWS, FileSource
+from velostream.io.paths import sink_overlaps_source
 
 __all__ = [
+    "DEFAULT_INFERENCE_ROWS",
     "BadRecordPolicy",
     "DeadLetterWriter",
     "FileSink",
@@ -22,4 +24,5 @@ __all__ = [
     "create_sink",
     "create_source",
     "resolve_path",
+    "sink_overlaps_source",
 ]

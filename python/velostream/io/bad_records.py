@@ -24,6 +24,10 @@ logger = logging.getLogger("velostream.io")
 
 STRATEGIES = ("fail", "log_and_continue", "dead_letter")
 
+#: A bad record: ``(location, reason, raw)``, or ``(location, reason, raw, field, value)``
+#: when one value of a field is the problem.
+BadRecord = tuple[str, str, bytes] | tuple[str, str, bytes, str | None, str | None]
+
 #: The schema of dead-letter records.
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -108,15 +112,19 @@ class BadRecordPolicy:
         self.count = 0
         self._lock = threading.Lock()
 
-    def handle(self, source: str, bad: Sequence[tuple[str, str, bytes]]) -> None:
+    def handle(self, source: str, bad: Sequence[BadRecord]) -> None:
         """Apply the strategy to some bad records of one source.
 
         Args:
             source: the source name.
-            bad: ``(location, reason, raw)`` per bad record, location like ``path:line``.
+            bad: ``(location, reason, raw)`` or ``(location, reason, raw, field, value)``
+                per bad record, location like ``path:line``; ``field`` and ``value`` name
+                the value that does not fit, when one value is the problem.
 
         Raises:
-            DataError: with ``fail``, for the first record (message ``location: reason``).
+            DataError: with ``fail``, for the first record (message ``location: reason``,
+                with its ``location``, ``field`` and ``value``: the value that does not
+                fit, or the raw record when the whole record is the problem).
 
         """
         if not bad:
@@ -124,25 +132,35 @@ class BadRecordPolicy:
         with self._lock:
             self.count += len(bad) if self.strategy != "fail" else 1
         if self.strategy == "fail":
-            location, reason, raw = bad[0]
+            location, reason, raw, field, value = _unpack(bad[0])
             raise DataError(
                 f"{location}: {reason} (source {source!r}; set 'error.strategy' to "
                 "'log_and_continue' or 'dead_letter' to skip bad records)",
                 location=location,
-                value=raw.decode("utf-8", errors="replace"),
+                field=field,
+                value=value if value is not None else raw.decode("utf-8", errors="replace"),
             )
         if self.strategy == "log_and_continue":
-            for location, reason, _raw in bad:
-                logger.warning("%s: bad record skipped (source %r): %s", location, source, reason)
+            for record in bad:
+                logger.warning(
+                    "%s: bad record skipped (source %r): %s", record[0], source, record[1]
+                )
             return
         assert self.dead_letters is not None
         self.dead_letters.write(
             source, [b[0] for b in bad], [b[1] for b in bad], [b[2] for b in bad]
         )
-        for location, reason, _raw in bad:
+        for record in bad:
             logger.info(
                 "%s: bad record sent to the dead-letter sink (source %r): %s",
-                location,
+                record[0],
                 source,
-                reason,
+                record[1],
             )
+
+
+def _unpack(record: BadRecord) -> tuple[str, str, bytes, str | None, str | None]:
+    if len(record) == 5:
+        return record  # type: ignore[return-value]
+    location, reason, raw = record[0], record[1], record[2]
+    return location, reason, raw, None, None

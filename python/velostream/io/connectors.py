@@ -3,35 +3,27 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
-from velostream.config import parse_bool, parse_duration_ms, validate_connector_properties
+import pyarrow as pa
+
+from velostream.config import (
+    STATEMENT_PROPERTIES,
+    parse_bool,
+    parse_duration_ms,
+    validate_connector_properties,
+)
 from velostream.errors import ConfigError
 from velostream.io.bad_records import BadRecordPolicy
 from velostream.io.base import Sink, Source
 from velostream.io.file_sink import FileSink
-from velostream.io.file_source import FileSource
+from velostream.io.file_source import DEFAULT_INFERENCE_ROWS, FileSource
+from velostream.io.paths import resolve_path
+
+__all__ = ["SINK_TYPES", "SOURCE_TYPES", "create_sink", "create_source", "resolve_path"]
 
 SOURCE_TYPES = ("file_source", "kafka_source")
 SINK_TYPES = ("file_sink", "kafka_sink")
-
-
-def resolve_path(value: str, base_dir: str | os.PathLike[str] | None) -> Path:
-    """Resolve a path property: ``~`` expanded, relative paths against ``base_dir``.
-
-    Args:
-        value: the path as written.
-        base_dir: the SQL file's directory (default: the working directory).
-
-    Returns:
-        An absolute path.
-
-    """
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        path = (Path(base_dir) if base_dir is not None else Path.cwd()) / path
-    return Path(os.path.normpath(path))
 
 
 def _not_supported(name: str, connector_type: str) -> ConfigError:
@@ -67,6 +59,8 @@ def create_source(
     *,
     base_dir: str | os.PathLike[str] | None = None,
     bad_records: BadRecordPolicy | None = None,
+    schema: pa.Schema | None = None,
+    statement_properties: Mapping[str, str] | None = None,
 ) -> Source:
     """Create the source ``name`` from its properties (relative keys, including ``type``).
 
@@ -75,9 +69,15 @@ def create_source(
         properties: its keys without the ``<name>.`` prefix.
         base_dir: what relative paths resolve against.
         bad_records: the statement's bad-record policy.
+        schema: the declared columns (``CREATE STREAM name (col TYPE, ...)``): read
+            exactly as declared, with no inference. None: inferred.
+        statement_properties: the statement's ``WITH`` keys; its unprefixed
+            ``schema.inference.rows`` applies when the connector sets none.
 
     Raises:
-        ConfigError: bad properties, a sink type, or a connector type not supported yet.
+        ConfigError: bad properties, a sink type, a connector type not supported yet, a
+            declared type the format cannot read, or ``<name>.schema.inference.rows`` with
+            declared columns (they are not inferred).
 
     """
     kind = connector_type(name, properties)
@@ -92,6 +92,17 @@ def create_source(
         raise _not_supported(name, kind)
     wait = properties.get("file.wait.timeout")
     inference = properties.get("schema.inference.rows")
+    if inference is not None and schema is not None:
+        raise ConfigError(
+            f"'{name}.schema.inference.rows' has no effect: the columns of {name!r} are "
+            "declared, so nothing is inferred; remove the key",
+            key=f"{name}.schema.inference.rows",
+            value=inference,
+        )
+    if inference is None and statement_properties is not None:
+        inference = statement_properties.get("schema.inference.rows")
+        if inference is not None:
+            STATEMENT_PROPERTIES["schema.inference.rows"].check("schema.inference.rows", inference)
     return FileSource(
         name,
         resolve_path(_required_path(name, properties), base_dir),
@@ -99,8 +110,9 @@ def create_source(
         batch_size=int(properties.get("batch.size", "65536")),
         wait_timeout_ms=parse_duration_ms(wait) if wait is not None else None,
         watch=parse_bool(properties.get("watch", "false")),
-        inference_rows=int(inference) if inference is not None else None,
+        inference_rows=int(inference) if inference is not None else DEFAULT_INFERENCE_ROWS,
         bad_records=bad_records,
+        schema=schema,
     )
 
 
@@ -109,11 +121,20 @@ def create_sink(
     properties: Mapping[str, str],
     *,
     base_dir: str | os.PathLike[str] | None = None,
+    source_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> Sink:
     """Create the sink ``name`` from its properties (relative keys, including ``type``).
 
+    Args:
+        name: the connector name.
+        properties: its keys without the ``<name>.`` prefix.
+        base_dir: what relative paths resolve against.
+        source_paths: the resolved paths and globs the application's file sources read;
+            the sink refuses to write a file they designate.
+
     Raises:
         ConfigError: bad properties, a source type, or a connector type not supported yet.
+        SinkError: the sink's path designates a file one of ``source_paths`` reads.
 
     """
     kind = connector_type(name, properties)
@@ -131,4 +152,5 @@ def create_sink(
         resolve_path(_required_path(name, properties), base_dir),
         format=properties.get("format", "json"),
         append=parse_bool(properties.get("append", "false")),
+        source_paths=source_paths,
     )

@@ -3,18 +3,27 @@
 Batches are encoded in Rust and appended to the file. The file is replaced when the sink
 first writes (``append = true`` keeps what is there), and its parent directories are
 created. A CSV header is written once, with the first batch (even an empty one).
+NaN and infinities are written ``NaN``, ``Infinity``, ``-Infinity`` in JSON (as Python's
+``json`` and DuckDB's ``to_json``) and ``NaN``, ``inf``, ``-inf`` in CSV.
+
+A sink told the paths its application's sources read (``source_paths``) refuses to open a
+file one of them designates (see :func:`~velostream.io.paths.sink_overlaps_source`):
+replacing it would destroy the input.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
 
-from velostream import _core
 from velostream.errors import SinkError
+from velostream.io import _codec
+from velostream.io.paths import sink_overlaps_source
 
 
 class FileSink:
@@ -28,7 +37,13 @@ class FileSink:
     """
 
     def __init__(
-        self, name: str, path: str | Path, *, format: str = "json", append: bool = False
+        self,
+        name: str,
+        path: str | Path,
+        *,
+        format: str = "json",
+        append: bool = False,
+        source_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         """Create the sink (the file is opened at the first write).
 
@@ -37,6 +52,11 @@ class FileSink:
             path: the output file.
             format: ``json`` (JSON Lines) or ``csv`` (with a header row).
             append: append to an existing file instead of replacing it.
+            source_paths: the paths and globs (absolute, or relative to the working
+                directory) that sources read: the sink never opens a file they designate.
+
+        Raises:
+            SinkError: ``path`` designates a file one of ``source_paths`` reads.
 
         """
         if format not in ("json", "csv"):
@@ -45,6 +65,8 @@ class FileSink:
         self.path = Path(path)
         self.format = format
         self.append = append
+        self.source_paths = tuple(source_paths)
+        self._check_not_a_source()
         self._file: BinaryIO | None = None
         self._header_written = False
         self._records = 0
@@ -59,8 +81,20 @@ class FileSink:
         """Counters: records_written, bytes_written."""
         return {"records_written": self._records, "bytes_written": self._bytes}
 
+    def _check_not_a_source(self) -> None:
+        for source in self.source_paths:
+            if sink_overlaps_source(self.path, source):
+                raise SinkError(
+                    f"file sink {self.name!r}: refusing to write {self.path}: a source reads "
+                    f"it ({source}), and writing would destroy the input; choose another path",
+                    sink=self.name,
+                    cause=f"{self.path} is read by a source ({source})",
+                )
+
     def _open(self) -> BinaryIO:
         if self._file is None:
+            # Checked again here: a file matching a source's glob may have appeared since.
+            self._check_not_a_source()
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 existing = self.append and self.path.exists() and self.path.stat().st_size > 0
@@ -90,12 +124,12 @@ class FileSink:
             if self.format == "csv":
                 if batch.num_rows == 0 and self._header_written:
                     return
-                data = _core.encode_csv(batch, not self._header_written)
+                data = _codec.encode_csv(batch, not self._header_written)
                 self._header_written = True
             else:
                 if batch.num_rows == 0:
                     return
-                data = _core.encode_json(batch)
+                data = _codec.encode_json(batch)
             try:
                 handle.write(data)
             except OSError as exc:

@@ -2,10 +2,21 @@
 
 Bytes are read in large blocks, cut at the last newline and handed to the Rust decoder,
 which returns a typed batch of the good lines and the bad lines (0-based index in the
-chunk, reason, raw bytes); no Python runs per record. Column types are inferred once,
-from the first chunk (``schema.inference.rows`` rows), and kept for the whole source, so
-every batch has the same schema. Bad lines go to the :class:`BadRecordPolicy` with their
-location ``path:line`` (1-based, counting a CSV header).
+chunk, reason, raw bytes, field, value); no Python runs per record. Bad lines go to the
+:class:`BadRecordPolicy` with their location ``path:line`` (1-based, counting a CSV
+header), whatever the problem: invalid JSON, a ragged CSV row, a value that does not fit
+its column, a line that is not UTF-8 text.
+
+Column types are either declared (``schema``: each column read exactly as declared, CSV
+columns taken by name from the header) or inferred once, from the first
+``schema.inference.rows`` rows (default 1000) of the first file, and kept for the whole
+source, so every batch has the same schema. Inference never loses a value (see
+docs/configuration.md, "Inference"); a column widened by a value of the window is logged
+(logger ``velostream.io``, WARNING) with the file, line, column, old and new type; after the
+window a value that does not fit is a bad record.
+
+A UTF-8 byte order mark is skipped and CRLF line ends are read as line ends; a file with a
+UTF-16 or UTF-32 byte order mark is a :class:`~velostream.errors.SourceError`.
 
 ``watch = true`` keeps reading the last file as it grows (``tail -f``) until the job is
 stopped; with ``until_end`` (``velostream run --until-end``) the source ends at the last
@@ -15,26 +26,55 @@ line anyway. A record is one line (CSV fields holding newlines are not supported
 from __future__ import annotations
 
 import glob
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import pyarrow as pa
 
-from velostream import _core
-from velostream.errors import SourceError
+from velostream.errors import ConfigError, DataError, SourceError
+from velostream.io import _codec
 from velostream.io.bad_records import BadRecordPolicy
+from velostream.io.paths import has_glob
+
+logger = logging.getLogger("velostream.io")
+
+#: Rows read to infer column types, unless ``schema.inference.rows`` says otherwise.
+DEFAULT_INFERENCE_ROWS = 1000
 
 #: Bytes read for the first block of a file, before the line size is known.
 _FIRST_BLOCK = 1 << 20
 _MIN_BLOCK = 64 << 10
 _MAX_BLOCK = 64 << 20
+#: The inference sample stops growing here even when it holds fewer rows than the window.
+_MAX_SAMPLE = 64 << 20
 _POLL_SECONDS = 0.1
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+#: Byte order marks of encodings velostream does not read (longest first).
+_FOREIGN_BOMS = (
+    (b"\x00\x00\xfe\xff", "UTF-32 (big endian)"),
+    (b"\xff\xfe\x00\x00", "UTF-32 (little endian)"),
+    (b"\xfe\xff", "UTF-16 (big endian)"),
+    (b"\xff\xfe", "UTF-16 (little endian)"),
+)
 
-def _has_glob(pattern: str) -> bool:
-    return any(ch in pattern for ch in "*?[")
+
+def _csv_type_supported(data_type: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(data_type)
+        or pa.types.is_large_string(data_type)
+        or pa.types.is_boolean(data_type)
+        or pa.types.is_integer(data_type)
+        or pa.types.is_floating(data_type)
+        or pa.types.is_decimal128(data_type)
+        or pa.types.is_timestamp(data_type)
+        or pa.types.is_date(data_type)
+        or pa.types.is_time(data_type)
+    )
 
 
 class FileSource:
@@ -45,6 +85,9 @@ class FileSource:
         path: the file path or glob (absolute).
         format: ``json`` or ``csv``.
         batch_size: the largest number of rows per batch.
+        schema: the declared schema, else the inferred one once the first chunk is read
+            (None before).
+        declared: whether ``schema`` was declared.
 
     """
 
@@ -59,6 +102,7 @@ class FileSource:
         watch: bool = False,
         inference_rows: int | None = None,
         bad_records: BadRecordPolicy | None = None,
+        schema: pa.Schema | None = None,
     ) -> None:
         """Create the source (no file is opened before :meth:`batches`).
 
@@ -69,8 +113,16 @@ class FileSource:
             batch_size: the largest number of rows per batch.
             wait_timeout_ms: wait this long for the file or glob to appear; None: fail at once.
             watch: keep reading the last file as it grows.
-            inference_rows: rows used to infer the column types (default: ``batch_size``).
+            inference_rows: rows used to infer the column types (default 1000); not used
+                with a declared ``schema``.
             bad_records: the bad-record policy (default: ``fail``).
+            schema: the exact column types (no inference). JSON fields absent from a line
+                are NULL and other fields are ignored; CSV columns are taken by name from
+                each file's header, which must hold every declared column.
+
+        Raises:
+            ConfigError: a declared column type this format cannot read, or a column
+                declared twice.
 
         """
         if format not in ("json", "csv"):
@@ -81,18 +133,51 @@ class FileSource:
         self.batch_size = batch_size
         self.wait_timeout_ms = wait_timeout_ms
         self.watch = watch
-        self.inference_rows = inference_rows or batch_size
+        self.inference_rows = inference_rows or DEFAULT_INFERENCE_ROWS
         self.bad_records = bad_records if bad_records is not None else BadRecordPolicy("fail")
-        self.schema: pa.Schema | None = None
-        self._decoder: _core.JsonDecoder | _core.CsvDecoder | None = None
+        self.schema: pa.Schema | None = schema
+        self.declared = schema is not None
+        self._decoder: _codec.JsonDecoder | _codec.CsvDecoder | None = None
+        self._csv_names: list[str] | None = None
         self._records = 0
         self._bad = 0
         self._bytes = 0
         self._files = 0
+        if schema is not None:
+            self._check_declared(schema)
+
+    def _check_declared(self, schema: pa.Schema) -> None:
+        seen: set[str] = set()
+        for field in schema:
+            if field.name in seen:
+                raise ConfigError(
+                    f"file source {self.name!r}: column {field.name!r} is declared twice",
+                    key=f"{self.name}.schema",
+                    value=field.name,
+                )
+            seen.add(field.name)
+            if self.format == "csv" and not _csv_type_supported(field.type):
+                raise ConfigError(
+                    f"file source {self.name!r}: column {field.name!r} is declared "
+                    f"{field.type}, which a CSV file source cannot read",
+                    key=f"{self.name}.schema",
+                    value=str(field.type),
+                )
+        if self.format == "json":
+            try:
+                self._decoder = _codec.JsonDecoder(schema)
+            except DataError as exc:
+                raise ConfigError(
+                    f"file source {self.name!r}: the declared columns cannot be read from "
+                    f"JSON: {exc}",
+                    key=f"{self.name}.schema",
+                ) from None
 
     def describe(self) -> str:
         """One line for ``explain``."""
         extra = ", watch" if self.watch else ""
+        if self.declared:
+            extra += ", declared columns"
         return (
             f"file_source {self.path} (format {self.format}, batch.size {self.batch_size}{extra})"
         )
@@ -120,7 +205,7 @@ class FileSource:
         if self.wait_timeout_ms is not None:
             deadline = time.monotonic() + self.wait_timeout_ms / 1000
         while True:
-            if _has_glob(self.path):
+            if has_glob(self.path):
                 files = [Path(p) for p in sorted(glob.glob(self.path)) if Path(p).is_file()]
             else:
                 files = [Path(self.path)] if Path(self.path).is_file() else []
@@ -133,7 +218,7 @@ class FileSource:
             ):
                 break
             time.sleep(_POLL_SECONDS)
-        what = "no file matches" if _has_glob(self.path) else "file not found:"
+        what = "no file matches" if has_glob(self.path) else "file not found:"
         waited = (
             f" (waited {self.wait_timeout_ms / 1000:g}s, 'file.wait.timeout')"
             if self.wait_timeout_ms is not None
@@ -155,7 +240,8 @@ class FileSource:
             stop: when set, stop at the next chunk boundary.
 
         Raises:
-            SourceError: no file, or a file cannot be read.
+            SourceError: no file, a file cannot be read, is not UTF-8 text (a UTF-16 byte
+                order mark, a CSV header that is not text), or lacks a declared CSV column.
             DataError: a bad record under ``'error.strategy' = 'fail'``.
 
         """
@@ -175,20 +261,43 @@ class FileSource:
 
     # ----------------------------------------------------------------------- reading
 
+    def _skip_byte_order_mark(self, file: Path, handle: BinaryIO) -> None:
+        start = handle.read(4)
+        for mark, encoding in _FOREIGN_BOMS:
+            if start.startswith(mark):
+                raise SourceError(
+                    f"file source {self.name!r}: {file} is {encoding} text (it starts with a "
+                    f"byte order mark); velostream reads UTF-8: convert it, e.g. "
+                    f"iconv -f {encoding.split()[0]} -t UTF-8",
+                    source=self.name,
+                    cause=f"{file} is {encoding}",
+                )
+        skip = len(_UTF8_BOM) if start.startswith(_UTF8_BOM) else 0
+        handle.seek(skip)
+        self._bytes += skip
+
+    def _sampling(self) -> bool:
+        """Whether the next chunk decides the inferred types (so it should hold the window)."""
+        if self.declared:
+            return False
+        return self._decoder is None or (self.schema is not None and len(self.schema) == 0)
+
     def _read_file(
         self, file: Path, *, tail: bool, stop: threading.Event | None
     ) -> Iterator[pa.RecordBatch]:
         self._files += 1
         with open(file, "rb") as handle:
+            self._skip_byte_order_mark(file, handle)
             line_no = 0  # lines of the file before the current chunk
             header: bytes | None = None
+            csv_decoder: _codec.CsvDecoder | None = None
             if self.format == "csv":
                 header = handle.readline()
                 self._bytes += len(header)
                 if not header:
                     return
                 line_no = 1
-                self._check_header(file, header)
+                csv_decoder = self._csv_decoder_for(file, header)
             pending = b""
             block = _FIRST_BLOCK
             while True:
@@ -198,6 +307,14 @@ class FileSource:
                 if data:
                     self._bytes += len(data)
                     buffer = pending + data if pending else data
+                    if (
+                        self._sampling()
+                        and buffer.count(b"\n") <= self.inference_rows
+                        and len(buffer) < _MAX_SAMPLE
+                    ):
+                        pending = buffer  # the inference window needs more lines
+                        block = min(_MAX_BLOCK, block * 2)
+                        continue
                     cut = buffer.rfind(b"\n")
                     if cut < 0:
                         pending = buffer
@@ -205,6 +322,10 @@ class FileSource:
                     chunk, pending = buffer[: cut + 1], buffer[cut + 1 :]
                 elif pending and not tail:
                     chunk, pending = pending, b""  # the last line has no newline
+                elif pending and b"\n" in pending:
+                    # Tailing a file shorter than the inference window: use what is there.
+                    cut = pending.rfind(b"\n")
+                    chunk, pending = pending[: cut + 1], pending[cut + 1 :]
                 elif tail and (stop is None or not stop.is_set()):
                     time.sleep(_POLL_SECONDS)
                     continue
@@ -212,41 +333,115 @@ class FileSource:
                     return
                 lines = chunk.count(b"\n") or 1
                 block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(chunk) // lines * self.batch_size))
-                batch = self._decode(file, chunk, line_no, header)
+                batch = self._decode(file, chunk, line_no, header, csv_decoder)
                 line_no += lines
                 for offset in range(0, batch.num_rows, self.batch_size):
                     yield batch.slice(offset, self.batch_size)
 
-    def _check_header(self, file: Path, header: bytes) -> None:
-        if self.schema is None or self._decoder is None:
-            return
-        names = header.decode("utf-8", errors="replace").strip().split(",")
-        if names != self.schema.names:
+    def _header_names(self, file: Path, header: bytes) -> list[str]:
+        try:
+            names = _codec.csv_header(header.rstrip(b"\r\n"))
+        except DataError as exc:
             raise SourceError(
-                f"file source {self.name!r}: the header of {file} ({','.join(names)}) differs "
-                f"from the first file's ({','.join(self.schema.names)})",
+                f"file source {self.name!r}: cannot read the header of {file}: {exc}",
+                source=self.name,
+                cause=str(exc),
+            ) from None
+        if not names:
+            raise SourceError(
+                f"file source {self.name!r}: the first line of {file} is empty; a CSV file "
+                "starts with a header line naming its columns",
+                source=self.name,
+                cause=f"{file} has no CSV header",
+            )
+        return names
+
+    def _csv_decoder_for(self, file: Path, header: bytes) -> _codec.CsvDecoder | None:
+        """The decoder of one CSV file (None: the inferred decoder).
+
+        Declared columns are taken by name from the file's header; without declared
+        columns, the header must be the first file's.
+        """
+        names = self._header_names(file, header)
+        if not self.declared:
+            if self._csv_names is not None and names != self._csv_names:
+                raise SourceError(
+                    f"file source {self.name!r}: the header of {file} ({','.join(names)}) "
+                    f"differs from the first file's ({','.join(self._csv_names)})",
+                    source=self.name,
+                )
+            self._csv_names = names
+            return None
+        assert self.schema is not None
+        positions: dict[str, int] = {}
+        ambiguous: list[str] = []
+        for position, column in enumerate(names):
+            if column in positions:
+                ambiguous.append(column)
+            positions.setdefault(column, position)
+        missing = [f.name for f in self.schema if f.name not in positions]
+        if missing:
+            raise SourceError(
+                f"file source {self.name!r}: declared column(s) {', '.join(map(repr, missing))} "
+                f"not in the header of {file} (its columns: {', '.join(map(repr, names))})",
+                source=self.name,
+                cause=f"missing column(s) {', '.join(missing)} in {file}",
+            )
+        twice = [f.name for f in self.schema if f.name in ambiguous]
+        if twice:
+            raise SourceError(
+                f"file source {self.name!r}: declared column(s) {', '.join(map(repr, twice))} "
+                f"appear more than once in the header of {file}",
                 source=self.name,
             )
+        return _codec.CsvDecoder(self.schema, [positions[f.name] for f in self.schema], len(names))
 
-    def _decoder_for(
-        self, chunk: bytes, header: bytes | None
-    ) -> _core.JsonDecoder | _core.CsvDecoder:
-        if self._decoder is not None and (self.schema is None or len(self.schema) > 0):
-            return self._decoder
+    def _infer(
+        self, file: Path, chunk: bytes, line_no: int, header: bytes | None
+    ) -> _codec.JsonDecoder | _codec.CsvDecoder:
+        decoder: _codec.JsonDecoder | _codec.CsvDecoder
         if self.format == "csv":
             assert header is not None
-            schema = _core.infer_csv_schema(header + chunk, self.inference_rows)
-            self._decoder = _core.CsvDecoder(schema)
+            schema, widenings = _codec.infer_csv(header + chunk, self.inference_rows)
+            decoder = _codec.CsvDecoder(schema)
+            first_line = 1  # the sample starts with the header, line 1
         else:
-            schema = _core.infer_json_schema(chunk, self.inference_rows)
-            self._decoder = _core.JsonDecoder(schema)
+            schema, widenings = _codec.infer_json(chunk, self.inference_rows)
+            decoder = _codec.JsonDecoder(schema)
+            first_line = line_no + 1
+        for column, old, new, line, value in widenings:
+            logger.warning(
+                "%s:%d: column %r of source %r widened from %s to %s by the value %r "
+                "(types are inferred from the first %d rows; declare the column's type to "
+                "read it exactly)",
+                file,
+                first_line + line,
+                column,
+                self.name,
+                old,
+                new,
+                value,
+                self.inference_rows,
+            )
         self.schema = schema
-        return self._decoder
+        self._decoder = decoder
+        return decoder
 
     def _decode(
-        self, file: Path, chunk: bytes, line_no: int, header: bytes | None
+        self,
+        file: Path,
+        chunk: bytes,
+        line_no: int,
+        header: bytes | None,
+        csv_decoder: _codec.CsvDecoder | None,
     ) -> pa.RecordBatch:
-        decoder = self._decoder_for(chunk, header)
+        decoder: _codec.JsonDecoder | _codec.CsvDecoder
+        if csv_decoder is not None:
+            decoder = csv_decoder
+        elif self._sampling() or self._decoder is None:
+            decoder = self._infer(file, chunk, line_no, header)
+        else:
+            decoder = self._decoder
         batch, bad_lines = decoder.decode(chunk)
         self._records += batch.num_rows
         if bad_lines:
@@ -254,8 +449,8 @@ class FileSource:
             self.bad_records.handle(
                 self.name,
                 [
-                    (f"{file}:{line_no + index + 1}", reason, raw)
-                    for index, reason, raw in bad_lines
+                    (f"{file}:{line_no + index + 1}", reason, raw, field, value)
+                    for index, reason, raw, field, value in bad_lines
                 ],
             )
         return batch
