@@ -10,9 +10,12 @@ __all__ = [
     "Processor",
     "_panic_at_boundary",
     "build_profile",
+    "csv_header",
     "encode_csv",
     "encode_json",
+    "infer_csv",
     "infer_csv_schema",
+    "infer_json",
     "infer_json_schema",
 ]
 
@@ -35,11 +38,17 @@ class Processor:
     def snapshot(self) -> bytes: ...
     def restore(self, blob: bytes) -> None: ...
 
-_BadLine = tuple[int, str, bytes]
+#: A bad input line: (0-based line index in the chunk, reason, raw line without newline,
+#: the field whose value does not fit or None, that value or None).
+_BadLine = tuple[int, str, bytes, str | None, str | None]
+
+#: A widening of a column's type by a value of the inference sample: (column, old type,
+#: new type, 0-based line index in the sample, the value).
+_Widening = tuple[str, str, str, int, str]
 
 @final
 class JsonDecoder:
-    """Decodes JSON Lines chunks into record batches of a fixed schema."""
+    """Decodes JSON Lines chunks into batches of a fixed schema (GIL released)."""
 
     def __new__(cls, schema: Any) -> JsonDecoder: ...
     @property
@@ -48,14 +57,21 @@ class JsonDecoder:
 
 @final
 class CsvDecoder:
-    """Decodes header-less CSV chunks into record batches of a fixed schema."""
+    """Decodes header-less CSV chunks into batches of a fixed schema (GIL released)."""
 
-    def __new__(cls, schema: Any) -> CsvDecoder: ...
+    def __new__(
+        cls, schema: Any, columns: list[int] | None = None, width: int | None = None
+    ) -> CsvDecoder: ...
     @property
     def schema(self) -> pa.Schema: ...
     def decode(self, data: bytes) -> tuple[pa.RecordBatch, list[_BadLine]]: ...
 
+def infer_json(
+    data: bytes, max_records: int | None = None
+) -> tuple[pa.Schema, list[_Widening]]: ...
+def infer_csv(data: bytes, max_records: int | None = None) -> tuple[pa.Schema, list[_Widening]]: ...
 def infer_json_schema(data: bytes, max_records: int | None = None) -> pa.Schema: ...
 def infer_csv_schema(data: bytes, max_records: int | None = None) -> pa.Schema: ...
+def csv_header(line: bytes) -> list[str]: ...
 def encode_json(batch: Any) -> bytes: ...
 def encode_csv(batch: Any, header: bool = True) -> bytes: ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pyarrow.json
 import pytest
 
 import velostream as vs
@@ -53,7 +54,7 @@ def test_declared_types_are_read_exactly_and_a_misfit_is_a_bad_record(tmp_path) 
     assert rows == [
         {"symbol": "A", "zip": "02134", "qty2": 4, "amount": 10.25, "ts": rows[0]["ts"]}
     ]
-    assert report.bad_records == 1
+    assert report.errors == 1
     assert (tmp_path / "trades.csv").read_text() == CSV
 
 

@@ -101,9 +101,9 @@ def sample_schema(source: FileSource) -> pa.Schema | None:
             continue
         try:
             if csv:
-                schema = _core.infer_csv_schema(sample, source.inference_rows)
+                schema = _core.infer_csv(sample, source.inference_rows)[0]
             else:
-                schema = _core.infer_json_schema(sample, source.inference_rows)
+                schema = _core.infer_json(sample, source.inference_rows)[0]
         except VelostreamError as exc:
             # Undecodable data is the run's business (its error strategy decides); the
             # statements simply cannot be checked against columns nobody can infer.

@@ -410,6 +410,11 @@ class Application:
                 )
         return props
 
+    def _declared_schema(self, source: str) -> pa.Schema | None:
+        """The declared columns of a source as an Arrow schema (None when inferred)."""
+        declared = self._declared.get(source)
+        return declared_schema(declared[0]) if declared is not None else None
+
     def _reads(self, infos: list[StatementInfo]) -> list[tuple[str, Path]]:
         """Every file the application reads: (what it is, absolute path or glob)."""
         reads: list[tuple[str, Path]] = []
@@ -641,7 +646,13 @@ class Application:
                 allowed=sorted(info.sources) if info is not None else sorted(self._by_name),
             )
         props = info.sources[source]
-        built = create_source(source, props, base_dir=self.base_dir)
+        built = create_source(
+            source,
+            props,
+            base_dir=self.base_dir,
+            schema=self._declared_schema(source),
+            statement_properties=info.properties,
+        )
         if source in self._declared:
             if isinstance(built, FileSource) and built.wait_timeout_ms is None:
                 built.resolve_files()  # its files must exist, as for the run
@@ -781,25 +792,41 @@ class Application:
     def _build_runners(self) -> tuple[dict[str, StatementRunner], list[DeadLetterWriter]]:
         runners: dict[str, StatementRunner] = {}
         dead_letters: list[DeadLetterWriter] = []
+        # Every sink also refuses, on its own, to write a file a source reads.
+        reads = [str(path) for _, path in self._reads(self.statements)]
         for info in self.statements:
             writer = None
             if info.dead_letter_sink is not None:
                 props = config.connectors(info.properties)[info.dead_letter_sink]
-                dl_sink: Sink = create_sink(info.dead_letter_sink, props, base_dir=self.base_dir)
+                dl_sink: Sink = create_sink(
+                    info.dead_letter_sink, props, base_dir=self.base_dir, source_paths=reads
+                )
                 writer = DeadLetterWriter(dl_sink)
             elif info.dead_letter_path is not None:
                 writer = DeadLetterWriter(
-                    FileSink(f"{info.name}.dead_letter", info.dead_letter_path, append=True)
+                    FileSink(
+                        f"{info.name}.dead_letter",
+                        info.dead_letter_path,
+                        append=True,
+                        source_paths=reads,
+                    )
                 )
             if writer is not None:
                 dead_letters.append(writer)
             policy = BadRecordPolicy(info.error_strategy, writer)
             sources = [
-                create_source(name, props, base_dir=self.base_dir, bad_records=policy)
+                create_source(
+                    name,
+                    props,
+                    base_dir=self.base_dir,
+                    bad_records=policy,
+                    schema=self._declared_schema(name),
+                    statement_properties=info.properties,
+                )
                 for name, props in info.sources.items()
             ]
             sinks = [
-                create_sink(name, props, base_dir=self.base_dir)
+                create_sink(name, props, base_dir=self.base_dir, source_paths=reads)
                 for name, props in info.sinks.items()
             ]
             query = self._compile(info.statement, info.properties)
