@@ -2,8 +2,17 @@
 --
 --   velostream run examples/demo/app.sql --until-end
 --
--- Sources and sinks are declared in each statement's WITH clause by name prefix;
--- relative paths resolve against this file's directory. Outputs land in output/.
+-- Sources and sinks are declared in WITH clauses by name prefix; relative paths resolve
+-- against this file's directory. Outputs land in output/.
+
+-- The input: a source with declared columns, read exactly as declared (no inference; a
+-- value that does not fit its column is a bad record). Every statement below reads it.
+CREATE STREAM trades (symbol STRING, price DOUBLE, qty BIGINT, status STRING, ts BIGINT)
+WITH (
+    'trades.type' = 'file_source',
+    'trades.path' = 'data/trades.jsonl',
+    'trades.format' = 'json'
+);
 
 -- Large filled trades, with their notional value, as JSON Lines.
 CREATE STREAM big_trades AS
@@ -11,9 +20,6 @@ SELECT symbol, price, qty, price * qty AS notional, ts
 FROM trades
 WHERE status = 'FILLED' AND price * qty >= 10000
 WITH (
-    'trades.type' = 'file_source',
-    'trades.path' = 'data/trades.jsonl',
-    'trades.format' = 'json',
     'big_trades.type' = 'file_sink',
     'big_trades.path' = 'output/big_trades.jsonl',
     'big_trades.format' = 'json'
@@ -25,8 +31,6 @@ SELECT symbol, qty, LOWER(status) AS status, ts
 FROM trades
 WHERE status = 'CANCELLED'
 WITH (
-    'trades.type' = 'file_source',
-    'trades.path' = 'data/trades.jsonl',
     'cancelled_trades.type' = 'file_sink',
     'cancelled_trades.path' = 'output/cancelled_trades.csv',
     'cancelled_trades.format' = 'csv'
@@ -52,8 +56,6 @@ WHERE status = 'FILLED'
 GROUP BY symbol
 EMIT CHANGES
 WITH (
-    'trades.type' = 'file_source',
-    'trades.path' = 'data/trades.jsonl',
     'symbol_stats.type' = 'file_sink',
     'symbol_stats.path' = 'output/symbol_stats.jsonl',
     'symbol_stats.format' = 'json'
