@@ -30,6 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from velostream.errors import ConfigError
 
@@ -610,12 +611,30 @@ def expand_env(
     return _ENV_REFERENCE.sub(replace, value)
 
 
-def _flatten_yaml(data: object, prefix: str, out: dict[str, str], origin: Path) -> None:
+# More keys than this in one config file is refused (an alias "bomb" expands to billions).
+_MAX_CONFIG_KEYS = 10_000
+
+
+def _flatten_yaml(
+    data: object, prefix: str, out: dict[str, str], origin: Path, depth: int = 0
+) -> None:
+    if depth > _MAX_CONFIG_DEPTH:
+        # Only aliases get here: a mapping that holds itself (`a: &a {b: *a}`).
+        raise ConfigError(
+            f"{origin}: key {prefix[:-1][:80]!r}...: nested too deeply (does a mapping hold "
+            "itself through an alias?)",
+            key=prefix[:-1][:80],
+        )
     if isinstance(data, Mapping):
         for k, v in data.items():
-            _flatten_yaml(v, f"{prefix}{k}.", out, origin)
+            _flatten_yaml(v, f"{prefix}{k}.", out, origin, depth + 1)
         return
     key = prefix[:-1]
+    if len(out) >= _MAX_CONFIG_KEYS:
+        raise ConfigError(
+            f"{origin}: more than {_MAX_CONFIG_KEYS} keys (aliases expanding without end?)",
+            key=key,
+        )
     if isinstance(data, (list, tuple)):
         out[key] = ",".join(_scalar_text(item, key, origin) for item in data)
     else:
@@ -630,6 +649,62 @@ def _scalar_text(value: object, key: str, origin: Path) -> str:
     if isinstance(value, (Mapping, list, tuple)):
         raise ConfigError(f"{origin}: key {key!r} must be a scalar", key=key)
     return str(value)
+
+
+# Deeper YAML than this is refused: no config holds it, and PyYAML composes recursively.
+_MAX_CONFIG_DEPTH = 64
+
+
+class _TooDeepError(Exception):
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(line, column)
+        self.line = line
+        self.column = column
+
+
+def _depth_limited_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self.depth += 1
+            try:
+                if self.depth > _MAX_CONFIG_DEPTH:
+                    mark = self.peek_event().start_mark
+                    raise _TooDeepError(mark.line + 1, mark.column + 1)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader
+
+
+def _config_text(raw: bytes, key: str, path: Path) -> str:
+    """Decode a config file as UTF-8 (a leading BOM allowed), naming the first bad byte."""
+    hint = (
+        "it starts with a UTF-16 byte-order mark: save it as UTF-8"
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff"))
+        else "is it binary, or in another encoding? velostream reads config files as UTF-8"
+    )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{key!r} {str(path)!r} is not UTF-8 text: invalid byte 0x{raw[exc.start]:02x} at "
+            f"byte offset {exc.start} ({hint})",
+            key=key,
+            value=str(path),
+        ) from None
+    nul = raw.find(b"\x00")
+    if nul >= 0:
+        raise ConfigError(
+            f"{key!r} {str(path)!r} is not text: a NUL byte at byte offset {nul} ({hint})",
+            key=key,
+            value=str(path),
+        )
+    return text.removeprefix("\ufeff")
 
 
 def load_config_file(name: str, path: Path) -> dict[str, str]:
@@ -653,15 +728,25 @@ def load_config_file(name: str, path: Path) -> dict[str, str]:
 
     key = f"{name}.config_file"
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
             f"cannot read {key!r} {str(path)!r}: {exc.strerror or exc}", key=key, value=str(path)
         ) from None
+    text = _config_text(raw, key, path)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_depth_limited_loader())  # a SafeLoader subclass
+    except _TooDeepError as exc:
+        raise ConfigError(
+            f"{key!r} {str(path)!r}: YAML nested too deeply at line {exc.line}, column "
+            f"{exc.column} (more than {_MAX_CONFIG_DEPTH} levels of mappings and lists)",
+            key=key,
+            value=str(path),
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{key!r} {str(path)!r} is not valid YAML: {exc}", key=key) from None
+        raise ConfigError(
+            f"{key!r} {str(path)!r} is not valid YAML: {exc}", key=key, value=str(path)
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):

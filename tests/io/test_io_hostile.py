@@ -6,6 +6,7 @@ afterwards, and every line is either a row or a bad record.
 """
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -88,10 +89,10 @@ def expected_lines(data, fmt):
     """The lines a source must account for: not blank, not the CSV header."""
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
-    lines = data.split(b"\n")
+    # A line ends at \n, \r\n or a lone \r.
+    lines = re.split(rb"\r\n|\r|\n", data)
     if lines and lines[-1] == b"":
         lines.pop()
-    lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
     if fmt == "csv":
         lines = lines[1:]
         return sum(1 for line in lines if line)

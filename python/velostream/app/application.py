@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import os
+import reprlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -212,6 +213,12 @@ class Application:
             self.base_dir = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
             self.source_file = Path(source_file) if source_file is not None else None
             self.processing_path = processing_path
+            if properties is not None and not isinstance(properties, Mapping):
+                raise ConfigError(
+                    "properties must be a mapping of str keys to str values (a dict), not "
+                    f"{type(properties).__name__} {reprlib.repr(properties)}",
+                    key="properties",
+                )
             _reject_nul(dict(properties or {}))
             self.properties = {
                 k: config.expand_env(v, key=k) for k, v in dict(properties or {}).items()

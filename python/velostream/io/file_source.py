@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from velostream.errors import ConfigError, DataError, SourceError
 from velostream.io import _codec
+from velostream.io._lines import count_line_ends, last_line_end, read_line
 from velostream.io.bad_records import BadRecordPolicy
 from velostream.io.paths import has_glob
 
@@ -292,7 +293,7 @@ class FileSource:
             header: bytes | None = None
             csv_decoder: _codec.CsvDecoder | None = None
             if self.format == "csv":
-                header = handle.readline()
+                header = read_line(handle)
                 self._bytes += len(header)
                 if not header:
                     return
@@ -309,29 +310,28 @@ class FileSource:
                     buffer = pending + data if pending else data
                     if (
                         self._sampling()
-                        and buffer.count(b"\n") <= self.inference_rows
+                        and count_line_ends(buffer) <= self.inference_rows
                         and len(buffer) < _MAX_SAMPLE
                     ):
                         pending = buffer  # the inference window needs more lines
                         block = min(_MAX_BLOCK, block * 2)
                         continue
-                    cut = buffer.rfind(b"\n")
+                    cut = last_line_end(buffer, final=False)
                     if cut < 0:
                         pending = buffer
                         continue
                     chunk, pending = buffer[: cut + 1], buffer[cut + 1 :]
                 elif pending and not tail:
                     chunk, pending = pending, b""  # the last line has no newline
-                elif pending and b"\n" in pending:
+                elif pending and (cut := last_line_end(pending, final=False)) >= 0:
                     # Tailing a file shorter than the inference window: use what is there.
-                    cut = pending.rfind(b"\n")
                     chunk, pending = pending[: cut + 1], pending[cut + 1 :]
                 elif tail and (stop is None or not stop.is_set()):
                     time.sleep(_POLL_SECONDS)
                     continue
                 else:
                     return
-                lines = chunk.count(b"\n") or 1
+                lines = count_line_ends(chunk) or 1
                 block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(chunk) // lines * self.batch_size))
                 batch = self._decode(file, chunk, line_no, header, csv_decoder)
                 line_no += lines

@@ -18,7 +18,9 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::arrow_message;
 use crate::infer::{resolve, ColumnStats, Inferred};
-use crate::lines::{count_rows, decode_isolating, one_batch, reject_none, LineRules, Rows};
+use crate::lines::{
+    count_rows, decode_isolating, normalize_line_ends, one_batch, reject_none, LineRules, Rows,
+};
 use crate::values::{conversion_for, convert_rows, read_type, text_kind, Conversion};
 use crate::{CodecError, Decoded};
 
@@ -71,6 +73,7 @@ pub fn header(line: &[u8]) -> Result<Vec<String>, CodecError> {
 /// of fields or that are not text are left out (they are bad lines when decoded). Every
 /// field is nullable; a column empty in the whole sample becomes `Utf8`.
 pub fn infer(data: &[u8], max_records: Option<usize>) -> Result<Inferred, CodecError> {
+    let data: &[u8] = &normalize_line_ends(data);
     let first_line = data.split(|&b| b == b'\n').next().unwrap_or_default();
     let first_line = first_line.strip_suffix(b"\r").unwrap_or(first_line);
     let names = header(first_line)?;
@@ -245,7 +248,7 @@ impl CsvDecoder {
         if batch.num_rows() != lines {
             return Err(format!(
                 "{} CSV records on {} line(s): a record must be one line (a quoted field \
-                 holding a line break, or a carriage return inside the line?)",
+                 holding a line break?)",
                 batch.num_rows(),
                 lines
             ));
@@ -324,6 +327,23 @@ mod tests {
         assert!(decoded.bad_lines.is_empty());
         let price = decoded.batch.column(1).as_primitive::<Float64Type>();
         assert_eq!(price.values(), &[10.5, 20.0]);
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        let data = b"symbol,price,qty\rAAPL,10.5,3\rMSFT,20,1\r\rIBM,x\r";
+        let schema = Arc::new(infer_schema(data, None).unwrap());
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, ["symbol", "price", "qty"]);
+        assert_eq!(schema.field(2).data_type(), &DataType::Int64);
+        let decoded = CsvDecoder::new(schema)
+            .decode(b"AAPL,10.5,3\rMSFT,20,1\r\rIBM,x\r")
+            .unwrap();
+        let qty = decoded.batch.column(2).as_primitive::<Int64Type>();
+        assert_eq!(qty.values(), &[3, 1]);
+        assert_eq!(decoded.bad_lines.len(), 1);
+        assert_eq!(decoded.bad_lines[0].index, 3);
+        assert_eq!(decoded.bad_lines[0].raw, b"IBM,x".to_vec());
     }
 
     #[test]

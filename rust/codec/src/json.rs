@@ -32,7 +32,7 @@ use arrow::record_batch::RecordBatch;
 
 use crate::error::arrow_message;
 use crate::infer::{resolve, ColumnStats, Inferred};
-use crate::lines::{count_rows, decode_isolating, one_batch, LineRules, Rows};
+use crate::lines::{count_rows, decode_isolating, normalize_line_ends, one_batch, LineRules, Rows};
 use crate::values::{
     conversion_for, convert_rows, looks_numeric, number_kind, parse_number, read_type, Conversion,
     Kind,
@@ -265,6 +265,7 @@ pub fn infer(data: &[u8], max_records: Option<usize>) -> Result<Inferred, CodecE
     let mut by_name: HashMap<String, usize> = HashMap::new();
     let mut records = 0;
     let limit = max_records.unwrap_or(usize::MAX);
+    let data = normalize_line_ends(data);
     for (line, bytes) in data.split(|&b| b == b'\n').enumerate() {
         if records >= limit {
             break;
@@ -732,6 +733,46 @@ mod tests {
         // Many strings: the column is a string column.
         let schema = infer_schema(b"{\"p\":1}\n{\"p\":\"a\"}\n", None).unwrap();
         assert_eq!(schema.field(0).data_type(), &DataType::Utf8);
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_lines() {
+        let data =
+            b"{\"a\": 0, \"s\": \"r0\"}\r{\"a\": 1, \"s\": \"r1\"}\r\r{\"a\": x}\r{\"a\": 3}\r";
+        let inferred = infer(data, None).unwrap();
+        let names: Vec<&str> = inferred
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(names, ["a", "s"]);
+        assert_eq!(inferred.schema.field(0).data_type(), &DataType::Int64);
+        let decoded = JsonDecoder::new(Arc::new(inferred.schema))
+            .decode(data)
+            .unwrap();
+        let a = decoded.batch.column(0).as_primitive::<Int64Type>();
+        assert_eq!(a.values(), &[0, 1, 3]);
+        assert_eq!(decoded.bad_lines.len(), 1);
+        assert_eq!(decoded.bad_lines[0].index, 3);
+        assert_eq!(decoded.bad_lines[0].raw, b"{\"a\": x}".to_vec());
+    }
+
+    #[test]
+    fn two_values_on_a_line_are_one_bad_line_whatever_the_schema() {
+        for schema in [
+            Arc::new(Schema::empty()),
+            Arc::new(infer_schema(b"{\"a\":1}", None).unwrap()),
+        ] {
+            let decoded = JsonDecoder::new(schema)
+                .decode(b"{\"a\":1} {\"a\":2}\n{\"a\":1}\t{\"a\":2}\r\n")
+                .unwrap();
+            assert_eq!(decoded.batch.num_rows(), 0);
+            assert_eq!(decoded.bad_lines.len(), 2, "{:?}", decoded.bad_lines);
+            assert!(decoded.bad_lines[0]
+                .message
+                .contains("2 JSON values on 1 line"));
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ use crate::CodecError;
 /// One input line that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadLine {
-    /// 0-based index of the line within the decoded chunk (counting every `\n`).
+    /// 0-based index of the line within the decoded chunk (lines end at `\n`, `\r\n` or a
+    /// lone `\r`).
     pub index: usize,
     /// What is wrong with it (invalid JSON, or which field/value/type does not match).
     pub message: String,
@@ -49,6 +50,27 @@ pub struct Decoded {
 pub(crate) struct Rows {
     pub batch: RecordBatch,
     pub errors: Vec<RowError>,
+}
+
+/// `data` with every lone carriage return (old Mac line ends: a `\r` not followed by `\n`)
+/// turned into a newline; borrowed when there is none.
+///
+/// A line ends at `\n`, `\r\n` or a lone `\r` in both formats. One byte replaces one byte,
+/// so offsets and line indexes are the same in the result, and every function that splits
+/// lines at `\n` (stripping a `\r` before it) sees the lines of the original. A `\r` at the
+/// very end of `data` is a line end too: the caller cuts chunks so that a `\r\n` is never
+/// split between two of them.
+pub fn normalize_line_ends(data: &[u8]) -> Cow<'_, [u8]> {
+    let lone = |&p: &usize| data.get(p + 1) != Some(&b'\n');
+    let mut crs = memchr::memchr_iter(b'\r', data).filter(lone).peekable();
+    if crs.peek().is_none() {
+        return Cow::Borrowed(data);
+    }
+    let mut copy = data.to_vec();
+    for position in crs {
+        copy[position] = b'\n';
+    }
+    Cow::Owned(copy)
 }
 
 /// A span of one line: `[start, end)` without the terminator, `next` = start of the next line.
@@ -147,6 +169,7 @@ where
         reject,
         prepare,
     } = rules;
+    let data: &[u8] = &normalize_line_ends(data);
     let mut bad_lines = Vec::new();
     let rejected = reject(data);
     // The fast path: Arrow's readers check UTF-8 themselves, so text is only checked line
@@ -360,6 +383,19 @@ mod tests {
         let lines: Vec<(usize, usize)> = spans.iter().map(|s| (s.start, s.end)).collect();
         assert_eq!(lines, vec![(0, 1), (3, 5), (6, 6), (7, 8)]);
         assert_eq!(spans[3].next, 8);
+    }
+
+    #[test]
+    fn a_lone_carriage_return_ends_a_line() {
+        assert!(matches!(normalize_line_ends(b"a\r\nb\n"), Cow::Borrowed(_)));
+        let normalized = normalize_line_ends(b"a\rb\r\nc\r\rd\r");
+        assert_eq!(&*normalized, b"a\nb\r\nc\n\nd\n");
+        let lines: Vec<(usize, usize)> = line_spans(&normalized)
+            .iter()
+            .map(|s| (s.start, s.end))
+            .collect();
+        assert_eq!(lines, vec![(0, 1), (2, 3), (5, 6), (7, 7), (8, 9)]);
+        assert_eq!(count_rows(&normalized, <[u8]>::is_empty), 4);
     }
 
     #[test]
