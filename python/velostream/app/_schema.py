@@ -19,6 +19,7 @@ import pyarrow as pa
 from velostream import _core
 from velostream.app._paths import has_glob
 from velostream.errors import SourceError, VelostreamError
+from velostream.io._lines import count_line_ends, last_line_end, read_line
 from velostream.io.file_source import FileSource
 
 logger = logging.getLogger("velostream.app")
@@ -42,8 +43,8 @@ def _read_sample(file: Path, rows: int, csv: bool) -> bytes:
     with open(file, "rb") as handle:
         if handle.read(len(_UTF8_BOM)) != _UTF8_BOM:
             handle.seek(0)
-        header = handle.readline(SAMPLE_LIMIT) if csv else b""
-        if csv and not header.endswith(b"\n"):
+        header = read_line(handle, SAMPLE_LIMIT) if csv else b""
+        if csv and not header.endswith((b"\n", b"\r")):
             return b""  # no data line: the run binds nothing either
         data = bytearray()
         step = _STEP
@@ -52,10 +53,10 @@ def _read_sample(file: Path, rows: int, csv: bool) -> bytes:
             if not piece:
                 return header + bytes(data)  # the whole file, its last line included
             data += piece
-            if data.count(b"\n") > rows:
+            if count_line_ends(data) > rows:
                 break
             step *= 2
-        cut = data.rfind(b"\n")
+        cut = last_line_end(bytes(data), final=False)
         return header + bytes(data[: cut + 1]) if cut >= 0 else b""
 
 

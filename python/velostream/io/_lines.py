@@ -13,7 +13,7 @@ from typing import BinaryIO
 _HEADER_BLOCK = 64 << 10
 
 
-def count_line_ends(data: bytes) -> int:
+def count_line_ends(data: bytes | bytearray) -> int:
     r"""Return the number of line ends in ``data`` (``\n``, ``\r\n``, a lone ``\r``).
 
     Args:
