@@ -3,13 +3,15 @@
 //! for every row, and `COALESCE(a, CAST(s AS INT))` converts `s` only where `a` is NULL.
 //!
 //! A branch that cannot fail (column references, literals, comparisons, string
-//! functions, float arithmetic, ...) is evaluated over the whole batch, which is cheaper
-//! than selecting rows; so is a branch that every remaining row reaches. Any other branch
-//! is evaluated over the rows that reach it only (the referenced columns filtered by the
-//! branch's mask), and its values are put back in place with `take`.
+//! functions, float arithmetic, ...) is evaluated over the whole batch; so is a branch
+//! that every remaining row reaches. Any other branch is tried over the whole batch too
+//! (the common case, where no row fails, costs what it did before), and when that fails
+//! it is evaluated over the rows that reach it only: the columns it reads are filtered
+//! by the branch's mask, and its values are put back in place with `take`, so that only
+//! a row that reaches the branch can make the query fail.
 
 use arrow::array::{Array, ArrayRef, BooleanArray, UInt32Array};
-use arrow::buffer::BooleanBuffer;
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::compute::kernels::{boolean, zip::zip};
 use arrow::compute::{prep_null_mask_filter, take, FilterBuilder};
 use arrow::datatypes::DataType;
@@ -49,6 +51,17 @@ fn eval_selected(expr: &PhysExpr, input: &Input, rows: &Rows, out: &DataType) ->
         let null = arrow::array::new_null_array(out, 1);
         return Ok(Value::Scalar(Lit::new(null)));
     }
+    // First over the whole batch, which is cheaper than selecting rows: the values of
+    // the selected rows are the same (every expression computes row by row), and when
+    // no row fails, that is all (most batches). A failure may come from a row that does
+    // not reach the branch: then the selected rows only. A branch holding a lazy CASE or
+    // COALESCE goes to the selected rows at once, so that nested conditionals do not
+    // evaluate their branches once per level.
+    if !has_lazy_conditional(expr) {
+        if let Ok(v) = expr.eval(input) {
+            return Ok(v);
+        }
+    }
     let filter = FilterBuilder::new(&rows.mask).optimize().build();
     let mut read = Vec::new();
     expr.columns(&mut read);
@@ -73,17 +86,21 @@ fn eval_selected(expr: &PhysExpr, input: &Input, rows: &Rows, out: &DataType) ->
 /// Put the values of the selected rows back in place: row `i` of the result is the
 /// `k`-th value when row `i` is the `k`-th selected row, NULL when it is not selected.
 fn scatter(values: &ArrayRef, mask: &BooleanArray) -> Result<ArrayRef> {
+    // The index of row i is the number of selected rows before it (a running count
+    // without a branch); rows not selected are NULL indices, clamped to a valid value.
+    let last = values.len().saturating_sub(1) as u32;
     let mut next = 0u32;
-    let indices: UInt32Array = mask
+    let indices: Vec<u32> = mask
         .values()
         .iter()
         .map(|selected| {
-            selected.then(|| {
-                next += 1;
-                next - 1
-            })
+            let index = next.min(last);
+            next += selected as u32;
+            index
         })
         .collect();
+    let nulls = NullBuffer::new(mask.values().clone());
+    let indices = UInt32Array::new(indices.into(), Some(nulls));
     Ok(take(values.as_ref(), &indices, None)?)
 }
 
@@ -174,4 +191,17 @@ pub(super) fn eval_coalesce(
         result = zip(&missing.mask, value.datum(), &result)?;
     }
     Ok(Value::Array(result))
+}
+
+/// Whether `e` holds a CASE or COALESCE with a branch that can fail.
+fn has_lazy_conditional(e: &PhysExpr) -> bool {
+    if matches!(
+        e,
+        PhysExpr::Case { lazy: true, .. } | PhysExpr::Coalesce { lazy: true, .. }
+    ) {
+        return true;
+    }
+    let mut found = false;
+    e.for_each_child(&mut |c| found |= has_lazy_conditional(c));
+    found
 }

@@ -1334,7 +1334,7 @@ impl PhysExpr {
     }
 
     /// Visit the direct sub-expressions.
-    fn for_each_child(&self, f: &mut dyn FnMut(&PhysExpr)) {
+    pub(crate) fn for_each_child(&self, f: &mut dyn FnMut(&PhysExpr)) {
         visit_children!(self, f, iter);
     }
 
@@ -1468,6 +1468,76 @@ mod tests {
         assert_eq!(i.value(0), 1);
         assert!(i.is_null(1));
         assert_eq!(i.value(2), 10);
+    }
+
+    #[test]
+    fn case_evaluates_a_branch_only_where_it_is_reached() {
+        // a = [1, NULL, 7]: 10 % (a - 1) divides by zero on the first row, which takes
+        // the ELSE branch.
+        let a = r#"{"op":"column","name":"a"}"#;
+        let int = |v: i64| format!(r#"{{"op":"literal","type":"int64","value":{v}}}"#);
+        let guarded = format!(
+            r#"{{"op":"binary","fn":"mod","left":{ten},"right":{{"op":"binary","fn":"sub","left":{a},"right":{one}}}}}"#,
+            ten = int(10),
+            one = int(1),
+        );
+        let case = format!(
+            r#"{{"op":"case","whens":[[{{"op":"binary","fn":"gt","left":{a},"right":{five}}},{guarded}]],"else":{zero}}}"#,
+            five = int(5),
+            zero = int(0),
+        );
+        let out = run(&case);
+        let i = out.as_primitive::<Int64Type>();
+        assert_eq!((i.value(0), i.value(1), i.value(2)), (0, 0, 4));
+        assert_eq!(i.null_count(), 0);
+        // COALESCE(a, 10 % (a - 1)): the second argument only for the NULL row (where it
+        // is NULL), not for the first (where it divides by zero).
+        let coalesce = format!(r#"{{"op":"func","name":"coalesce","args":[{a},{guarded}]}}"#);
+        let out = run(&coalesce);
+        let i = out.as_primitive::<Int64Type>();
+        assert_eq!((i.value(0), i.is_null(1), i.value(2)), (1, true, 7));
+    }
+
+    #[test]
+    fn branches_that_cannot_fail_are_evaluated_over_the_whole_batch() {
+        let schema = schema();
+        let scope = Scope {
+            schema: &schema,
+            agg_offset: None,
+        };
+        let bound = |json: &str| {
+            bind(&serde_json::from_str(json).unwrap(), &scope)
+                .unwrap()
+                .0
+        };
+        let safe = bound(
+            r#"{"op":"case","whens":[[{"op":"binary","fn":"gt","left":{"op":"column","name":"a"},"right":{"op":"literal","type":"int64","value":5}},{"op":"func","name":"upper","args":[{"op":"column","name":"s"}]}]],"else":{"op":"column","name":"s"}}"#,
+        );
+        assert!(matches!(safe, PhysExpr::Case { lazy: false, .. }));
+        let risky = bound(
+            r#"{"op":"func","name":"coalesce","args":[{"op":"column","name":"a"},{"op":"cast","arg":{"op":"column","name":"s"},"to":"int64"}]}"#,
+        );
+        assert!(matches!(risky, PhysExpr::Coalesce { lazy: true, .. }));
+    }
+
+    #[test]
+    fn like_reads_a_backslash_as_itself() {
+        let like = |value: &str, pattern: &str| {
+            let v = Value::Scalar(Lit(Arc::new(StringArray::from(vec![value]))));
+            let p =
+                backslashes_as_characters(Value::Scalar(Lit(Arc::new(StringArray::from(vec![
+                    pattern,
+                ])))))
+                .unwrap();
+            let out = arrow::compute::kernels::comparison::like(v.datum(), p.datum()).unwrap();
+            out.value(0)
+        };
+        assert!(like("a\\b", "a\\b"));
+        assert!(!like("ab", "a\\b"));
+        assert!(like("a\\xyz", "a\\%"));
+        assert!(!like("a%", "a\\%"));
+        assert!(like("\\", "_"));
+        assert!(like("a\\", "a\\"));
     }
 
     #[test]
