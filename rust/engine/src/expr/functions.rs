@@ -33,6 +33,14 @@ pub enum ScalarFunc {
     FromUnixtime,
 }
 
+impl ScalarFunc {
+    /// Whether some argument value can make the function fail: ABS of the smallest
+    /// BIGINT, ROUND of an integer to tens beyond BIGINT. The others always compute.
+    pub fn can_fail(self) -> bool {
+        matches!(self, ScalarFunc::Abs | ScalarFunc::Round(_))
+    }
+}
+
 fn arity(name: &str, args: usize, min: usize, max: usize, pos: Pos) -> Result<()> {
     if args < min || args > max {
         let expected = if min == max {
@@ -254,28 +262,40 @@ fn map_strs<'a>(a: &'a ArrayRef, f: impl Fn(&'a str) -> &'a str) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// SQL SUBSTRING with 1-based character positions; a start of 0 or below counts
-/// positions before the string (so `SUBSTRING('hello', 0, 2)` is `'h'`), a negative
-/// start counts from the end as DuckDB does.
-fn substring(s: &str, start: i64, len: Option<i64>) -> String {
-    let chars = s.chars().count() as i64;
-    let (begin, end) = if start > 0 {
-        let b = start - 1;
-        (b, len.map_or(chars, |l| b.saturating_add(l.max(0))))
-    } else if start == 0 {
-        (0, len.map_or(chars, |l| (l - 1).max(0)))
+/// SQL SUBSTRING as DuckDB computes it, on characters (code points) at 1-based
+/// positions: position 0 is the one before the first character, a negative start counts
+/// from the end (-1 is the last character). The result is the `len` characters from the
+/// start (the `-len` characters before it when `len` is negative; all the rest when
+/// there is no `len`), of which only those inside the string are kept: `SUBSTRING
+/// ('abcdef', -8, 6)` is 'abcd' (positions -1 to 4), `SUBSTRING('abcdef', 4, -3)` is
+/// 'abc'.
+fn substring(s: &str, start: i64, len: Option<i64>) -> &str {
+    let ascii = s.is_ascii();
+    let chars = if ascii {
+        s.len() as i128
     } else {
-        let b = (chars + start).max(0);
-        (b, len.map_or(chars, |l| b.saturating_add(l.max(0))))
+        s.chars().count() as i128
     };
-    let end = end.min(chars);
-    if begin >= end {
-        return String::new();
+    // 0-based, unclipped; i128 holds every sum of two i64 values.
+    let begin = match start {
+        1.. => start as i128 - 1,
+        0 => -1,
+        _ => chars + start as i128,
+    };
+    let (low, high) = match len {
+        None => (begin, chars),
+        Some(l) if l >= 0 => (begin, begin + l as i128),
+        Some(l) => (begin + l as i128, begin),
+    };
+    let (low, high) = (low.clamp(0, chars) as usize, high.clamp(0, chars) as usize);
+    if low >= high {
+        return "";
     }
-    s.chars()
-        .skip(begin as usize)
-        .take((end - begin) as usize)
-        .collect()
+    if ascii {
+        return &s[low..high];
+    }
+    let byte_at = |k: usize| s.char_indices().nth(k).map_or(s.len(), |(b, _)| b);
+    &s[byte_at(low)..byte_at(high)]
 }
 
 fn pow10(d: u32) -> i128 {
@@ -283,7 +303,7 @@ fn pow10(d: u32) -> i128 {
 }
 
 /// Round an unscaled decimal from `scale` to `digits` fraction digits, half away from 0.
-fn round_decimal(v: i128, scale: i32, digits: i32) -> i128 {
+pub(super) fn round_decimal(v: i128, scale: i32, digits: i32) -> i128 {
     if digits >= scale {
         return v;
     }
@@ -604,6 +624,27 @@ mod tests {
         assert_eq!(substring("hello", -2, Some(3)), "lo");
         assert_eq!(substring("héllo", 2, None), "éllo");
         assert_eq!(substring("hello", 9, Some(2)), "");
+    }
+
+    #[test]
+    fn substring_before_the_start_and_backwards_is_duckdbs() {
+        // Values computed by DuckDB 2.0.
+        assert_eq!(substring("abcdef", -8, Some(6)), "abcd");
+        assert_eq!(substring("ab", -6, Some(3)), "");
+        assert_eq!(substring("abcdef", -8, None), "abcdef");
+        assert_eq!(substring("abcdef", 4, Some(-1)), "c");
+        assert_eq!(substring("abcdef", 4, Some(-3)), "abc");
+        assert_eq!(substring("abcdef", 8, Some(-3)), "ef");
+        assert_eq!(substring("abcdef", -3, Some(-2)), "bc");
+        assert_eq!(substring("abcdef", 0, Some(-2)), "");
+        assert_eq!(substring("abcdef", 0, Some(1)), "");
+        assert_eq!(substring("abcdef", 7, None), "");
+        assert_eq!(substring("é😀xy", 3, Some(-2)), "é😀");
+        assert_eq!(substring("é😀xy", -3, Some(2)), "😀x");
+        // No overflow at the limits of BIGINT.
+        assert_eq!(substring("abc", i64::MAX, Some(i64::MIN)), "abc");
+        assert_eq!(substring("abc", i64::MIN, Some(i64::MAX)), "ab");
+        assert_eq!(substring("abc", 1, Some(i64::MAX)), "abc");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! per call with Arrow compute kernels; literals stay scalars (length-1 arrays) so they
 //! are never expanded to a batch's length unless a kernel needs it.
 
+pub mod cast;
+mod conditional;
 pub mod functions;
 pub mod types;
 
@@ -16,8 +18,8 @@ use arrow::array::{
     new_empty_array, new_null_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array,
     Int64Array, StringArray, UInt32Array,
 };
-use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
-use arrow::compute::{cast_with_options, prep_null_mask_filter, take, CastOptions};
+use arrow::compute::kernels::{boolean, cmp, numeric};
+use arrow::compute::{cast_with_options, take, CastOptions};
 use arrow::datatypes::{DataType, Schema};
 
 use crate::error::{EngineError, Pos, Result};
@@ -139,6 +141,8 @@ pub enum PhysExpr {
         left: Box<PhysExpr>,
         right: Box<PhysExpr>,
         pos: Pos,
+        /// False when no value can make it fail (float operands).
+        can_fail: bool,
     },
     Cmp {
         op: CmpOp,
@@ -148,20 +152,27 @@ pub enum PhysExpr {
     And(Box<PhysExpr>, Box<PhysExpr>),
     Or(Box<PhysExpr>, Box<PhysExpr>),
     Not(Box<PhysExpr>),
-    Neg(Box<PhysExpr>, Pos),
+    /// The operand, where it is, and whether a value can make it fail (integers).
+    Neg(Box<PhysExpr>, Pos, bool),
     IsNull {
         arg: Box<PhysExpr>,
         negated: bool,
     },
     Concat(Box<PhysExpr>, Box<PhysExpr>),
+    /// `out` is the type of every branch; `lazy` when a branch other than the first
+    /// condition can fail, so that branches are evaluated only for the rows reaching them.
     Case {
         whens: Vec<(PhysExpr, PhysExpr)>,
         otherwise: Box<PhysExpr>,
+        out: DataType,
+        lazy: bool,
     },
     Cast {
         arg: Box<PhysExpr>,
         to: DataType,
         pos: Pos,
+        /// False when no value of the operand's type can fail to convert.
+        can_fail: bool,
     },
     Like {
         arg: Box<PhysExpr>,
@@ -169,7 +180,12 @@ pub enum PhysExpr {
         negated: bool,
         case_insensitive: bool,
     },
-    Coalesce(Vec<PhysExpr>),
+    /// As `Case`: `lazy` when an argument after the first can fail.
+    Coalesce {
+        args: Vec<PhysExpr>,
+        out: DataType,
+        lazy: bool,
+    },
     Func {
         func: ScalarFunc,
         args: Vec<PhysExpr>,
@@ -307,7 +323,7 @@ pub fn cast_to(expr: PhysExpr, from: &DataType, to: &DataType, pos: Pos) -> Resu
         return Ok(expr);
     }
     if let PhysExpr::Literal(s) = &expr {
-        let cast = cast_with_options(s.inner().as_ref(), to, &cast_options()).map_err(|e| {
+        let cast = cast::cast_array(s.inner().as_ref(), to, false).map_err(|e| {
             EngineError::validation(
                 format!("cannot convert literal to {}: {e}", sql_name(to)),
                 pos,
@@ -319,6 +335,7 @@ pub fn cast_to(expr: PhysExpr, from: &DataType, to: &DataType, pos: Pos) -> Resu
         arg: Box::new(expr),
         to: to.clone(),
         pos,
+        can_fail: cast::can_fail(&unpack_dictionary(from), to),
     })
 }
 
@@ -456,7 +473,8 @@ fn bind_node(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
             } else {
                 (a, dt)
             };
-            Ok((PhysExpr::Neg(Box::new(a), *pos), dt))
+            let can_fail = types::is_integer(&dt);
+            Ok((PhysExpr::Neg(Box::new(a), *pos, can_fail), dt))
         }
         Expr::IsNull { arg, negated, .. } => {
             let (a, _) = bind(arg, scope)?;
@@ -650,6 +668,7 @@ fn bind_binary(
                 left: Box::new(l),
                 right: Box::new(r),
                 pos,
+                can_fail: !(types::is_float(&lt) && types::is_float(&rt)),
             },
             out,
         ));
@@ -798,10 +817,19 @@ fn bind_case(
         cast_values.push(cast_to(v, &t, &out, pos)?);
     }
     let otherwise = cast_values.pop().expect("else branch");
+    let whens: Vec<(PhysExpr, PhysExpr)> = conds.into_iter().zip(cast_values).collect();
+    // The first condition is evaluated for every row: only the others need laziness.
+    let lazy = otherwise.can_fail()
+        || whens
+            .iter()
+            .enumerate()
+            .any(|(i, (c, t))| (i > 0 && c.can_fail()) || t.can_fail());
     Ok((
         PhysExpr::Case {
-            whens: conds.into_iter().zip(cast_values).collect(),
+            whens,
             otherwise: Box::new(otherwise),
+            out: out.clone(),
+            lazy,
         },
         out,
     ))
@@ -846,7 +874,15 @@ fn bind_coalesce(args: &[Expr], pos: Pos, scope: &Scope) -> Result<(PhysExpr, Da
     for (e, t) in bound {
         cast.push(cast_to(e, &t, &out, pos)?);
     }
-    Ok((PhysExpr::Coalesce(cast), out))
+    let lazy = cast.iter().skip(1).any(PhysExpr::can_fail);
+    Ok((
+        PhysExpr::Coalesce {
+            args: cast,
+            out: out.clone(),
+            lazy,
+        },
+        out,
+    ))
 }
 
 /// SQL compares floats by value: `-0.0 = 0.0`, and every NaN equals every NaN and is
@@ -1021,7 +1057,7 @@ fn cast_error(
     err: arrow::error::ArrowError,
 ) -> EngineError {
     let what = format!("{}CAST to {}", pos_prefix(pos), sql_name(to));
-    let lenient = cast_with_options(input.as_ref(), to, &CastOptions::default());
+    let lenient = cast::cast_array(input.as_ref(), to, true);
     let bad_row = lenient
         .ok()
         .and_then(|out| (0..input.len()).find(|&i| input.is_valid(i) && out.is_null(i)));
@@ -1030,8 +1066,11 @@ fn cast_error(
     };
     let value = arrow::util::display::array_value_to_string(input.as_ref(), row)
         .unwrap_or_else(|_| "?".to_string());
+    let why = cast::reason(input.data_type(), to)
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     EngineError::BadValue {
-        message: format!("{what}: the value '{value}' cannot be converted"),
+        message: format!("{what}: the value '{value}' cannot be converted{why}"),
         value,
     }
 }
@@ -1043,7 +1082,29 @@ fn pos_prefix(pos: Pos) -> String {
     }
 }
 
-fn as_bool(v: &Value, n: usize) -> Result<BooleanArray> {
+/// A LIKE pattern for Arrow's kernels, which read `\` as an escape character: SQL's
+/// LIKE has none without an `ESCAPE` clause (as DuckDB), so each `\` is doubled to stand
+/// for itself. `%` and `_` keep their meaning.
+fn backslashes_as_characters(pattern: Value) -> Result<Value> {
+    let scalar = pattern.is_scalar();
+    let array = match pattern.array().data_type() {
+        DataType::Dictionary(..) => arrow::compute::cast(pattern.array(), &DataType::Utf8)?,
+        _ => pattern.array().clone(),
+    };
+    let Some(strings) = array.as_any().downcast_ref::<StringArray>() else {
+        return Ok(pattern);
+    };
+    if !strings.value_data().contains(&b'\\') {
+        return Ok(Value::from_result(array, scalar));
+    }
+    let escaped: StringArray = strings
+        .iter()
+        .map(|p| p.map(|p| p.replace('\\', "\\\\")))
+        .collect();
+    Ok(Value::from_result(Arc::new(escaped), scalar))
+}
+
+pub(crate) fn as_bool(v: &Value, n: usize) -> Result<BooleanArray> {
     let a = v.clone().into_array(n)?;
     let b = a
         .as_any()
@@ -1072,17 +1133,21 @@ macro_rules! visit_children {
                 $f(right);
             }
             PhysExpr::Not(a)
-            | PhysExpr::Neg(a, _)
+            | PhysExpr::Neg(a, ..)
             | PhysExpr::IsNull { arg: a, .. }
             | PhysExpr::Cast { arg: a, .. } => $f(a),
-            PhysExpr::Case { whens, otherwise } => {
+            PhysExpr::Case {
+                whens, otherwise, ..
+            } => {
                 for (c, t) in whens {
                     $f(c);
                     $f(t);
                 }
                 $f(otherwise);
             }
-            PhysExpr::Coalesce(args) | PhysExpr::Func { args, .. } => args.$iter().for_each($f),
+            PhysExpr::Coalesce { args, .. } | PhysExpr::Func { args, .. } => {
+                args.$iter().for_each($f)
+            }
         }
     };
 }
@@ -1103,6 +1168,7 @@ impl PhysExpr {
                 left,
                 right,
                 pos,
+                ..
             } => {
                 let l = left.eval(input)?;
                 let r = right.eval(input)?;
@@ -1164,7 +1230,7 @@ impl PhysExpr {
                     v.is_scalar(),
                 ))
             }
-            PhysExpr::Neg(arg, pos) => {
+            PhysExpr::Neg(arg, pos, _) => {
                 let v = arg.eval(input)?;
                 let out = numeric::neg(v.array().as_ref())
                     .map_err(|e| EngineError::data(&format!("{}negation", pos_prefix(*pos)), e))?;
@@ -1193,25 +1259,15 @@ impl PhysExpr {
                 )?;
                 Ok(Value::from_result(out, both_scalar))
             }
-            PhysExpr::Case { whens, otherwise } => {
-                let n = input.num_rows;
-                let mut result = otherwise.eval(input)?;
-                for (cond, then) in whens.iter().rev() {
-                    let c = cond.eval(input)?;
-                    let mask = as_bool(&c, n)?;
-                    let mask = if mask.null_count() > 0 {
-                        prep_null_mask_filter(&mask)
-                    } else {
-                        mask
-                    };
-                    let t = then.eval(input)?;
-                    result = Value::Array(zip(&mask, t.datum(), result.datum())?);
-                }
-                Ok(result)
-            }
-            PhysExpr::Cast { arg, to, pos } => {
+            PhysExpr::Case {
+                whens,
+                otherwise,
+                out,
+                lazy,
+            } => conditional::eval_case(whens, otherwise, out, *lazy, input),
+            PhysExpr::Cast { arg, to, pos, .. } => {
                 let v = arg.eval(input)?;
-                let out = cast_with_options(v.array().as_ref(), to, &cast_options())
+                let out = cast::cast_array(v.array().as_ref(), to, false)
                     .map_err(|e| cast_error(v.array(), to, *pos, e))?;
                 Ok(Value::from_result(out, v.is_scalar()))
             }
@@ -1223,7 +1279,7 @@ impl PhysExpr {
             } => {
                 use arrow::compute::kernels::comparison as k;
                 let a = arg.eval(input)?;
-                let p = pattern.eval(input)?;
+                let p = backslashes_as_characters(pattern.eval(input)?)?;
                 let f = match (negated, case_insensitive) {
                     (false, false) => k::like,
                     (true, false) => k::nlike,
@@ -1236,21 +1292,8 @@ impl PhysExpr {
                     a.is_scalar() && p.is_scalar(),
                 ))
             }
-            PhysExpr::Coalesce(args) => {
-                let mut values = Vec::with_capacity(args.len());
-                for a in args {
-                    values.push(a.eval(input)?);
-                }
-                let all_scalar = values.iter().all(Value::is_scalar);
-                let n = if all_scalar { 1 } else { input.num_rows };
-                let mut iter = values.into_iter().rev();
-                let mut result = iter.next().expect("coalesce has arguments").into_array(n)?;
-                for v in iter {
-                    let a = v.into_array(n)?;
-                    let present = boolean::is_not_null(a.as_ref())?;
-                    result = zip(&present, &a, &result)?;
-                }
-                Ok(Value::from_result(result, all_scalar))
+            PhysExpr::Coalesce { args, out, lazy } => {
+                conditional::eval_coalesce(args, out, *lazy, input)
             }
             PhysExpr::Func { func, args, pos } => {
                 let mut values = Vec::with_capacity(args.len());
@@ -1262,8 +1305,36 @@ impl PhysExpr {
         }
     }
 
+    /// Whether some input value can make evaluating this expression fail (an overflow,
+    /// a division by zero, a value that does not convert). CASE and COALESCE evaluate
+    /// such a branch only for the rows that reach it.
+    pub fn can_fail(&self) -> bool {
+        let own = match self {
+            PhysExpr::Arith { can_fail, .. }
+            | PhysExpr::Cast { can_fail, .. }
+            | PhysExpr::Neg(_, _, can_fail) => *can_fail,
+            // A pattern that is not a literal is compiled per batch and may be invalid.
+            PhysExpr::Like { pattern, .. } => !matches!(**pattern, PhysExpr::Literal(_)),
+            PhysExpr::Func { func, .. } => func.can_fail(),
+            PhysExpr::Column(_)
+            | PhysExpr::Literal(_)
+            | PhysExpr::ProcessingTimeMillis
+            | PhysExpr::Cmp { .. }
+            | PhysExpr::And(..)
+            | PhysExpr::Or(..)
+            | PhysExpr::Not(_)
+            | PhysExpr::IsNull { .. }
+            | PhysExpr::Concat(..)
+            | PhysExpr::Case { .. }
+            | PhysExpr::Coalesce { .. } => false,
+        };
+        let mut children = false;
+        self.for_each_child(&mut |c| children |= c.can_fail());
+        own || children
+    }
+
     /// Visit the direct sub-expressions.
-    fn for_each_child(&self, f: &mut dyn FnMut(&PhysExpr)) {
+    pub(crate) fn for_each_child(&self, f: &mut dyn FnMut(&PhysExpr)) {
         visit_children!(self, f, iter);
     }
 
@@ -1397,6 +1468,76 @@ mod tests {
         assert_eq!(i.value(0), 1);
         assert!(i.is_null(1));
         assert_eq!(i.value(2), 10);
+    }
+
+    #[test]
+    fn case_evaluates_a_branch_only_where_it_is_reached() {
+        // a = [1, NULL, 7]: 10 % (a - 1) divides by zero on the first row, which takes
+        // the ELSE branch.
+        let a = r#"{"op":"column","name":"a"}"#;
+        let int = |v: i64| format!(r#"{{"op":"literal","type":"int64","value":{v}}}"#);
+        let guarded = format!(
+            r#"{{"op":"binary","fn":"mod","left":{ten},"right":{{"op":"binary","fn":"sub","left":{a},"right":{one}}}}}"#,
+            ten = int(10),
+            one = int(1),
+        );
+        let case = format!(
+            r#"{{"op":"case","whens":[[{{"op":"binary","fn":"gt","left":{a},"right":{five}}},{guarded}]],"else":{zero}}}"#,
+            five = int(5),
+            zero = int(0),
+        );
+        let out = run(&case);
+        let i = out.as_primitive::<Int64Type>();
+        assert_eq!((i.value(0), i.value(1), i.value(2)), (0, 0, 4));
+        assert_eq!(i.null_count(), 0);
+        // COALESCE(a, 10 % (a - 1)): the second argument only for the NULL row (where it
+        // is NULL), not for the first (where it divides by zero).
+        let coalesce = format!(r#"{{"op":"func","name":"coalesce","args":[{a},{guarded}]}}"#);
+        let out = run(&coalesce);
+        let i = out.as_primitive::<Int64Type>();
+        assert_eq!((i.value(0), i.is_null(1), i.value(2)), (1, true, 7));
+    }
+
+    #[test]
+    fn branches_that_cannot_fail_are_evaluated_over_the_whole_batch() {
+        let schema = schema();
+        let scope = Scope {
+            schema: &schema,
+            agg_offset: None,
+        };
+        let bound = |json: &str| {
+            bind(&serde_json::from_str(json).unwrap(), &scope)
+                .unwrap()
+                .0
+        };
+        let safe = bound(
+            r#"{"op":"case","whens":[[{"op":"binary","fn":"gt","left":{"op":"column","name":"a"},"right":{"op":"literal","type":"int64","value":5}},{"op":"func","name":"upper","args":[{"op":"column","name":"s"}]}]],"else":{"op":"column","name":"s"}}"#,
+        );
+        assert!(matches!(safe, PhysExpr::Case { lazy: false, .. }));
+        let risky = bound(
+            r#"{"op":"func","name":"coalesce","args":[{"op":"column","name":"a"},{"op":"cast","arg":{"op":"column","name":"s"},"to":"int64"}]}"#,
+        );
+        assert!(matches!(risky, PhysExpr::Coalesce { lazy: true, .. }));
+    }
+
+    #[test]
+    fn like_reads_a_backslash_as_itself() {
+        let like = |value: &str, pattern: &str| {
+            let v = Value::Scalar(Lit(Arc::new(StringArray::from(vec![value]))));
+            let p =
+                backslashes_as_characters(Value::Scalar(Lit(Arc::new(StringArray::from(vec![
+                    pattern,
+                ])))))
+                .unwrap();
+            let out = arrow::compute::kernels::comparison::like(v.datum(), p.datum()).unwrap();
+            out.value(0)
+        };
+        assert!(like("a\\b", "a\\b"));
+        assert!(!like("ab", "a\\b"));
+        assert!(like("a\\xyz", "a\\%"));
+        assert!(!like("a%", "a\\%"));
+        assert!(like("\\", "_"));
+        assert!(like("a\\", "a\\"));
     }
 
     #[test]
