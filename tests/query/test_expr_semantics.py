@@ -377,3 +377,37 @@ def test_decimal_literals_round_and_doubles_truncate() -> None:
         "CAST(CAST(-738.50 AS DOUBLE) AS BIGINT) AS f, CAST(2.7e0 AS INT) AS g FROM t"
     ).process(pa.record_batch({"x": [1]}))
     assert out.to_pylist() == [{"d": -739, "e": 3, "f": -738, "g": 2}]
+
+
+# --------------------------------------------------------------------------- decimals
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "CAST(u AS DECIMAL(20, 0)) * i",
+        "d + d",
+        "d - (-d)",
+        "(d * CAST(2 AS BIGINT))",
+        "ROUND(m, -1)",
+    ],
+)
+def test_decimal_arithmetic_beyond_38_digits_is_a_data_error(
+    con: duckdb.DuckDBPyConnection, expr: str
+) -> None:
+    """Results that fit an i128 but not 38 digits were returned (and broke the legacy
+    path with a pyarrow exception); DuckDB reports an overflow. ROUND(m, -1) carries
+    99...9 (38 nines) into a 39th digit."""
+    batch = pa.record_batch(
+        {
+            "u": pa.array([5, 2**64 - 1], pa.uint64()),
+            "i": pa.array([3, -(2**63)], pa.int64()),
+            "d": pa.array([Decimal(1), Decimal(6 * 10**37)], pa.decimal128(38, 0)),
+            "m": pa.array([Decimal(1), Decimal("9" * 38)], pa.decimal128(38, 0)),
+        }
+    )
+    with pytest.raises(duckdb.Error, match="Overflow"):
+        duckdb_rows(con, "t", batch, expr)
+    for path in ("direct", "legacy"):
+        with pytest.raises(DataError, match=r"(?i)overflow|too large"):
+            vs.compile(f"SELECT {expr} AS c FROM t", path=path).process(batch)

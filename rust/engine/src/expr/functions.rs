@@ -464,8 +464,10 @@ fn decimal_unary(a: &ArrayRef, out: &DataType, f: impl Fn(i128) -> i128) -> Resu
         unreachable!("decimal output")
     };
     let d = a.as_primitive::<Decimal128Type>();
-    let r: Decimal128Array = d.unary(f);
-    Ok(Arc::new(r.with_precision_and_scale(*p, *s)?))
+    let r: Decimal128Array = d.unary(f).with_precision_and_scale(*p, *s)?;
+    // ROUND(x, -k) of a DECIMAL(38, 0) may carry into a 39th digit.
+    r.validate_decimal_precision(*p)?;
+    Ok(Arc::new(r))
 }
 
 fn math(func: ScalarFunc, a: &ArrayRef) -> Result<ArrayRef> {

@@ -13,11 +13,11 @@ pub mod types;
 
 use std::sync::Arc;
 
-use arrow::array::Datum;
 use arrow::array::{
     new_empty_array, new_null_array, Array, ArrayRef, BooleanArray, Decimal128Array, Float64Array,
     Int64Array, StringArray, UInt32Array,
 };
+use arrow::array::{AsArray, Datum};
 use arrow::compute::kernels::{boolean, cmp, numeric};
 use arrow::compute::{cast_with_options, take, CastOptions};
 use arrow::datatypes::{DataType, Schema};
@@ -1179,9 +1179,15 @@ impl PhysExpr {
                     ArithOp::Div => numeric::div,
                     ArithOp::Mod => numeric::rem,
                 };
-                let out = f(l.datum(), r.datum()).map_err(|e| {
-                    EngineError::data(&format!("{}arithmetic", pos_prefix(*pos)), e)
-                })?;
+                let what = || format!("{}arithmetic", pos_prefix(*pos));
+                let out = f(l.datum(), r.datum()).map_err(|e| EngineError::data(&what(), e))?;
+                // Arrow checks decimal results against i128 only: a result of 39 digits
+                // would pass in a DECIMAL(38, s) (and no reader could take it).
+                if let DataType::Decimal128(precision, _) = out.data_type() {
+                    out.as_primitive::<arrow::datatypes::Decimal128Type>()
+                        .validate_decimal_precision(*precision)
+                        .map_err(|e| EngineError::data(&format!("{} overflow", what()), e))?;
+                }
                 Ok(Value::from_result(out, l.is_scalar() && r.is_scalar()))
             }
             PhysExpr::Cmp { op, left, right } => {
@@ -1538,6 +1544,39 @@ mod tests {
         assert!(!like("a%", "a\\%"));
         assert!(like("\\", "_"));
         assert!(like("a\\", "a\\"));
+    }
+
+    #[test]
+    fn decimal_arithmetic_beyond_38_digits_is_an_error() {
+        // 6e37 + 6e37 fits an i128 but not 38 digits.
+        let big = || {
+            Value::Array(Arc::new(
+                Decimal128Array::from(vec![6 * 10i128.pow(37), 1])
+                    .with_precision_and_scale(38, 0)
+                    .unwrap(),
+            ))
+        };
+        let schema = Schema::new(vec![Field::new("d", DataType::Decimal128(38, 0), true)]);
+        let scope = Scope {
+            schema: &schema,
+            agg_offset: None,
+        };
+        let expr: Expr = serde_json::from_str(
+            r#"{"op":"binary","fn":"add","left":{"op":"column","name":"d"},"right":{"op":"column","name":"d"}}"#,
+        )
+        .unwrap();
+        let (e, _) = bind(&expr, &scope).unwrap();
+        let cols = vec![big().into_array(2).unwrap()];
+        let input = Input {
+            columns: &cols,
+            num_rows: 2,
+            now_ms: 0,
+        };
+        let err = e.eval(&input).unwrap_err().to_string();
+        assert!(
+            err.contains("overflow") && err.contains("precision"),
+            "{err}"
+        );
     }
 
     #[test]
