@@ -239,3 +239,14 @@ def test_star_that_repeats_a_name_is_refused(sql: str) -> None:
     with pytest.raises(vs.SqlValidationError, match="duplicate output column name 'a'"):
         run(sql, pa.record_batch({"a": [1], "b": [2]}))
     assert run("SELECT *, a AS a2 FROM t", pa.record_batch({"a": [1]})) == [{"a": 1, "a2": 1}]
+
+
+def test_an_empty_batch_evaluates_nothing() -> None:
+    # The direct path raised DataError for a failing constant over 0 rows; the legacy
+    # path (one call per record) never evaluated it.
+    sql = "SELECT CAST(CAST(1 AS BIGINT) % CAST(0 AS BIGINT) AS INT) AS x FROM t"
+    empty = pa.record_batch({"a": pa.array([], pa.int64())})
+    for path in ("direct", "legacy"):
+        assert vs.compile(sql, path=path).process(empty).num_rows == 0
+    with pytest.raises(vs.DataError):
+        vs.compile(sql).process(pa.record_batch({"a": [1]}))

@@ -320,6 +320,12 @@ impl Processor {
         let bound = self.bound.as_deref().expect("bound above");
         let state = self.state.as_mut().expect("state created with the binding");
         let n = batch.num_rows();
+        if n == 0 {
+            // Nothing to emit, and nothing evaluated: a constant that fails (`1 % 0`)
+            // fails only when a row needs it, as on the per-record path.
+            self.metrics.batches_in += 1;
+            return Ok(RecordBatch::new_empty(bound.output_schema.clone()));
+        }
         let now_ms = now_millis();
         let converted;
         let batch_columns: &[ArrayRef] = if bound.conversions.is_empty() {
