@@ -43,7 +43,9 @@ def test_each_statement_has_its_own_time(tmp_path):
     finally:
         timer.cancel()
     quick, slow, after = (report.statements[n] for n in ("quick", "slow", "after_slow"))
-    assert quick.duration < DELAY / 2  # its input ended at once, not when the run did
+    # quick's input ended at once: it is timed to its own end, before slow's file even
+    # exists (run-wide timing gave both the same figure). No bound on the machine's speed.
+    assert quick.duration < slow.duration
     assert slow.duration >= DELAY * 0.9
     assert after.duration >= DELAY * 0.9  # it reads slow: it ends after slow
     assert report.duration >= slow.duration
