@@ -80,6 +80,16 @@ class LegacyEngine:
         with self._lock:
             self._engine.restore(blob)
 
+    @property
+    def watermark(self) -> int | None:
+        """The engine's watermark."""
+        return self._engine.watermark
+
+    def dead_letters(self) -> pa.RecordBatch:
+        """The engine's dead letters, emptied."""
+        with self._lock:
+            return self._engine.dead_letters()
+
     def metrics(self) -> dict[str, int]:
         """The engine's counters."""
         return dict(self._engine.metrics())

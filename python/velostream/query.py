@@ -23,11 +23,88 @@ Path = Literal["direct", "legacy"]
 
 # Statement-level keys whose features are not built yet: rejected, never ignored.
 _NOT_YET = {
-    "event.time.": "event-time processing",
-    "watermark.": "watermarks",
-    "late.data.": "late-data handling",
     "join.": "stream-table joins",
 }
+
+# The time keys of SPEC section 5 -> their key in the plan's "time" section.
+_TIME_KEYS = (
+    "event.time.field",
+    "event.time.format",
+    "event.time.error",
+    "watermark.strategy",
+    "watermark.max_out_of_orderness",
+    "watermark.idle_timeout",
+    "late.data.strategy",
+    "late.data.allowed_lateness",
+)
+
+
+def _time_plan(statement: Statement, properties: Mapping[str, str]) -> dict[str, Any] | None:
+    """The plan's ``time`` section from the statement keys of SPEC section 5.
+
+    A key prefixed by the source's name (``'<source>.event.time.field'``) wins over the
+    unprefixed one. Returns None when no time key is set (processing time).
+
+    Raises:
+        ConfigError: a value that does not fit (bad format, allowed lateness without
+            ``update_previous``, watermark keys without an event-time field).
+    """
+    from velostream.sql.durations import parse_duration
+
+    source = statement.sources[0] if statement.sources else ""
+    values: dict[str, tuple[str, str]] = {}
+    for key in _TIME_KEYS:
+        for written in (key, f"{source}.{key}"):
+            if written in properties:
+                values[key] = (written, properties[written])
+    if not values:
+        return None
+
+    def millis(key: str) -> int | None:
+        if key not in values:
+            return None
+        written, value = values[key]
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(str(exc), key=written, value=value) from None
+
+    field = values.get("event.time.field", ("", None))[1]
+    if field is None and statement.window is not None:
+        field = statement.window.time_column
+    for key in ("event.time.format", "event.time.error", "watermark.strategy"):
+        if key in values and field is None:
+            written, value = values[key]
+            raise ConfigError(
+                f"property '{written}' needs 'event.time.field' (or a time column in WINDOW): "
+                "without it the query runs on processing time",
+                key=written,
+                value=value,
+            )
+    if "event.time.format" in values:
+        from velostream.time import check_format
+
+        check_format(values["event.time.format"][1], key=values["event.time.format"][0])
+    late = values.get("late.data.strategy", ("", "drop"))[1]
+    lateness = millis("late.data.allowed_lateness") or 0
+    if lateness and late != "update_previous":
+        written, value = values["late.data.allowed_lateness"]
+        raise ConfigError(
+            f"property '{written}' applies to late.data.strategy 'update_previous' only "
+            f"(the strategy is {late!r})",
+            key=written,
+            value=value,
+        )
+    return {
+        "field": field,
+        "format": values.get("event.time.format", ("", None))[1],
+        "on_error": values.get("event.time.error", ("", "fail"))[1],
+        "watermark": values.get("watermark.strategy", ("", "bounded_out_of_orderness"))[1],
+        "max_out_of_orderness_ms": millis("watermark.max_out_of_orderness") or 0,
+        "idle_timeout_ms": millis("watermark.idle_timeout"),
+        "late": late,
+        "allowed_lateness_ms": lateness,
+    }
 
 
 def _reject_unbuilt(properties: Mapping[str, str], connectors: Sequence[str]) -> None:
@@ -264,6 +341,7 @@ class Query:
         path: Path,
     ) -> Query:
         physical = plan(statement)
+        physical["time"] = _time_plan(statement, properties)
         plan_json = json.dumps(physical)
         query = object.__new__(cls)
         query._statement = statement
@@ -352,11 +430,37 @@ class Query:
 
     @property
     def watermark(self) -> int | None:
-        """The current watermark in epoch millis; ``None`` without event time."""
-        return None
+        """The current watermark in epoch millis.
+
+        ``None`` before the first record, and for queries that do not use event time
+        (no ``event.time.field`` and no window).
+        """
+        if self._legacy is not None:
+            return self._legacy.watermark
+        return self._processor.watermark
+
+    def dead_letters(self) -> pa.RecordBatch:
+        """The records routed to the dead-letter output since the last call, then cleared.
+
+        A record goes there when its event time cannot be read under
+        ``'event.time.error' = 'dead_letter'``, or when it is late under
+        ``'late.data.strategy' = 'dead_letter'``.
+
+        Returns:
+            A batch with two string columns: ``record`` (the record's fields as JSON
+            text) and ``reason``.
+        """
+        if self._legacy is not None:
+            return self._legacy.dead_letters()
+        return self._processor.dead_letters()
 
     def metrics(self) -> dict[str, int]:
-        """Counters: records_in, records_out, late_dropped, state_groups, ..."""
+        """Counters: records_in, records_out, late_dropped, state_groups, ...
+
+        ``late_dropped`` counts late records dropped, ``dead_lettered`` the records
+        routed to :meth:`dead_letters`, ``state_groups`` the live groups (for windows,
+        the live (window, key) states: closed windows are gone).
+        """
         source = self._legacy.metrics() if self._legacy is not None else self._processor.metrics()
         out = {"records_in": 0, "records_out": 0, "late_dropped": 0, "state_groups": 0}
         out.update(source)

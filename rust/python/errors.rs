@@ -60,6 +60,22 @@ pub fn to_py(err: EngineError) -> PyErr {
             let _ = kwargs.set_item("value", value);
             velostream_error(py, "DataError", message, Some(&kwargs))
         }
+        EngineError::EventTime {
+            message,
+            kind,
+            field,
+            value,
+            format,
+            available_fields,
+        } => {
+            let kwargs = PyDict::new(py);
+            let _ = kwargs.set_item("kind", kind);
+            let _ = kwargs.set_item("field", field);
+            let _ = kwargs.set_item("value", value);
+            let _ = kwargs.set_item("format", format);
+            let _ = kwargs.set_item("available_fields", available_fields);
+            velostream_error(py, "EventTimeError", message, Some(&kwargs))
+        }
         EngineError::Snapshot(message) => velostream_error(py, "SnapshotError", message, None),
         EngineError::Usage(message) => velostream_error(py, "VelostreamError", message, None),
         EngineError::Plan(e) => {

@@ -437,7 +437,22 @@ impl Processor {
         }
     }
 
-    /// Counters: records_in, records_out, batches_in, filtered_out, state_groups, state_bytes.
+    /// The current watermark in epoch millis, or None (before the first record, or
+    /// without event time).
+    #[getter]
+    fn watermark(&self) -> PyResult<Option<i64>> {
+        Ok(self.with(|p| Ok(p.watermark()))?)
+    }
+
+    /// The records routed to the dead letters since the last call, as a batch of
+    /// (`record` JSON text, `reason`); the buffer is emptied.
+    fn dead_letters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let out = self.with(|p| p.dead_letters())?;
+        self.to_pyarrow(py, out)
+    }
+
+    /// Counters: records_in, records_out, batches_in, filtered_out, late_dropped,
+    /// dead_lettered, state_groups, state_bytes.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (m, groups, bytes) =
             self.with(|p| Ok((p.metrics().clone(), p.state_groups(), p.state_bytes())))?;
@@ -446,6 +461,8 @@ impl Processor {
         d.set_item("records_out", m.records_out)?;
         d.set_item("batches_in", m.batches_in)?;
         d.set_item("filtered_out", m.filtered_out)?;
+        d.set_item("late_dropped", m.late_dropped)?;
+        d.set_item("dead_lettered", m.dead_lettered)?;
         d.set_item("state_groups", groups)?;
         d.set_item("state_bytes", bytes)?;
         Ok(d)

@@ -510,12 +510,9 @@ def test_integer_overflow_is_a_data_error_not_a_wrap(path: str, expr: str) -> No
     assert "overflow" in str(error).lower() or "cast" in str(error).lower()
 
 
-@pytest.mark.parametrize(
-    "key",
-    ["event.time.field", "trades.event.time.field", "watermark.strategy", "late.data.strategy"],
-)
+@pytest.mark.parametrize("key", ["join.missing.strategy", "trades.join.missing.strategy"])
 def test_properties_of_features_not_built_yet_are_rejected_not_ignored(key: str) -> None:
-    value = "ts" if key.endswith("field") else "drop" if "late" in key else "ascending"
+    value = "skip_record"
     with pytest.raises(vs.ConfigError) as info:
         vs.compile(
             "SELECT symbol FROM trades",

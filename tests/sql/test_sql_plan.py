@@ -11,9 +11,20 @@ from velostream.sql import parse_statement, plan
 
 
 def plan_of(sql: str) -> dict[str, Any]:
+    """The plan, with the relation of column references checked and left out."""
     result = plan(parse_statement(sql))
     assert json.loads(json.dumps(result)) == result  # plain JSON data
-    return result
+    return strip_relation(result, result["input"])
+
+
+def strip_relation(value: Any, source: str) -> Any:
+    if isinstance(value, dict):
+        if value.get("op") == "column":
+            assert value.get("relation") == source, value
+        return {k: strip_relation(v, source) for k, v in value.items() if k != "relation"}
+    if isinstance(value, list):
+        return [strip_relation(v, source) for v in value]
+    return value
 
 
 def strip_pos(value: Any) -> Any:

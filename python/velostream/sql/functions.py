@@ -58,7 +58,7 @@ SUPPORTED_FUNCTIONS: dict[str, tuple[type[exp.Expr], ...]] = {
 }
 """Every function call velostream runs: written name -> node classes sqlglot builds."""
 
-LATER_RELEASE_FUNCTIONS = frozenset(
+WINDOW_BOUND_FUNCTIONS = frozenset(
     {
         "TUMBLE_START",
         "TUMBLE_END",
@@ -70,7 +70,8 @@ LATER_RELEASE_FUNCTIONS = frozenset(
         "WINDOWEND",
     }
 )
-"""Window functions that parse and are rejected until event-time windows arrive."""
+"""The bounds of the statement's window (``_window_start`` / ``_window_end``), as
+Flink's group-window functions and ksqlDB's WINDOWSTART/WINDOWEND name them."""
 
 # What to write instead of a function velostream does not run (when it is not a typo).
 _INSTEAD: dict[str, str] = {

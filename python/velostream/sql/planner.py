@@ -21,11 +21,17 @@ from velostream.errors import SqlValidationError
 from velostream.sql import limits
 from velostream.sql.dialect import DIALECT, VelostreamParser, node_position
 from velostream.sql.functions import (
-    LATER_RELEASE_FUNCTIONS,
+    WINDOW_BOUND_FUNCTIONS,
     SUPPORTED_FUNCTIONS,
     unsupported_message,
 )
-from velostream.sql.statements import Statement, output_name, query_selects, relation_name
+from velostream.sql.statements import (
+    Statement,
+    WindowSpec,
+    output_name,
+    query_selects,
+    relation_name,
+)
 
 PLAN_VERSION = 1
 
@@ -34,8 +40,6 @@ PlanExpr = dict[str, t.Any]
 
 _INT64_MAX = 2**63 - 1
 _MAX_DECIMAL_DIGITS = 38
-
-_LATER_WINDOWS = "event-time windows arrive in a later release"
 
 _BINARY_OPS: dict[type[exp.Expr], str] = {
     exp.Add: "add",
@@ -86,7 +90,6 @@ _ANONYMOUS: dict[str, tuple[str, int, int]] = {
     "FROM_UNIXTIME": ("from_unixtime", 1, 1),
 }
 
-_WINDOW_FUNCTIONS = LATER_RELEASE_FUNCTIONS
 
 _AGGREGATE_CLASSES: frozenset[type[exp.Expr]] = frozenset({exp.Count, *_AGGREGATES})
 
@@ -277,7 +280,7 @@ def _plan(statement: Statement) -> Plan:
     qualifiers = {source.lower(), table.name.lower()}
     if table.alias:
         qualifiers.add(table.alias.lower())
-    return _SelectPlanner(select, qualifiers).build(source, statement)
+    return _SelectPlanner(select, qualifiers, source, statement.window).build(source, statement)
 
 
 # --------------------------------------------------------------------------- checks
@@ -295,13 +298,6 @@ def _error(
 
 
 def _reject_not_yet_supported(statement: Statement) -> None:
-    window = statement.window
-    if window is not None:
-        raise SqlValidationError(
-            f"WINDOW {window.kind.upper()} is not supported yet ({_LATER_WINDOWS})",
-            line=window.line,
-            column=window.column,
-        )
     for union in statement.query.find_all(exp.Union):
         raise _error(
             "UNION ALL is not supported yet (several sources per statement arrive in a "
@@ -423,10 +419,45 @@ class _Scope:
     aliases: dict[str, exp.Expr] = field(default_factory=dict)
 
 
+# Window functions by the window kind they belong to (WINDOWSTART/END: any kind).
+_WINDOW_BOUNDS: dict[str, tuple[str | None, str]] = {
+    "TUMBLE_START": ("tumbling", "window_start"),
+    "TUMBLE_END": ("tumbling", "window_end"),
+    "HOP_START": ("sliding", "window_start"),
+    "HOP_END": ("sliding", "window_end"),
+    "SESSION_START": ("session", "window_start"),
+    "SESSION_END": ("session", "window_end"),
+    "WINDOWSTART": (None, "window_start"),
+    "WINDOWEND": (None, "window_end"),
+}
+
+
+def _window_plan(window: WindowSpec) -> PlanExpr:
+    planned: PlanExpr = {"kind": window.kind, "pos": [window.line, window.column]}
+    if window.kind == "tumbling":
+        planned["size_ms"] = window.size_ms
+    elif window.kind == "sliding":
+        planned["size_ms"] = window.size_ms
+        planned["advance_ms"] = window.advance_ms
+    else:
+        planned["gap_ms"] = window.gap_ms
+    if window.time_column is not None:
+        planned["time_column"] = window.time_column
+    return planned
+
+
 class _SelectPlanner:
-    def __init__(self, select: exp.Select, qualifiers: set[str]) -> None:
+    def __init__(
+        self,
+        select: exp.Select,
+        qualifiers: set[str],
+        source: str = "",
+        window: WindowSpec | None = None,
+    ) -> None:
         self.select = select
         self.qualifiers = qualifiers
+        self.source = source
+        self.window = window
         self.group_keys: list[str] = []
         self.group_by: list[PlanExpr] = []
         self.aggregates: list[PlanExpr] = []
@@ -490,8 +521,8 @@ class _SelectPlanner:
             "group_by": self.group_by,
             "aggregates": self.aggregates,
             "having": having_expr,
-            "emit": statement.emit or "changes",
-            "window": None,
+            "emit": statement.emit or ("final" if self.window is not None else "changes"),
+            "window": _window_plan(self.window) if self.window is not None else None,
         }
 
     def _add_group_key(self, item: exp.Expr, aliases: dict[str, exp.Expr]) -> None:
@@ -502,6 +533,13 @@ class _SelectPlanner:
             # `SELECT UPPER(sym) AS s ... GROUP BY s` groups by the aliased expression.
             if not (isinstance(aliased, exp.Column) and aliased.name == item.name):
                 item = aliased
+        for column in item.find_all(exp.Column):
+            if column.name.lower() in _WINDOW_COLUMNS:
+                raise _error(
+                    f"{column.name} cannot be a GROUP BY key: the WINDOW clause already groups "
+                    "rows by window",
+                    column,
+                )
         for aggregate in item.walk():
             if not _is_aggregate(aggregate):
                 continue
@@ -540,6 +578,9 @@ class _SelectPlanner:
             return self.expr(node.this, scope)
         _check_call(node)
 
+        if type(node) is exp.Column and node.name.lower() in _WINDOW_COLUMNS:
+            return self._window_bound(node, "window_" + node.name.lower()[len("_window_") :], scope)
+
         if scope.grouped:
             if _contains_column(node) and not _contains_aggregate(node):
                 shape = _shape(self.expr(node, _Scope(scope.clause)))
@@ -569,6 +610,21 @@ class _SelectPlanner:
             raise _error(f"aggregate {text} is not allowed in {scope.clause}{hint}", node)
 
         return self._with_pos(self._plain(node, scope), node)
+
+    def _window_bound(self, node: exp.Expr, op: str, scope: _Scope) -> PlanExpr:
+        """``_window_start`` / ``_window_end`` (or TUMBLE_START, ...) of a windowed query."""
+        name = node.sql(dialect=DIALECT, comments=False)
+        if self.window is None:
+            raise _error(f"{name} exists only in windowed queries (add a WINDOW)", node)
+        if not scope.grouped or scope.inside_aggregate is not None:
+            raise _error(
+                f"{name} is known once rows are grouped into windows: use it in SELECT or "
+                "HAVING, outside aggregates",
+                node,
+            )
+        if isinstance(node, exp.Column):
+            self._check_qualifier(node)
+        return self._with_pos({"op": op}, node)
 
     def _with_pos(self, planned: PlanExpr, node: exp.Expr) -> PlanExpr:
         if "pos" not in planned:
@@ -644,9 +700,7 @@ class _SelectPlanner:
             if isinstance(column.this, exp.Star):
                 raise _error("* is only allowed as a select field", node)
             self._check_qualifier(column)
-            if column.name.lower() in _WINDOW_COLUMNS:
-                raise _error(f"{column.name} exists only in windowed queries (add a WINDOW)", node)
-            return {"op": "column", "name": column.name}
+            return {"op": "column", "name": column.name, "relation": self.source}
 
         if kind is exp.Literal:
             return _literal(t.cast(exp.Literal, node))
@@ -775,8 +829,20 @@ class _SelectPlanner:
         kind = type(node)
         if kind is exp.Anonymous:
             upper = name.upper()
-            if upper in _WINDOW_FUNCTIONS:
-                raise _error(f"{upper} is not supported yet ({_LATER_WINDOWS})", node)
+            if upper in WINDOW_BOUND_FUNCTIONS:
+                kind, op = _WINDOW_BOUNDS[upper]
+                if node.expressions:
+                    raise _error(
+                        f"{upper} takes no arguments: it is the bound of the statement's WINDOW",
+                        node,
+                    )
+                if self.window is not None and kind is not None and kind != self.window.kind:
+                    raise _error(
+                        f"{upper} belongs to a {kind.upper()} window, and this statement's "
+                        f"WINDOW is {self.window.kind.upper()}",
+                        node,
+                    )
+                return self._window_bound(node, op, scope)
             known = _ANONYMOUS.get(upper)
             if known is None:
                 raise _error(unsupported_message(name, known=upper in _KNOWN_FUNCTIONS), node)

@@ -1,15 +1,24 @@
-//! Aggregate accumulators, kept column-wise per aggregate: one vector slot per group.
+//! Aggregate accumulators, kept column-wise per aggregate: one vector slot per group
+//! (in the shape of DataFusion's `GroupsAccumulator`).
 //!
-//! [`Accumulator::update_and_emit`] folds a batch into the state row by row (each
-//! aggregate in its own tight loop) and returns, for every row, the aggregate's value for
-//! that row's group right after that row was added: the running aggregate that
-//! `EMIT CHANGES` emits. State is mutated in place and serialisable for snapshots.
+//! - [`Accumulator::update_and_emit`] folds a batch into the state row by row (each
+//!   aggregate in its own tight loop) and returns, for every row, the aggregate's value
+//!   for that row's group right after that row was added: the running aggregate that
+//!   `EMIT CHANGES` emits;
+//! - [`Accumulator::update`] folds without emitting (windows under `EMIT FINAL`);
+//! - [`Accumulator::evaluate`] gives the current value of chosen groups (a closing
+//!   window's rows);
+//! - [`Accumulator::merge`] folds one group's state into another's (sessions that a row
+//!   bridges), and [`Accumulator::free`] empties a group's slot for reuse (closed windows).
+//!
+//! State is mutated in place and serialisable for snapshots.
 
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanBuilder, Decimal128Builder,
-    Float64Builder, Int64Builder, PrimitiveArray, PrimitiveBuilder, StringBuilder,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, BooleanBuilder, Decimal128Array,
+    Decimal128Builder, Float64Array, Float64Builder, Int64Array, Int64Builder, PrimitiveArray,
+    PrimitiveBuilder, StringArray, StringBuilder,
 };
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
@@ -19,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Pos, Result};
 use crate::expr::types::{is_decimal, is_float, is_integer, is_string, sql_name};
+use crate::plan::AggFunc;
 
 /// Which value MIN / MAX / FIRST_VALUE / LAST_VALUE keep.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,11 +63,10 @@ pub enum Values {
 pub enum AggState {
     CountStar(Vec<i64>),
     Count(Vec<i64>),
-    /// Distinct (group, value) pairs, each as group id bytes followed by the value's row
-    /// encoding, and the distinct count per group.
+    /// The distinct values of each group (their row encoding): a set per group, so a
+    /// group's values can be merged into another's or freed on their own.
     CountDistinct {
-        counts: Vec<i64>,
-        seen: HashSet<Vec<u8>>,
+        seen: Vec<HashSet<Box<[u8]>>>,
     },
     SumInt(Vec<i64>, Vec<bool>),
     SumFloat(Vec<f64>, Vec<bool>),
@@ -97,7 +106,6 @@ pub struct Accumulator {
     pub output_type: DataType,
     /// Row encoding of COUNT(DISTINCT) values.
     converter: Option<RowConverter>,
-    scratch: Vec<u8>,
 }
 
 fn overflow(what: &str) -> EngineError {
@@ -121,18 +129,18 @@ fn pick_class(dt: &DataType) -> Option<(Values, DataType)> {
 
 impl Accumulator {
     /// Build the accumulator of `func` over an argument of type `arg_type`.
-    pub fn new(func: &str, arg_type: Option<&DataType>, pos: Pos) -> Result<Self> {
+    pub fn new(func: AggFunc, arg_type: Option<&DataType>, pos: Pos) -> Result<Self> {
         let arg = arg_type.cloned().unwrap_or(DataType::Null);
         let arg = if arg == DataType::Null {
             DataType::Int64
         } else {
             arg
         };
-        let bad = |what: &str| {
+        let bad = |what: AggFunc| {
             EngineError::validation(
                 format!(
                     "{} does not apply to a value of type {}",
-                    what,
+                    what.sql_name(),
                     sql_name(&arg)
                 ),
                 pos,
@@ -140,18 +148,15 @@ impl Accumulator {
         };
         let numeric = is_integer(&arg) || is_float(&arg) || is_decimal(&arg);
         let (state, input_type, output_type) = match func {
-            "count_star" => (AggState::CountStar(vec![]), None, DataType::Int64),
-            "count" => (AggState::Count(vec![]), Some(arg.clone()), DataType::Int64),
-            "count_distinct" => (
-                AggState::CountDistinct {
-                    counts: vec![],
-                    seen: HashSet::new(),
-                },
+            AggFunc::CountStar => (AggState::CountStar(vec![]), None, DataType::Int64),
+            AggFunc::Count => (AggState::Count(vec![]), Some(arg.clone()), DataType::Int64),
+            AggFunc::CountDistinct => (
+                AggState::CountDistinct { seen: vec![] },
                 Some(arg.clone()),
                 DataType::Int64,
             ),
-            "sum" | "avg" if !numeric => return Err(bad(&func.to_uppercase())),
-            "sum" => match &arg {
+            AggFunc::Sum | AggFunc::Avg if !numeric => return Err(bad(func)),
+            AggFunc::Sum => match &arg {
                 DataType::Decimal128(_, s) => (
                     AggState::SumDecimal(vec![], vec![]),
                     Some(arg.clone()),
@@ -168,7 +173,7 @@ impl Accumulator {
                     DataType::Int64,
                 ),
             },
-            "avg" => match &arg {
+            AggFunc::Avg => match &arg {
                 DataType::Decimal128(_, s) => (
                     AggState::AvgDecimal(vec![], vec![]),
                     Some(arg.clone()),
@@ -185,14 +190,14 @@ impl Accumulator {
                     DataType::Float64,
                 ),
             },
-            "min" | "max" | "first_value" | "last_value" => {
+            AggFunc::Min | AggFunc::Max | AggFunc::FirstValue | AggFunc::LastValue => {
                 let pick = match func {
-                    "min" => Pick::Min,
-                    "max" => Pick::Max,
-                    "first_value" => Pick::First,
+                    AggFunc::Min => Pick::Min,
+                    AggFunc::Max => Pick::Max,
+                    AggFunc::FirstValue => Pick::First,
                     _ => Pick::Last,
                 };
-                let (values, input) = pick_class(&arg).ok_or_else(|| bad(&func.to_uppercase()))?;
+                let (values, input) = pick_class(&arg).ok_or_else(|| bad(func))?;
                 let output = match &arg {
                     DataType::Dictionary(_, v) => v.as_ref().clone(),
                     t if is_string(t) => DataType::Utf8,
@@ -201,14 +206,14 @@ impl Accumulator {
                 };
                 (AggState::Pick(pick, values), Some(input), output)
             }
-            "stddev" | "variance" | "stddev_pop" | "var_pop" => {
+            AggFunc::Stddev | AggFunc::Variance | AggFunc::StddevPop | AggFunc::VarPop => {
                 if !numeric {
-                    return Err(bad(&func.to_uppercase()));
+                    return Err(bad(func));
                 }
                 let kind = match func {
-                    "stddev" => Moment::StddevSamp,
-                    "variance" => Moment::VarSamp,
-                    "stddev_pop" => Moment::StddevPop,
+                    AggFunc::Stddev => Moment::StddevSamp,
+                    AggFunc::Variance => Moment::VarSamp,
+                    AggFunc::StddevPop => Moment::StddevPop,
                     _ => Moment::VarPop,
                 };
                 (
@@ -222,12 +227,6 @@ impl Accumulator {
                     DataType::Float64,
                 )
             }
-            other => {
-                return Err(EngineError::validation(
-                    format!("unknown aggregate function {}", other.to_uppercase()),
-                    pos,
-                ))
-            }
         };
         let converter = if matches!(state, AggState::CountDistinct { .. }) {
             Some(RowConverter::new(vec![SortField::new(arg.clone())])?)
@@ -239,7 +238,6 @@ impl Accumulator {
             input_type,
             output_type,
             converter,
-            scratch: Vec::new(),
         })
     }
 
@@ -252,7 +250,11 @@ impl Accumulator {
         }
         match &mut self.state {
             AggState::CountStar(c) | AggState::Count(c) => grow(c, groups, 0),
-            AggState::CountDistinct { counts, .. } => grow(counts, groups, 0),
+            AggState::CountDistinct { seen } => {
+                if seen.len() < groups {
+                    seen.resize_with(groups, HashSet::new);
+                }
+            }
             AggState::SumInt(s, h) => {
                 grow(s, groups, 0);
                 grow(h, groups, false);
@@ -309,31 +311,64 @@ impl Accumulator {
         groups: usize,
         arg: Option<&ArrayRef>,
     ) -> Result<ArrayRef> {
+        Ok(self
+            .apply::<true>(gids, groups, arg)?
+            .expect("emitting fold returns values"))
+    }
+
+    /// Fold rows into their groups in order, without emitting anything.
+    pub fn update(&mut self, gids: &[u32], groups: usize, arg: Option<&ArrayRef>) -> Result<()> {
+        self.apply::<false>(gids, groups, arg).map(|_| ())
+    }
+
+    /// The fold of [`Self::update_and_emit`] (`EMIT`) and [`Self::update`] (not `EMIT`):
+    /// one loop per kind of state, the output builder compiled away when not emitting.
+    fn apply<const EMIT: bool>(
+        &mut self,
+        gids: &[u32],
+        groups: usize,
+        arg: Option<&ArrayRef>,
+    ) -> Result<Option<ArrayRef>> {
         self.resize(groups);
-        let n = gids.len();
+        let n = if EMIT { gids.len() } else { 0 };
         let out: ArrayRef = match &mut self.state {
             AggState::CountStar(counts) => {
                 let mut b = Int64Builder::with_capacity(n);
                 for &g in gids {
                     let c = &mut counts[g as usize];
                     *c += 1;
-                    b.append_value(*c);
+                    if EMIT {
+                        b.append_value(*c);
+                    }
                 }
                 Arc::new(b.finish())
             }
             AggState::Count(counts) => {
                 let a = arg.expect("COUNT has an argument");
                 let mut b = Int64Builder::with_capacity(n);
-                for (i, &g) in gids.iter().enumerate() {
-                    let c = &mut counts[g as usize];
-                    if a.is_valid(i) {
-                        *c += 1;
+                match a.logical_nulls() {
+                    None => {
+                        for &g in gids {
+                            let c = &mut counts[g as usize];
+                            *c += 1;
+                            if EMIT {
+                                b.append_value(*c);
+                            }
+                        }
                     }
-                    b.append_value(*c);
+                    Some(nulls) => {
+                        for (i, &g) in gids.iter().enumerate() {
+                            let c = &mut counts[g as usize];
+                            *c += nulls.is_valid(i) as i64;
+                            if EMIT {
+                                b.append_value(*c);
+                            }
+                        }
+                    }
                 }
                 Arc::new(b.finish())
             }
-            AggState::CountDistinct { counts, seen } => {
+            AggState::CountDistinct { seen } => {
                 let a = arg.expect("COUNT DISTINCT has an argument");
                 // -0.0 and 0.0 are one value, and so is every NaN (SQL equality).
                 let canonical = crate::expr::canonical_float(crate::expr::Value::Array(a.clone()));
@@ -344,28 +379,32 @@ impl Accumulator {
                     .convert_columns(std::slice::from_ref(canonical.array()))?;
                 let mut b = Int64Builder::with_capacity(n);
                 for (i, &g) in gids.iter().enumerate() {
+                    let set = &mut seen[g as usize];
                     if a.is_valid(i) {
-                        self.scratch.clear();
-                        self.scratch.extend_from_slice(&g.to_le_bytes());
-                        self.scratch.extend_from_slice(rows.row(i).as_ref());
-                        if !seen.contains(self.scratch.as_slice()) {
-                            seen.insert(self.scratch.clone());
-                            counts[g as usize] += 1;
+                        let value = rows.row(i);
+                        if !set.contains(value.as_ref()) {
+                            set.insert(value.as_ref().into());
                         }
                     }
-                    b.append_value(counts[g as usize]);
+                    if EMIT {
+                        b.append_value(set.len() as i64);
+                    }
                 }
                 Arc::new(b.finish())
             }
             AggState::SumInt(sums, has) => {
                 let a = arg.expect("SUM has an argument");
-                Arc::new(running_fold::<Int64Type>(gids, a, sums, has, |s, v, _| {
-                    s.checked_add(v).ok_or_else(|| overflow("SUM"))
-                })?)
+                Arc::new(running_fold::<Int64Type, EMIT>(
+                    gids,
+                    a,
+                    sums,
+                    has,
+                    |s, v, _| s.checked_add(v).ok_or_else(|| overflow("SUM")),
+                )?)
             }
             AggState::SumFloat(sums, has) => {
                 let a = arg.expect("SUM has an argument");
-                Arc::new(running_fold::<Float64Type>(
+                Arc::new(running_fold::<Float64Type, EMIT>(
                     gids,
                     a,
                     sums,
@@ -378,7 +417,7 @@ impl Accumulator {
                 let DataType::Decimal128(p, s) = self.output_type else {
                     unreachable!()
                 };
-                let out = running_fold::<Decimal128Type>(gids, a, sums, has, |s, v, _| {
+                let out = running_fold::<Decimal128Type, EMIT>(gids, a, sums, has, |s, v, _| {
                     s.checked_add(v).ok_or_else(|| overflow("SUM"))
                 })?;
                 Arc::new(out.with_precision_and_scale(p, s)?)
@@ -394,10 +433,8 @@ impl Accumulator {
                         sums[g] += a.value(i) as i128;
                         counts[g] += 1;
                     }
-                    if counts[g] > 0 {
-                        b.append_value(sums[g] as f64 / counts[g] as f64);
-                    } else {
-                        b.append_null();
+                    if EMIT {
+                        b.append_option(avg_int(sums[g], counts[g]));
                     }
                 }
                 Arc::new(b.finish())
@@ -413,10 +450,8 @@ impl Accumulator {
                         sums[g] += a.value(i);
                         counts[g] += 1;
                     }
-                    if counts[g] > 0 {
-                        b.append_value(sums[g] / counts[g] as f64);
-                    } else {
-                        b.append_null();
+                    if EMIT {
+                        b.append_option(avg_float(sums[g], counts[g]));
                     }
                 }
                 Arc::new(b.finish())
@@ -440,18 +475,15 @@ impl Accumulator {
                             .ok_or_else(|| overflow("AVG"))?;
                         counts[g] += 1;
                     }
-                    if counts[g] > 0 {
-                        let scaled = sums[g].checked_mul(factor).ok_or_else(|| overflow("AVG"))?;
-                        b.append_value(divide_half_away(scaled, counts[g] as i128));
-                    } else {
-                        b.append_null();
+                    if EMIT {
+                        b.append_option(avg_decimal(sums[g], counts[g], factor)?);
                     }
                 }
                 Arc::new(b.finish().with_precision_and_scale(*p, *out_s)?)
             }
             AggState::Pick(pick, values) => {
                 let a = arg.expect("aggregate has an argument");
-                pick_update(*pick, values, gids, a, &self.output_type)?
+                pick_update::<EMIT>(*pick, values, gids, a, &self.output_type)?
             }
             AggState::Moments {
                 kind,
@@ -473,21 +505,194 @@ impl Accumulator {
                         mean[g] += delta / count[g] as f64;
                         m2[g] += delta * (x - mean[g]);
                     }
-                    let c = count[g];
-                    let v = match kind {
-                        Moment::StddevSamp | Moment::VarSamp if c < 2 => None,
-                        Moment::StddevPop | Moment::VarPop if c < 1 => None,
-                        Moment::StddevSamp => Some((m2[g] / (c - 1) as f64).sqrt()),
-                        Moment::VarSamp => Some(m2[g] / (c - 1) as f64),
-                        Moment::StddevPop => Some((m2[g] / c as f64).sqrt()),
-                        Moment::VarPop => Some(m2[g] / c as f64),
-                    };
-                    b.append_option(v);
+                    if EMIT {
+                        b.append_option(moment(*kind, count[g], m2[g]));
+                    }
                 }
                 Arc::new(b.finish())
             }
         };
+        Ok(EMIT.then_some(out))
+    }
+
+    /// The current value of each group of `gids` (a closing window's rows).
+    pub fn evaluate(&self, gids: &[u32]) -> Result<ArrayRef> {
+        let n = gids.len();
+        let ix = |g: u32| g as usize;
+        let out: ArrayRef = match &self.state {
+            AggState::CountStar(c) | AggState::Count(c) => Arc::new(Int64Array::from_iter_values(
+                gids.iter().map(|&g| c.get(ix(g)).copied().unwrap_or(0)),
+            )),
+            AggState::CountDistinct { seen } => Arc::new(Int64Array::from_iter_values(
+                gids.iter()
+                    .map(|&g| seen.get(ix(g)).map_or(0, |s| s.len() as i64)),
+            )),
+            AggState::SumInt(s, h) => Arc::new(Int64Array::from_iter(
+                gids.iter().map(|&g| slot(s, h, ix(g))),
+            )),
+            AggState::SumFloat(s, h) => Arc::new(Float64Array::from_iter(
+                gids.iter().map(|&g| slot(s, h, ix(g))),
+            )),
+            AggState::SumDecimal(s, h) => {
+                let DataType::Decimal128(p, sc) = self.output_type else {
+                    unreachable!()
+                };
+                Arc::new(
+                    Decimal128Array::from_iter(gids.iter().map(|&g| slot(s, h, ix(g))))
+                        .with_precision_and_scale(p, sc)?,
+                )
+            }
+            AggState::AvgInt(s, c) => Arc::new(Float64Array::from_iter(
+                gids.iter().map(|&g| avg_int(s[ix(g)], c[ix(g)])),
+            )),
+            AggState::AvgFloat(s, c) => Arc::new(Float64Array::from_iter(
+                gids.iter().map(|&g| avg_float(s[ix(g)], c[ix(g)])),
+            )),
+            AggState::AvgDecimal(s, c) => {
+                let (Some(DataType::Decimal128(_, in_s)), DataType::Decimal128(p, out_s)) =
+                    (&self.input_type, &self.output_type)
+                else {
+                    unreachable!()
+                };
+                let factor = 10i128.pow((*out_s - *in_s) as u32);
+                let mut b = Decimal128Builder::with_capacity(n);
+                for &g in gids {
+                    b.append_option(avg_decimal(s[ix(g)], c[ix(g)], factor)?);
+                }
+                Arc::new(b.finish().with_precision_and_scale(*p, *out_s)?)
+            }
+            AggState::Pick(_, values) => {
+                let out: ArrayRef = match values {
+                    Values::Int(v, h) => Arc::new(Int64Array::from_iter(
+                        gids.iter().map(|&g| slot(v, h, ix(g))),
+                    )),
+                    Values::Float(v, h) => Arc::new(Float64Array::from_iter(
+                        gids.iter().map(|&g| slot(v, h, ix(g))),
+                    )),
+                    Values::Decimal(v, h) => {
+                        let DataType::Decimal128(p, sc) = self.output_type else {
+                            unreachable!()
+                        };
+                        Arc::new(
+                            Decimal128Array::from_iter(gids.iter().map(|&g| slot(v, h, ix(g))))
+                                .with_precision_and_scale(p, sc)?,
+                        )
+                    }
+                    Values::Str(v) => Arc::new(StringArray::from_iter(
+                        gids.iter().map(|&g| v[ix(g)].as_deref()),
+                    )),
+                    Values::Bool(v) => {
+                        Arc::new(BooleanArray::from_iter(gids.iter().map(|&g| v[ix(g)])))
+                    }
+                };
+                if out.data_type() == &self.output_type {
+                    out
+                } else {
+                    cast(out.as_ref(), &self.output_type)?
+                }
+            }
+            AggState::Moments {
+                kind, count, m2, ..
+            } => Arc::new(Float64Array::from_iter(
+                gids.iter().map(|&g| moment(*kind, count[ix(g)], m2[ix(g)])),
+            )),
+        };
         Ok(out)
+    }
+
+    /// Fold group `from`'s state into group `into`'s and free `from`. `into` holds the
+    /// earlier rows (FIRST_VALUE keeps its value, LAST_VALUE takes `from`'s).
+    pub fn merge(&mut self, into: u32, from: u32) -> Result<()> {
+        let (a, b) = (into as usize, from as usize);
+        match &mut self.state {
+            AggState::CountStar(c) | AggState::Count(c) => c[a] += c[b],
+            AggState::CountDistinct { seen } => {
+                let moved = std::mem::take(&mut seen[b]);
+                seen[a].extend(moved);
+            }
+            AggState::SumInt(s, h) => {
+                s[a] = s[a].checked_add(s[b]).ok_or_else(|| overflow("SUM"))?;
+                h[a] |= h[b];
+            }
+            AggState::SumFloat(s, h) => {
+                s[a] += s[b];
+                h[a] |= h[b];
+            }
+            AggState::SumDecimal(s, h) => {
+                s[a] = s[a].checked_add(s[b]).ok_or_else(|| overflow("SUM"))?;
+                h[a] |= h[b];
+            }
+            AggState::AvgInt(s, c) | AggState::AvgDecimal(s, c) => {
+                s[a] = s[a].checked_add(s[b]).ok_or_else(|| overflow("AVG"))?;
+                c[a] += c[b];
+            }
+            AggState::AvgFloat(s, c) => {
+                s[a] += s[b];
+                c[a] += c[b];
+            }
+            AggState::Pick(pick, values) => {
+                let pick = *pick;
+                match values {
+                    Values::Int(v, h) => merge_pick(pick, v, h, a, b, |x, y| x < y),
+                    Values::Decimal(v, h) => merge_pick(pick, v, h, a, b, |x, y| x < y),
+                    Values::Float(v, h) => merge_pick(pick, v, h, a, b, |x: &f64, y: &f64| {
+                        !x.is_nan() && (y.is_nan() || x < y)
+                    }),
+                    Values::Str(v) => {
+                        let (x, y) = (v[a].take(), v[b].take());
+                        v[a] = merge_option(pick, x, y);
+                    }
+                    Values::Bool(v) => {
+                        let (x, y) = (v[a].take(), v[b].take());
+                        v[a] = merge_option(pick, x, y);
+                    }
+                }
+            }
+            AggState::Moments {
+                count, mean, m2, ..
+            } => {
+                // Chan et al.'s parallel combination of two Welford states.
+                let (na, nb) = (count[a] as f64, count[b] as f64);
+                if count[b] > 0 {
+                    let n = na + nb;
+                    let delta = mean[b] - mean[a];
+                    mean[a] += delta * nb / n;
+                    m2[a] += m2[b] + delta * delta * na * nb / n;
+                    count[a] += count[b];
+                }
+            }
+        }
+        self.free(from);
+        Ok(())
+    }
+
+    /// Empty group `g`'s slot (its window closed), ready for reuse.
+    pub fn free(&mut self, g: u32) {
+        let g = g as usize;
+        match &mut self.state {
+            AggState::CountStar(c) | AggState::Count(c) => c[g] = 0,
+            AggState::CountDistinct { seen } => seen[g] = HashSet::new(),
+            AggState::SumInt(s, h) => (s[g], h[g]) = (0, false),
+            AggState::SumFloat(s, h) => (s[g], h[g]) = (0.0, false),
+            AggState::SumDecimal(s, h) => (s[g], h[g]) = (0, false),
+            AggState::AvgInt(s, c) | AggState::AvgDecimal(s, c) => (s[g], c[g]) = (0, 0),
+            AggState::AvgFloat(s, c) => (s[g], c[g]) = (0.0, 0),
+            AggState::Pick(_, values) => match values {
+                Values::Int(v, h) => (v[g], h[g]) = (0, false),
+                Values::Float(v, h) => (v[g], h[g]) = (0.0, false),
+                Values::Decimal(v, h) => (v[g], h[g]) = (0, false),
+                Values::Str(v) => v[g] = None,
+                Values::Bool(v) => v[g] = None,
+            },
+            AggState::Moments {
+                count, mean, m2, ..
+            } => (count[g], mean[g], m2[g]) = (0, 0.0, 0.0),
+        }
+    }
+
+    /// Make room for `groups` groups (slots beyond the state's size are empty).
+    pub fn reserve_groups(&mut self, groups: usize) {
+        self.resize(groups);
     }
 
     /// Heap bytes held by the state.
@@ -497,10 +702,14 @@ impl Accumulator {
         }
         match &self.state {
             AggState::CountStar(c) | AggState::Count(c) => v(c),
-            AggState::CountDistinct { counts, seen } => {
-                v(counts)
-                    + seen.allocation_size()
-                    + seen.iter().map(|k| k.capacity()).sum::<usize>()
+            AggState::CountDistinct { seen } => {
+                v(seen)
+                    + seen
+                        .iter()
+                        .map(|set| {
+                            set.allocation_size() + set.iter().map(|k| k.len()).sum::<usize>()
+                        })
+                        .sum::<usize>()
             }
             AggState::SumInt(s, h) => v(s) + v(h),
             AggState::SumFloat(s, h) => v(s) + v(h),
@@ -522,9 +731,10 @@ impl Accumulator {
 }
 
 /// Fold each row's value into its group's slot with `step(slot, value, slot_is_set)`,
-/// skipping NULLs, and emit every row's slot right after its update (NULL while the group
-/// has seen no value): the running aggregate of SUM, MIN, MAX, FIRST/LAST_VALUE.
-fn running_fold<T: ArrowPrimitiveType>(
+/// skipping NULLs, and (when `EMIT`) emit every row's slot right after its update (NULL
+/// while the group has seen no value): the running aggregate of SUM, MIN, MAX,
+/// FIRST/LAST_VALUE.
+fn running_fold<T: ArrowPrimitiveType, const EMIT: bool>(
     gids: &[u32],
     arg: &ArrayRef,
     slots: &mut [T::Native],
@@ -532,16 +742,117 @@ fn running_fold<T: ArrowPrimitiveType>(
     mut step: impl FnMut(T::Native, T::Native, bool) -> Result<T::Native>,
 ) -> Result<PrimitiveArray<T>> {
     let a = arg.as_primitive::<T>();
-    let mut b = PrimitiveBuilder::<T>::with_capacity(gids.len());
-    for (i, &g) in gids.iter().enumerate() {
-        let g = g as usize;
-        if a.is_valid(i) {
-            slots[g] = step(slots[g], a.value(i), has[g])?;
-            has[g] = true;
+    let mut b = PrimitiveBuilder::<T>::with_capacity(if EMIT { gids.len() } else { 0 });
+    let values = a.values();
+    match a.nulls() {
+        None => {
+            for (i, &g) in gids.iter().enumerate() {
+                let g = g as usize;
+                slots[g] = step(slots[g], values[i], has[g])?;
+                has[g] = true;
+                if EMIT {
+                    b.append_value(slots[g]);
+                }
+            }
         }
-        b.append_option(has[g].then_some(slots[g]));
+        Some(nulls) => {
+            for (i, &g) in gids.iter().enumerate() {
+                let g = g as usize;
+                if nulls.is_valid(i) {
+                    slots[g] = step(slots[g], values[i], has[g])?;
+                    has[g] = true;
+                }
+                if EMIT {
+                    b.append_option(has[g].then_some(slots[g]));
+                }
+            }
+        }
     }
     Ok(b.finish())
+}
+
+/// A slot's value, NULL while its group has seen no value.
+fn slot<T: Copy>(values: &[T], has: &[bool], g: usize) -> Option<T> {
+    (has.get(g).copied().unwrap_or(false)).then(|| values[g])
+}
+
+fn avg_int(sum: i128, count: i64) -> Option<f64> {
+    (count > 0).then(|| sum as f64 / count as f64)
+}
+
+fn avg_float(sum: f64, count: i64) -> Option<f64> {
+    (count > 0).then(|| sum / count as f64)
+}
+
+fn avg_decimal(sum: i128, count: i64, factor: i128) -> Result<Option<i128>> {
+    if count == 0 {
+        return Ok(None);
+    }
+    let scaled = sum.checked_mul(factor).ok_or_else(|| overflow("AVG"))?;
+    Ok(Some(divide_half_away(scaled, count as i128)))
+}
+
+fn moment(kind: Moment, c: i64, m2: f64) -> Option<f64> {
+    match kind {
+        Moment::StddevSamp | Moment::VarSamp if c < 2 => None,
+        Moment::StddevPop | Moment::VarPop if c < 1 => None,
+        Moment::StddevSamp => Some((m2 / (c - 1) as f64).sqrt()),
+        Moment::VarSamp => Some(m2 / (c - 1) as f64),
+        Moment::StddevPop => Some((m2 / c as f64).sqrt()),
+        Moment::VarPop => Some(m2 / c as f64),
+    }
+}
+
+/// Merge slot `b` into slot `a` of a MIN/MAX/FIRST/LAST state (`a` holds the earlier
+/// rows); `less` orders values as SQL does.
+fn merge_pick<T: Copy>(
+    pick: Pick,
+    v: &mut [T],
+    h: &mut [bool],
+    a: usize,
+    b: usize,
+    less: impl Fn(&T, &T) -> bool,
+) {
+    if !h[b] {
+        return;
+    }
+    let take = !h[a]
+        || match pick {
+            Pick::First => false,
+            Pick::Last => true,
+            Pick::Min => less(&v[b], &v[a]),
+            Pick::Max => less(&v[a], &v[b]),
+        };
+    if take {
+        v[a] = v[b];
+    }
+    h[a] = true;
+}
+
+/// [`merge_pick`] for optional values (strings, booleans).
+fn merge_option<T: PartialOrd>(pick: Pick, a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (None, b) => b,
+        (a, None) => a,
+        (Some(a), Some(b)) => Some(match pick {
+            Pick::First => a,
+            Pick::Last => b,
+            Pick::Min => {
+                if b < a {
+                    b
+                } else {
+                    a
+                }
+            }
+            Pick::Max => {
+                if b > a {
+                    b
+                } else {
+                    a
+                }
+            }
+        }),
+    }
 }
 
 /// `a / b` for b > 0, rounded half away from zero.
@@ -577,27 +888,30 @@ fn keep_float(pick: Pick, current: f64, has: bool, new: f64) -> bool {
     }
 }
 
-fn pick_update(
+fn pick_update<const EMIT: bool>(
     pick: Pick,
     values: &mut Values,
     gids: &[u32],
     a: &ArrayRef,
     output_type: &DataType,
 ) -> Result<ArrayRef> {
-    let n = gids.len();
+    let n = if EMIT { gids.len() } else { 0 };
     Ok(match values {
         Values::Int(vals, has) => {
-            let out: ArrayRef =
-                Arc::new(running_fold::<Int64Type>(gids, a, vals, has, |c, v, h| {
-                    Ok(if keep(pick, &c, h, &v) { v } else { c })
-                })?);
-            if output_type == &DataType::Int64 {
+            let out: ArrayRef = Arc::new(running_fold::<Int64Type, EMIT>(
+                gids,
+                a,
+                vals,
+                has,
+                |c, v, h| Ok(if keep(pick, &c, h, &v) { v } else { c }),
+            )?);
+            if !EMIT || output_type == &DataType::Int64 {
                 out
             } else {
                 cast(out.as_ref(), output_type)?
             }
         }
-        Values::Float(vals, has) => Arc::new(running_fold::<Float64Type>(
+        Values::Float(vals, has) => Arc::new(running_fold::<Float64Type, EMIT>(
             gids,
             a,
             vals,
@@ -608,7 +922,7 @@ fn pick_update(
             let DataType::Decimal128(p, s) = output_type else {
                 unreachable!()
             };
-            let out = running_fold::<Decimal128Type>(gids, a, vals, has, |c, v, h| {
+            let out = running_fold::<Decimal128Type, EMIT>(gids, a, vals, has, |c, v, h| {
                 Ok(if keep(pick, &c, h, &v) { v } else { c })
             })?;
             Arc::new(out.with_precision_and_scale(*p, *s)?)
@@ -631,7 +945,9 @@ fn pick_update(
                         vals[g] = Some(x.into());
                     }
                 }
-                b.append_option(vals[g].as_deref());
+                if EMIT {
+                    b.append_option(vals[g].as_deref());
+                }
             }
             Arc::new(b.finish())
         }
@@ -647,7 +963,9 @@ fn pick_update(
                         vals[g] = Some(x);
                     }
                 }
-                b.append_option(vals[g]);
+                if EMIT {
+                    b.append_option(vals[g]);
+                }
             }
             Arc::new(b.finish())
         }
@@ -661,7 +979,7 @@ mod tests {
 
     #[test]
     fn running_sum_per_group_with_nulls() {
-        let mut acc = Accumulator::new("sum", Some(&DataType::Int64), None).unwrap();
+        let mut acc = Accumulator::new(AggFunc::Sum, Some(&DataType::Int64), None).unwrap();
         let arg: ArrayRef = Arc::new(Int64Array::from(vec![None, Some(2), Some(3), Some(4)]));
         let out = acc.update_and_emit(&[0, 1, 0, 1], 2, Some(&arg)).unwrap();
         let out = out.as_primitive::<Int64Type>();
@@ -671,7 +989,8 @@ mod tests {
 
     #[test]
     fn decimal_avg_is_exact() {
-        let mut acc = Accumulator::new("avg", Some(&DataType::Decimal128(10, 2)), None).unwrap();
+        let mut acc =
+            Accumulator::new(AggFunc::Avg, Some(&DataType::Decimal128(10, 2)), None).unwrap();
         assert_eq!(acc.output_type, DataType::Decimal128(38, 6));
         let arg: ArrayRef = Arc::new(
             Decimal128Array::from(vec![10, 20, 20])
@@ -689,7 +1008,8 @@ mod tests {
 
     #[test]
     fn count_distinct_counts_each_value_once_per_group() {
-        let mut acc = Accumulator::new("count_distinct", Some(&DataType::Int64), None).unwrap();
+        let mut acc =
+            Accumulator::new(AggFunc::CountDistinct, Some(&DataType::Int64), None).unwrap();
         let arg: ArrayRef = Arc::new(Int64Array::from(vec![
             Some(1),
             Some(1),
@@ -706,7 +1026,7 @@ mod tests {
 
     #[test]
     fn sample_variance_needs_two_values() {
-        let mut acc = Accumulator::new("variance", Some(&DataType::Float64), None).unwrap();
+        let mut acc = Accumulator::new(AggFunc::Variance, Some(&DataType::Float64), None).unwrap();
         let arg: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![1.0, 3.0]));
         let out = acc.update_and_emit(&[0, 0], 1, Some(&arg)).unwrap();
         let out = out.as_primitive::<Float64Type>();

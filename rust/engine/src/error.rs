@@ -3,6 +3,8 @@
 
 use arrow::error::ArrowError;
 
+use crate::time::parse::{failure_message, TimeErrorKind, TimeFormat};
+
 /// A 1-based (line, column) position in the SQL text.
 pub type Pos = Option<(u32, u32)>;
 
@@ -29,6 +31,18 @@ pub enum EngineError {
     /// The API was used out of order (`process` after `flush`).
     #[error("{0}")]
     Usage(String),
+    /// Event time cannot be read from a record (SPEC sections 2 and 5): the fields of
+    /// `velostream.errors.EventTimeError`. `kind` is a [`TimeErrorKind::as_str`] name,
+    /// `format` a [`TimeFormat::name`].
+    #[error("{message}")]
+    EventTime {
+        message: String,
+        kind: &'static str,
+        field: String,
+        value: String,
+        format: String,
+        available_fields: Vec<String>,
+    },
     /// An Arrow kernel failed for a reason not attributable to a value.
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),
@@ -40,6 +54,27 @@ impl EngineError {
         EngineError::Validation {
             message: message.into(),
             pos,
+        }
+    }
+
+    /// An event-time error of `kind` for the field `field` whose value is `value` (the
+    /// failure's value text, `""` for a missing field), expected in `format`; the message
+    /// names all of them and `available_fields`, the fields the record does have. It does
+    /// not name a row: `time::parse::TimeFailure::to_error` is this with the row index.
+    pub fn event_time(
+        kind: TimeErrorKind,
+        field: &str,
+        value: &str,
+        format: &TimeFormat,
+        available_fields: Vec<String>,
+    ) -> Self {
+        EngineError::EventTime {
+            message: failure_message(kind, field, value, format, &available_fields, None),
+            kind: kind.as_str(),
+            field: field.to_string(),
+            value: value.to_string(),
+            format: format.name(),
+            available_fields,
         }
     }
 

@@ -70,8 +70,9 @@ pub const FIRST_BATCH_GROUPS: usize = 1 << 16;
 pub struct GroupKeys {
     /// Concatenated key bytes of every group.
     pub arena: Vec<u8>,
-    /// `offsets[g]..offsets[g + 1]` is group g's key in `arena`.
-    pub offsets: Vec<u32>,
+    /// `offsets[g]..offsets[g + 1]` is group g's key in `arena` (64-bit: an arena may
+    /// outgrow 4 GiB without wrapping).
+    pub offsets: Vec<u64>,
     /// The group of the NULL key (single-column encodings only).
     pub null_group: Option<u32>,
     /// Number of groups.
@@ -81,6 +82,8 @@ pub struct GroupKeys {
 /// Group keys → dense group ids.
 pub struct GroupTable {
     encoding: Encoding,
+    /// The key columns' types (to turn keys back into columns).
+    types: Vec<DataType>,
     keys: GroupKeys,
     index: HashTable<u32, Touched>,
     hasher: FixedState,
@@ -201,6 +204,7 @@ impl GroupTable {
         keys.offsets.push(0);
         Ok(GroupTable {
             encoding,
+            types: key_types.to_vec(),
             keys,
             index: HashTable::new_in(Touched),
             hasher: FixedState::with_seed(0x5eed_cafe),
@@ -241,7 +245,7 @@ impl GroupTable {
                 }
                 let g = keys.len;
                 keys.arena.extend_from_slice(bytes);
-                keys.offsets.push(keys.arena.len() as u32);
+                keys.offsets.push(keys.arena.len() as u64);
                 keys.len += 1;
                 slot.insert(g);
                 g
@@ -254,7 +258,7 @@ impl GroupTable {
         let (hasher, keys) = (&self.hasher, &mut self.keys);
         let g = keys.len;
         keys.arena.extend_from_slice(bytes);
-        keys.offsets.push(keys.arena.len() as u32);
+        keys.offsets.push(keys.arena.len() as u64);
         keys.len += 1;
         self.index
             .insert_unique(hash, g, |&g| hash_of(hasher, key_of(keys, g)));
@@ -342,7 +346,7 @@ impl GroupTable {
             return g;
         }
         let g = self.keys.len;
-        self.keys.offsets.push(self.keys.arena.len() as u32);
+        self.keys.offsets.push(self.keys.arena.len() as u64);
         self.keys.len += 1;
         self.keys.null_group = Some(g);
         g
@@ -481,6 +485,50 @@ impl GroupTable {
         if self.filter.as_ref().is_some_and(|f| !f.fits(rows)) {
             self.resize_filter_for(rows);
         }
+    }
+
+    /// The key columns of groups `gids`, in that order (a closing window's rows).
+    pub fn key_columns(&self, gids: &[u32]) -> Result<Vec<ArrayRef>> {
+        use arrow::array::{Int64Array, StringArray, UInt64Array};
+        use std::sync::Arc;
+        let bytes = |g: u32| (Some(g) != self.keys.null_group).then(|| key_of(&self.keys, g));
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8-byte integer key"));
+        Ok(match &self.encoding {
+            Encoding::Global => Vec::new(),
+            Encoding::Utf8 => {
+                let strings: StringArray = gids
+                    .iter()
+                    .map(|&g| bytes(g).map(|b| std::str::from_utf8(b).expect("UTF-8 key")))
+                    .collect();
+                let strings: ArrayRef = Arc::new(strings);
+                vec![if self.types[0] == DataType::Utf8 {
+                    strings
+                } else {
+                    cast(strings.as_ref(), &self.types[0])?
+                }]
+            }
+            Encoding::Int64 if self.types[0] == DataType::UInt64 => {
+                let ints: UInt64Array = gids.iter().map(|&g| bytes(g).map(word)).collect();
+                vec![Arc::new(ints) as ArrayRef]
+            }
+            Encoding::Int64 => {
+                let ints: Int64Array = gids
+                    .iter()
+                    .map(|&g| bytes(g).map(|b| word(b) as i64))
+                    .collect();
+                let ints: ArrayRef = Arc::new(ints);
+                vec![if self.types[0] == DataType::Int64 {
+                    ints
+                } else {
+                    cast(ints.as_ref(), &self.types[0])?
+                }]
+            }
+            Encoding::Rows(converter) => {
+                let parser = converter.parser();
+                let rows = gids.iter().map(|&g| parser.parse(key_of(&self.keys, g)));
+                converter.convert_rows(rows)?
+            }
+        })
     }
 
     /// The serialisable state.

@@ -1,5 +1,7 @@
 //! The physical plan as handed over by the Python planner (`docs/plan-format.md`):
-//! plain serde data, deserialised from JSON, bound to an input schema by `expr::bind`.
+//! typed serde data (enums for the emit mode, aggregate functions, window kinds, time
+//! settings; column references that name their relation), deserialised once from JSON
+//! and bound to an input schema when the first batch arrives.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,18 +24,117 @@ pub struct Plan {
     pub aggregates: Vec<Aggregate>,
     #[serde(default)]
     pub having: Option<Expr>,
-    #[serde(default = "changes")]
-    pub emit: String,
     #[serde(default)]
-    pub window: Option<serde_json::Value>,
+    pub emit: EmitMode,
+    #[serde(default)]
+    pub window: Option<Window>,
+    /// Event time, watermarks and late data; absent: processing time.
+    #[serde(default)]
+    pub time: Option<TimeSpec>,
 }
 
 fn one() -> u32 {
     1
 }
 
-fn changes() -> String {
-    "changes".to_string()
+/// When an aggregating query emits.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmitMode {
+    /// Every input row emits its group's (or window's) updated aggregate.
+    #[default]
+    Changes,
+    /// One row per (window, group) when the watermark passes the window's end.
+    Final,
+}
+
+/// A `WINDOW` clause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    #[serde(flatten)]
+    pub kind: WindowKind,
+    /// `WINDOW TUMBLING(5m, ts)`: the column holding the rows' time.
+    #[serde(default)]
+    pub time_column: Option<String>,
+    #[serde(default)]
+    pub pos: Option<(u32, u32)>,
+}
+
+/// The kinds of windows (SPEC section 12 gives their exact boundaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WindowKind {
+    /// `[k·size, (k+1)·size)`.
+    Tumbling { size_ms: i64 },
+    /// Windows of `size_ms` starting at every multiple of `advance_ms`.
+    Sliding { size_ms: i64, advance_ms: i64 },
+    /// Per group: rows closer than `gap_ms` to each other.
+    Session { gap_ms: i64 },
+}
+
+/// How the watermark follows event time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatermarkStrategy {
+    /// Max event time seen minus `max_out_of_orderness_ms`.
+    #[default]
+    BoundedOutOfOrderness,
+    /// Max event time seen.
+    Ascending,
+    /// No watermark: windows close only at the end of input.
+    None,
+}
+
+/// What happens to a record whose every window has closed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateStrategy {
+    /// Dropped and counted (`late_dropped`).
+    #[default]
+    Drop,
+    /// Routed to the dead letters with the reason.
+    DeadLetter,
+    /// Counted in the window open at the watermark, as if it arrived then.
+    IncludeInNextWindow,
+    /// Closed windows keep their state for `allowed_lateness_ms`; a late record updates
+    /// its window and re-emits the window's row.
+    UpdatePrevious,
+}
+
+/// What happens to a record whose event time cannot be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeErrorStrategy {
+    /// Raise `EventTimeError`.
+    #[default]
+    Fail,
+    /// Route the record to the dead letters with the reason, and go on.
+    DeadLetter,
+}
+
+/// Event-time settings of a query (SPEC section 5).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeSpec {
+    /// The field holding event time; absent: processing time.
+    #[serde(default)]
+    pub field: Option<String>,
+    /// `event.time.format`; absent: auto-detect.
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub on_error: TimeErrorStrategy,
+    #[serde(default)]
+    pub watermark: WatermarkStrategy,
+    #[serde(default)]
+    pub max_out_of_orderness_ms: i64,
+    /// A partition without records for this long (processing time) stops holding the
+    /// watermark back.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<i64>,
+    #[serde(default)]
+    pub late: LateStrategy,
+    #[serde(default)]
+    pub allowed_lateness_ms: i64,
 }
 
 impl Plan {
@@ -63,11 +164,50 @@ pub enum SelectItem {
     },
 }
 
+/// An aggregate function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AggFunc {
+    CountStar,
+    Count,
+    CountDistinct,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    FirstValue,
+    LastValue,
+    Stddev,
+    Variance,
+    StddevPop,
+    VarPop,
+}
+
+impl AggFunc {
+    /// The function's SQL name, for messages.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            AggFunc::CountStar | AggFunc::Count => "COUNT",
+            AggFunc::CountDistinct => "COUNT(DISTINCT)",
+            AggFunc::Sum => "SUM",
+            AggFunc::Avg => "AVG",
+            AggFunc::Min => "MIN",
+            AggFunc::Max => "MAX",
+            AggFunc::FirstValue => "FIRST_VALUE",
+            AggFunc::LastValue => "LAST_VALUE",
+            AggFunc::Stddev => "STDDEV",
+            AggFunc::Variance => "VARIANCE",
+            AggFunc::StddevPop => "STDDEV_POP",
+            AggFunc::VarPop => "VAR_POP",
+        }
+    }
+}
+
 /// An aggregate call of the query.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Aggregate {
     #[serde(rename = "fn")]
-    pub func: String,
+    pub func: AggFunc,
     #[serde(default)]
     pub arg: Option<Expr>,
     #[serde(default)]
@@ -78,8 +218,12 @@ pub struct Aggregate {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Expr {
+    /// A column of a relation (`relation` names it: the `FROM` source today, either
+    /// side of a join later).
     Column {
         name: String,
+        #[serde(default)]
+        relation: Option<String>,
         #[serde(default)]
         pos: Pos,
     },
@@ -174,6 +318,16 @@ pub enum Expr {
         #[serde(default)]
         pos: Pos,
     },
+    /// `_window_start` / `TUMBLE_START` of the row's window (windowed aggregation only).
+    WindowStart {
+        #[serde(default)]
+        pos: Pos,
+    },
+    /// `_window_end` / `TUMBLE_END` of the row's window (windowed aggregation only).
+    WindowEnd {
+        #[serde(default)]
+        pos: Pos,
+    },
 }
 
 impl Expr {
@@ -193,7 +347,9 @@ impl Expr {
             | Expr::Like { pos, .. }
             | Expr::Func { pos, .. }
             | Expr::GroupKey { pos, .. }
-            | Expr::Agg { pos, .. } => *pos,
+            | Expr::Agg { pos, .. }
+            | Expr::WindowStart { pos }
+            | Expr::WindowEnd { pos } => *pos,
         }
     }
 }

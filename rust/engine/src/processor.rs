@@ -1,31 +1,44 @@
 //! The per-batch query processor: one `process` call per input batch, state kept inside.
 //!
-//! A [`Processor`] owns the physical plan, binds it to the input schema on the first
-//! batch (and again if the schema changes), and returns exactly the rows the SQL emits
-//! for each input batch:
+//! A [`Processor`] owns the physical plan and binds it to the input schema on the first
+//! batch (and again if the schema changes) into a chain of operators (`operator`,
+//! `window`): filter, aggregate or window aggregate, HAVING, projection, DISTINCT. Before
+//! the operators, the scan step converts input layouts, reads event time (`time`), and
+//! advances the watermark (`watermark`) row by row. After each batch the watermark is
+//! offered to the operators, so windows close in the `process` call whose input moves
+//! the watermark past their end (SPEC section 12).
 //!
-//! - stateless queries filter and project with Arrow kernels;
-//! - aggregating queries (`GROUP BY`, aggregates, `HAVING`) fold each row into its
-//!   group's accumulators in place and, under `EMIT CHANGES`, emit one row per input row:
-//!   the updated aggregate of that row's group;
-//! - `SELECT DISTINCT` emits a row the first time it is seen.
-//!
-//! The state (group table, accumulators, distinct set) can be snapshotted to bytes and
+//! The state of every operator and of the watermark can be snapshotted to bytes and
 //! restored into a fresh processor of the same plan.
 
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array};
-use arrow::compute::{take, FilterBuilder};
+use arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions, StringArray,
+    UInt32Array,
+};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
-use crate::aggregate::{Accumulator, AggState};
 use crate::error::{EngineError, Result};
-use crate::expr::{bind, cast_to, Input, PhysExpr, Scope};
-use crate::groups::{GroupKeys, GroupTable};
-use crate::plan::{Plan, SelectItem};
+use crate::expr::{bind, cast_to, resolve_column, PhysExpr, Scope};
+use crate::operator::aggregate::{AggDef, GroupAggregate, GroupingDef};
+use crate::operator::distinct::Distinct;
+use crate::operator::filter::{Filter, FilterDef};
+use crate::operator::project::{Project, ProjectDef};
+use crate::operator::{Chunk, Ctx, OpState, Operator, Times};
+use crate::plan::{
+    EmitMode, LateStrategy, Plan, SelectItem, TimeErrorStrategy, TimeSpec, WatermarkStrategy,
+    WindowKind,
+};
+use crate::time::parse::{parse_event_times, TimeFailure, TimeFormat};
+use crate::watermark::{WatermarkState, WatermarkTracker};
+use crate::window::bins::FixedWindows;
+use crate::window::session::Sessions;
+use crate::window::sliding::Sliding;
+use crate::window::tumbling::Tumbling;
+use crate::window::WindowDef;
 
 /// Counters of one processor (`Query.metrics()`).
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -34,19 +47,72 @@ pub struct Metrics {
     pub records_out: u64,
     pub batches_in: u64,
     pub filtered_out: u64,
+    /// Late records dropped (`late.data.strategy = 'drop'`, or beyond the allowed
+    /// lateness).
+    pub late_dropped: u64,
+    /// Records routed to the dead letters (late, or event time unreadable).
+    pub dead_lettered: u64,
 }
 
-/// The aggregation part of a bound plan.
-struct Aggregation {
-    /// GROUP BY expressions over the input.
-    keys: Vec<PhysExpr>,
-    /// Aggregate arguments over the input, cast to each accumulator's input type.
-    args: Vec<Option<PhysExpr>>,
-    /// HAVING over the post-aggregation columns (group keys, then aggregates).
-    having: Option<PhysExpr>,
-    key_types: Vec<DataType>,
-    /// The aggregate arguments' types before the cast (accumulators are built from them).
-    arg_types: Vec<Option<DataType>>,
+/// The longest duration a plan may carry (about 3 000 years): event time and durations
+/// then add up without overflowing.
+pub const MAX_DURATION_MS: i64 = 100_000_000_000_000;
+
+/// Event times outside years -9999..=9999 are not instants velostream computes with.
+pub const MAX_EVENT_TIME_MS: i64 = 253_402_300_799_999;
+
+/// How the scan step reads event time.
+#[derive(Debug)]
+struct TimeDef {
+    /// The event-time field's input column (None: processing time).
+    field: Option<(usize, String)>,
+    format: TimeFormat,
+    on_error: TimeErrorStrategy,
+    /// The `_partition` input column, if any.
+    partition: Option<usize>,
+    /// Where `_event_time` sits in the extended input: an input column it replaces, or
+    /// one appended after the input's columns (None: processing time, not a column).
+    column: Option<usize>,
+    /// Whether the chunks carry times (windowed queries).
+    windowed: bool,
+    /// The input's field names, for error messages.
+    fields: Vec<String>,
+}
+
+/// One operator of a bound plan, before it gets state.
+enum OpDef {
+    Filter(Arc<FilterDef>),
+    Aggregate(Arc<GroupingDef>),
+    Window(Arc<WindowDef>),
+    Project(Arc<ProjectDef>),
+    Distinct(Vec<DataType>),
+}
+
+impl OpDef {
+    fn instantiate(&self) -> Result<Box<dyn Operator>> {
+        Ok(match self {
+            OpDef::Filter(d) => Box::new(Filter::new(d.clone())),
+            OpDef::Aggregate(d) => Box::new(GroupAggregate::new(d.clone())?),
+            OpDef::Window(d) => match d.kind {
+                WindowKind::Tumbling { size_ms } => {
+                    Box::new(FixedWindows::new(Tumbling { size: size_ms }, d.clone())?)
+                }
+                WindowKind::Sliding {
+                    size_ms,
+                    advance_ms,
+                } => Box::new(FixedWindows::new(
+                    Sliding {
+                        size: size_ms,
+                        advance: advance_ms,
+                    },
+                    d.clone(),
+                )?),
+                WindowKind::Session { gap_ms } => Box::new(Sessions::new(gap_ms, d.clone())?),
+            },
+            OpDef::Project(d) => Box::new(Project::new(d.clone())),
+            OpDef::Distinct(types) => Box::new(Distinct::new(types)?),
+        })
+    }
 }
 
 /// The plan bound to one input schema.
@@ -55,24 +121,17 @@ struct Bound {
     /// Input columns converted before anything reads them, to the type they are
     /// computed in (see [`computed_type`]); empty for most inputs.
     conversions: Vec<(usize, DataType)>,
-    filter: Option<PhysExpr>,
-    /// Input columns the next stage reads, in the order they are handed to it.
-    needed: Vec<usize>,
-    /// (output column, input column): converted input columns that a stateless query
-    /// selects as they are, returned in the input's own layout.
-    passthrough: Vec<(usize, usize)>,
-    aggregation: Option<Aggregation>,
-    /// The SELECT list: over `needed` (stateless) or over keys ++ aggregates.
-    projections: Vec<PhysExpr>,
+    time: Option<TimeDef>,
+    /// Input columns appended as they are (converted columns a stateless query selects
+    /// as they are, returned in the input's own layout).
+    raw: Vec<usize>,
+    /// The extended input's columns the first operator reads (when no WHERE narrows).
+    needed: Option<Vec<usize>>,
+    ops: Vec<OpDef>,
     output_schema: SchemaRef,
-}
-
-/// State that outlives re-binding: group table, accumulators, distinct set.
-struct State {
-    groups: Option<GroupTable>,
-    accumulators: Vec<Accumulator>,
-    distinct: Option<GroupTable>,
-    gids: Vec<u32>,
+    /// Key and argument types of the aggregation: state carries over a re-binding only
+    /// when they are unchanged.
+    signature: Option<(Vec<DataType>, Vec<Option<DataType>>)>,
 }
 
 /// Plans recently bound by any processor, most recent last: `(plan JSON, bound plan)`,
@@ -109,12 +168,19 @@ pub struct Processor {
     /// The plan as JSON: the key of shared bindings, and of snapshots.
     plan_json: Arc<str>,
     bound: Option<Arc<Bound>>,
-    state: Option<State>,
+    ops: Vec<Box<dyn Operator>>,
+    tracker: Option<WatermarkTracker>,
+    /// The watermark last offered to the operators.
+    fired: Option<i64>,
     metrics: Metrics,
+    /// Records routed to the dead letters and not yet taken: (record as JSON, reason).
+    dead: Vec<(String, String)>,
     /// Set by `flush`: the input has ended, and `process` is refused.
     ended: bool,
     /// The plan's fingerprint (see [`plan_fingerprint`]), stamped on snapshots.
     fingerprint: u32,
+    /// Scratch: the watermark before each row.
+    marks: Vec<i64>,
 }
 
 /// Processing time now, epoch millis.
@@ -129,16 +195,692 @@ pub fn now_millis() -> i64 {
 #[derive(Serialize, Deserialize)]
 struct Snapshot {
     input_schema: Vec<u8>,
-    groups: Option<GroupKeys>,
-    accumulators: Vec<AggState>,
-    distinct: Option<GroupKeys>,
+    ops: Vec<OpState>,
+    watermark: Option<WatermarkState>,
+    fired: Option<i64>,
     metrics: Metrics,
+}
+
+/// Check the plan's durations and time settings, whose errors are the user's.
+fn validate_plan(plan: &Plan) -> Result<()> {
+    let window_pos = plan.window.as_ref().and_then(|w| w.pos);
+    let duration = |what: &str, ms: i64, pos| {
+        if ms <= 0 || ms > MAX_DURATION_MS {
+            Err(EngineError::validation(
+                format!("{what} must be between 1ms and {MAX_DURATION_MS}ms, got {ms}ms"),
+                pos,
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    if let Some(w) = &plan.window {
+        match w.kind {
+            WindowKind::Tumbling { size_ms } => duration("a TUMBLING window size", size_ms, w.pos)?,
+            WindowKind::Sliding {
+                size_ms,
+                advance_ms,
+            } => {
+                duration("a SLIDING window size", size_ms, w.pos)?;
+                duration("a SLIDING window advance", advance_ms, w.pos)?;
+                if advance_ms > size_ms {
+                    return Err(EngineError::validation(
+                        format!(
+                            "a SLIDING window's advance ({advance_ms}ms) must not exceed its \
+                             size ({size_ms}ms)"
+                        ),
+                        w.pos,
+                    ));
+                }
+                if size_ms / advance_ms > 1000 {
+                    return Err(EngineError::validation(
+                        format!(
+                            "a SLIDING window of size {size_ms}ms every {advance_ms}ms puts each \
+                             row in {} windows; at most 1000 are supported",
+                            size_ms / advance_ms
+                        ),
+                        w.pos,
+                    ));
+                }
+            }
+            WindowKind::Session { gap_ms } => duration("a SESSION gap", gap_ms, w.pos)?,
+        }
+        if !plan.is_aggregate() {
+            return Err(EngineError::validation(
+                "WINDOW needs GROUP BY or an aggregate",
+                window_pos,
+            ));
+        }
+        if plan.distinct {
+            return Err(EngineError::validation(
+                "SELECT DISTINCT with a WINDOW is not supported",
+                window_pos,
+            ));
+        }
+    } else if plan.emit == EmitMode::Final {
+        return Err(EngineError::validation("EMIT FINAL needs a WINDOW", None));
+    }
+    if let Some(t) = &plan.time {
+        let bound = |what: &str, ms: i64| {
+            if !(0..=MAX_DURATION_MS).contains(&ms) {
+                Err(EngineError::validation(
+                    format!("{what} must be between 0ms and {MAX_DURATION_MS}ms, got {ms}ms"),
+                    None,
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        bound("watermark.max_out_of_orderness", t.max_out_of_orderness_ms)?;
+        bound("late.data.allowed_lateness", t.allowed_lateness_ms)?;
+        if let Some(idle) = t.idle_timeout_ms {
+            duration("watermark.idle_timeout", idle, None)?;
+        }
+        if t.allowed_lateness_ms > 0 && t.late != LateStrategy::UpdatePrevious {
+            return Err(EngineError::validation(
+                "late.data.allowed_lateness applies to late.data.strategy = 'update_previous' only",
+                None,
+            ));
+        }
+        if t.late == LateStrategy::UpdatePrevious
+            && matches!(
+                plan.window.as_ref().map(|w| w.kind),
+                Some(WindowKind::Session { .. })
+            )
+        {
+            return Err(EngineError::validation(
+                "late.data.strategy = 'update_previous' is not supported for SESSION windows \
+                 yet (use drop, dead_letter or include_in_next_window)",
+                window_pos,
+            ));
+        }
+        TimeFormat::parse(t.format.as_deref())
+            .map_err(|message| EngineError::validation(message, None))?;
+    }
+    if plan.having.is_some() && !plan.is_aggregate() {
+        return Err(EngineError::validation(
+            "HAVING needs GROUP BY or an aggregate",
+            plan.having.as_ref().and_then(|h| h.pos()),
+        ));
+    }
+    Ok(())
+}
+
+/// The time settings in force: the plan's, or processing time for a window without
+/// them. `None`: the query does not look at time.
+fn time_spec(plan: &Plan) -> Option<TimeSpec> {
+    let mut spec = plan.time.clone();
+    if let Some(column) = plan.window.as_ref().and_then(|w| w.time_column.clone()) {
+        spec.get_or_insert_with(TimeSpec::default).field = Some(column);
+    }
+    if spec.is_none() && plan.window.is_some() {
+        spec = Some(TimeSpec {
+            watermark: WatermarkStrategy::Ascending,
+            ..TimeSpec::default()
+        });
+    }
+    spec
+}
+
+impl Processor {
+    /// Build a processor; constructs whose execution is not built yet are rejected here.
+    pub fn new(plan: Plan) -> Result<Self> {
+        validate_plan(&plan)?;
+        if let (Some(column), Some(field)) = (
+            plan.window.as_ref().and_then(|w| w.time_column.as_ref()),
+            plan.time.as_ref().and_then(|t| t.field.as_ref()),
+        ) {
+            if column != field {
+                return Err(EngineError::validation(
+                    format!(
+                        "the WINDOW's time column '{column}' differs from event.time.field \
+                         '{field}': name one of them"
+                    ),
+                    plan.window.as_ref().and_then(|w| w.pos),
+                ));
+            }
+        }
+        let tracker = time_spec(&plan).map(|t| {
+            WatermarkTracker::new(t.watermark, t.max_out_of_orderness_ms, t.idle_timeout_ms)
+        });
+        Ok(Processor {
+            plan_json: serde_json::to_string(&plan)?.into(),
+            fingerprint: plan_fingerprint(&plan)?,
+            plan,
+            bound: None,
+            ops: Vec::new(),
+            tracker,
+            fired: None,
+            metrics: Metrics::default(),
+            dead: Vec::new(),
+            ended: false,
+            marks: Vec::new(),
+        })
+    }
+
+    /// Parse a JSON plan and build a processor.
+    pub fn from_json(plan: &str) -> Result<Self> {
+        Processor::new(Plan::from_json(plan)?)
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The current watermark, epoch millis (`None` before the first record, or when the
+    /// query does not use event time).
+    pub fn watermark(&self) -> Option<i64> {
+        self.tracker.as_ref().and_then(WatermarkTracker::watermark)
+    }
+
+    /// Live groups (for windows: live (window, key) states, closed windows excluded)
+    /// and distinct rows held in state.
+    pub fn state_groups(&self) -> usize {
+        self.ops.iter().map(|o| o.state_groups()).sum()
+    }
+
+    /// Heap bytes held in state (per-batch scratch buffers excluded).
+    pub fn state_bytes(&self) -> usize {
+        self.ops.iter().map(|o| o.state_bytes()).sum()
+    }
+
+    /// Take the records routed to the dead letters since the last call:
+    /// `(record as JSON, reason)` each.
+    pub fn take_dead_letters(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.dead)
+    }
+
+    /// The dead letters as a batch of (`record`, `reason`) strings, emptied.
+    pub fn dead_letters(&mut self) -> Result<RecordBatch> {
+        let dead = self.take_dead_letters();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("record", DataType::Utf8, false),
+            Field::new("reason", DataType::Utf8, false),
+        ]));
+        let records = StringArray::from_iter_values(dead.iter().map(|d| d.0.as_str()));
+        let reasons = StringArray::from_iter_values(dead.iter().map(|d| d.1.as_str()));
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![Arc::new(records), Arc::new(reasons)],
+        )?)
+    }
+
+    /// The schema of what `process` and `flush` return, once the input schema is known.
+    pub fn output_schema(&self) -> Option<SchemaRef> {
+        self.bound.as_ref().map(|b| b.output_schema.clone())
+    }
+
+    /// Bind the plan to an input schema (done by the first `process` call otherwise).
+    pub fn bind(&mut self, schema: &SchemaRef) -> Result<SchemaRef> {
+        if let Some(b) = &self.bound {
+            if b.input_schema.fields() == schema.fields() {
+                return Ok(b.output_schema.clone());
+            }
+        }
+        let bound = match shared_binding(&self.plan_json, schema) {
+            Some(bound) => bound,
+            None => {
+                let bound = Arc::new(bind_plan(&self.plan, schema)?);
+                share_binding(&self.plan_json, &bound);
+                bound
+            }
+        };
+        let ops = bound
+            .ops
+            .iter()
+            .map(OpDef::instantiate)
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(previous) = &self.bound {
+            if previous.output_schema.fields() != bound.output_schema.fields()
+                || previous.signature != bound.signature
+            {
+                return Err(EngineError::validation(
+                    format!(
+                        "the input schema changed in a way that changes the query's output \
+                         types: {}",
+                        schema_change(&previous.input_schema, schema)
+                    ),
+                    None,
+                ));
+            }
+            // The state carries over to the new binding's operators.
+            let mut ops = ops;
+            for (new, old) in ops.iter_mut().zip(&self.ops) {
+                new.restore(old.snapshot())?;
+            }
+            self.ops = ops;
+        } else {
+            self.ops = ops;
+        }
+        let out = bound.output_schema.clone();
+        self.bound = Some(bound);
+        Ok(out)
+    }
+
+    /// The chunk the first operator reads: converted columns, event time and watermark.
+    fn scan(&mut self, batch: &RecordBatch, ctx: &mut Ctx) -> Result<Option<Chunk>> {
+        let bound = self.bound.clone().expect("bound");
+        let n = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = if bound.conversions.is_empty() {
+            batch.columns().to_vec()
+        } else {
+            convert_columns(batch.columns(), &bound.conversions)?
+        };
+        let mut times = None;
+        let mut keep_rows: Option<BooleanArray> = None;
+        if let Some(time) = &bound.time {
+            let (event, failed) = self.event_times(batch, time, ctx.now_ms)?;
+            let event: ArrayRef = Arc::new(Int64Array::from(event));
+            if let Some(c) = time.column {
+                if c < columns.len() {
+                    columns[c] = event.clone();
+                } else {
+                    columns.push(event.clone());
+                }
+            }
+            if let Some(failed) = failed {
+                keep_rows = Some(failed);
+            }
+            if time.windowed {
+                times = Some((event, time.partition));
+            }
+        }
+        for &r in &bound.raw {
+            columns.push(batch.column(r).clone());
+        }
+        let mut chunk = Chunk::new(columns, n);
+        if let Some((event, partition)) = times {
+            let tracker = self.tracker.as_mut().expect("a timed query has a tracker");
+            let partitions = partition.map(|p| batch.column(p).as_ref());
+            let values = event
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .expect("event time is Int64");
+            // Rows whose event time failed do not move the watermark.
+            match &keep_rows {
+                None => {
+                    tracker.advance(values.values(), partitions, ctx.now_ms, &mut self.marks)?
+                }
+                Some(keep) => {
+                    let kept = arrow::compute::filter(values, keep)?;
+                    let kept_parts = match partitions {
+                        Some(p) => Some(arrow::compute::filter(p, keep)?),
+                        None => None,
+                    };
+                    let kept = kept.as_any().downcast_ref::<Int64Array>().expect("Int64");
+                    tracker.advance(
+                        kept.values(),
+                        kept_parts.as_deref(),
+                        ctx.now_ms,
+                        &mut self.marks,
+                    )?;
+                    // Spread back over every row (failed rows are removed below).
+                    let mut all = vec![i64::MIN; n];
+                    let mut k = 0;
+                    for (i, slot) in all.iter_mut().enumerate() {
+                        if keep.value(i) {
+                            *slot = self.marks[k];
+                            k += 1;
+                        }
+                    }
+                    self.marks = all;
+                }
+            }
+            chunk.times = Some(Times {
+                event,
+                watermark: Arc::new(Int64Array::from(std::mem::take(&mut self.marks))),
+                row: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+            });
+        }
+        if let Some(keep) = &keep_rows {
+            chunk = chunk.filter(keep, None)?;
+        }
+        if let Some(needed) = &bound.needed {
+            chunk.columns = needed.iter().map(|&i| chunk.columns[i].clone()).collect();
+        }
+        Ok(Some(chunk))
+    }
+
+    /// Event time of every row; rows whose event time cannot be read fail the call or
+    /// (under `dead_letter`) are routed and masked out (the mask is returned).
+    fn event_times(
+        &mut self,
+        batch: &RecordBatch,
+        time: &TimeDef,
+        now_ms: i64,
+    ) -> Result<(Vec<i64>, Option<BooleanArray>)> {
+        let n = batch.num_rows();
+        let Some((index, name)) = &time.field else {
+            return Ok((vec![now_ms; n], None));
+        };
+        let mut out = Vec::new();
+        let mut failures: Vec<TimeFailure> = Vec::new();
+        parse_event_times(
+            batch.column(*index).as_ref(),
+            &time.format,
+            &mut out,
+            &mut failures,
+        );
+        // Beyond years -9999..=9999 is not an instant to compute windows with.
+        for (row, &t) in out.iter().enumerate() {
+            if !(-MAX_EVENT_TIME_MS..=MAX_EVENT_TIME_MS).contains(&t)
+                && failures.binary_search_by_key(&row, |f| f.row).is_err()
+            {
+                failures.push(TimeFailure {
+                    row,
+                    kind: crate::time::parse::TimeErrorKind::InvalidTimestamp,
+                    value: t.to_string(),
+                });
+            }
+        }
+        if failures.is_empty() {
+            return Ok((out, None));
+        }
+        failures.sort_by_key(|f| f.row);
+        match time.on_error {
+            TimeErrorStrategy::Fail => {
+                Err(failures[0].to_error(name, &time.format, time.fields.clone()))
+            }
+            TimeErrorStrategy::DeadLetter => {
+                let mut keep = vec![true; n];
+                let mut rows = Vec::with_capacity(failures.len());
+                let mut reasons = Vec::with_capacity(failures.len());
+                for f in &failures {
+                    keep[f.row] = false;
+                    rows.push(f.row as u32);
+                    reasons.push(f.to_error(name, &time.format, Vec::new()).to_string());
+                }
+                self.route(batch, &rows, reasons)?;
+                Ok((out, Some(BooleanArray::from(keep))))
+            }
+        }
+    }
+
+    /// Route rows of `batch` to the dead letters with their reasons.
+    fn route(&mut self, batch: &RecordBatch, rows: &[u32], reasons: Vec<String>) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let indices = UInt32Array::from(rows.to_vec());
+        let picked = arrow::compute::take_record_batch(batch, &indices)?;
+        let records = records_as_json(&picked);
+        self.metrics.dead_lettered += rows.len() as u64;
+        self.dead.extend(records.into_iter().zip(reasons));
+        Ok(())
+    }
+
+    /// Pass `chunk` through the operators from `from` on.
+    fn run_ops(&mut self, from: usize, mut chunk: Chunk, ctx: &mut Ctx) -> Result<Chunk> {
+        for op in &mut self.ops[from..] {
+            chunk = op.process(chunk, ctx)?;
+        }
+        Ok(chunk)
+    }
+
+    /// Offer the watermark to the operators (when it moved, or at the end of input);
+    /// returns what they emit.
+    fn fire(&mut self, end: bool, ctx: &mut Ctx, outputs: &mut Vec<Chunk>) -> Result<()> {
+        let watermark = if end {
+            Some(i64::MAX)
+        } else {
+            self.watermark()
+        };
+        let Some(watermark) = watermark else {
+            return Ok(());
+        };
+        if !end && self.fired.is_some_and(|f| f >= watermark) {
+            return Ok(());
+        }
+        self.fired = Some(watermark);
+        for i in 0..self.ops.len() {
+            let emitted = if end {
+                self.ops[i].flush(ctx)?
+            } else {
+                self.ops[i].on_watermark(watermark, ctx)?
+            };
+            if let Some(chunk) = emitted {
+                outputs.push(self.run_ops(i + 1, chunk, ctx)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Count what a call's context collected, route its dead letters.
+    fn settle(&mut self, batch: Option<&RecordBatch>, ctx: &mut Ctx) -> Result<()> {
+        self.metrics.filtered_out += ctx.filtered_out;
+        self.metrics.late_dropped += ctx.late_dropped;
+        if !ctx.dead.is_empty() {
+            let (rows, reasons): (Vec<u32>, Vec<String>) =
+                std::mem::take(&mut ctx.dead).into_iter().unzip();
+            if let Some(batch) = batch {
+                self.route(batch, &rows, reasons)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Output chunks as one batch of the output schema.
+    fn assemble(&mut self, outputs: Vec<Chunk>) -> Result<RecordBatch> {
+        let schema = self
+            .output_schema()
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        let mut batches = Vec::with_capacity(outputs.len());
+        for chunk in outputs {
+            if chunk.rows == 0 && !batches.is_empty() {
+                continue;
+            }
+            batches.push(RecordBatch::try_new_with_options(
+                schema.clone(),
+                chunk.columns,
+                &RecordBatchOptions::new().with_row_count(Some(chunk.rows)),
+            )?);
+        }
+        let out = match batches.len() {
+            0 => RecordBatch::new_empty(schema),
+            1 => batches.pop().expect("one batch"),
+            _ => arrow::compute::concat_batches(&schema, &batches)?,
+        };
+        self.metrics.records_out += out.num_rows() as u64;
+        Ok(out)
+    }
+
+    /// Process one batch and return the rows the query emits for it.
+    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
+        if self.ended {
+            return Err(EngineError::Usage(
+                "process() after flush(): flush() ended this query's input; compile the \
+                 query again (or restore a snapshot into a new one) to process more"
+                    .into(),
+            ));
+        }
+        self.bind(&batch.schema())?;
+        self.metrics.batches_in += 1;
+        let mut ctx = Ctx {
+            now_ms: now_millis(),
+            ..Ctx::default()
+        };
+        let mut outputs = Vec::new();
+        if batch.num_rows() == 0 {
+            // Nothing evaluated: a constant that fails (`1 % 0`) fails only when a row
+            // needs it, as on the per-record path. Idle partitions may still release
+            // the watermark.
+            if let Some(t) = self.tracker.as_mut() {
+                t.tick(ctx.now_ms);
+            }
+        } else {
+            self.metrics.records_in += batch.num_rows() as u64;
+            if let Some(chunk) = self.scan(batch, &mut ctx)? {
+                let out = self.run_ops(0, chunk, &mut ctx)?;
+                outputs.push(out);
+            }
+        }
+        if self
+            .bound
+            .as_ref()
+            .is_some_and(|b| b.time.as_ref().is_some_and(|t| t.windowed))
+        {
+            self.fire(false, &mut ctx, &mut outputs)?;
+        }
+        self.settle(Some(batch), &mut ctx)?;
+        self.assemble(outputs)
+    }
+
+    /// Process several batches in turn (state carried between them) and return all the
+    /// rows they emit as one batch.
+    pub fn process_all(
+        &mut self,
+        batches: impl IntoIterator<Item = Result<RecordBatch>>,
+    ) -> Result<RecordBatch> {
+        let mut outputs = Vec::new();
+        for batch in batches {
+            let out = self.process(&batch?)?;
+            if out.num_rows() > 0 || outputs.is_empty() {
+                outputs.push(out);
+            }
+        }
+        match outputs.len() {
+            0 => self.flush_empty(),
+            1 => Ok(outputs.pop().expect("one output")),
+            _ => Ok(arrow::compute::concat_batches(
+                &outputs[0].schema(),
+                &outputs,
+            )?),
+        }
+    }
+
+    fn flush_empty(&self) -> Result<RecordBatch> {
+        let schema = self
+            .output_schema()
+            .unwrap_or_else(|| Arc::new(Schema::empty()));
+        Ok(RecordBatch::new_empty(schema))
+    }
+
+    /// End of input: close every window and return what is left. `EMIT CHANGES`
+    /// without a window already emitted every update.
+    pub fn flush(&mut self) -> Result<RecordBatch> {
+        if self.ended || self.bound.is_none() {
+            self.ended = true;
+            return self.flush_empty();
+        }
+        self.ended = true;
+        let mut ctx = Ctx {
+            now_ms: now_millis(),
+            ..Ctx::default()
+        };
+        let mut outputs = Vec::new();
+        self.fire(true, &mut ctx, &mut outputs)?;
+        self.settle(None, &mut ctx)?;
+        self.assemble(outputs)
+    }
+
+    /// Serialise the state (and the input schema it was built for) to bytes, framed
+    /// with a format version, the plan's fingerprint and a checksum.
+    pub fn snapshot(&self) -> Result<Vec<u8>> {
+        let input_schema = match &self.bound {
+            Some(b) => schema_to_bytes(&b.input_schema)?,
+            None => Vec::new(),
+        };
+        let snapshot = Snapshot {
+            input_schema,
+            ops: self.ops.iter().map(|o| o.snapshot()).collect(),
+            watermark: self.tracker.as_ref().map(WatermarkTracker::state),
+            fired: self.fired,
+            metrics: self.metrics.clone(),
+        };
+        let payload = postcard::to_allocvec(&snapshot).map_err(snapshot_error)?;
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + payload.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+        out.extend_from_slice(&self.fingerprint.to_le_bytes());
+        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        out.extend_from_slice(&payload);
+        Ok(out)
+    }
+
+    /// Replace the state with a snapshot taken from a processor of the same plan.
+    ///
+    /// All or nothing: a snapshot that is corrupt, of another format version or of
+    /// another query is refused with an error naming what is wrong, and the state is
+    /// left as it was.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let payload = open_snapshot(bytes, self.fingerprint)?;
+        // A well-framed payload can still be foreign (made by hand, or by a defect): a
+        // panic while decoding or binding it refuses it like any other bad snapshot, and
+        // leaves this processor as it was.
+        let restored =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restored_from(payload)))
+                .unwrap_or_else(|panic| {
+                    let message = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    Err(snapshot_error(format!(
+                        "its state does not fit this query ({message})"
+                    )))
+                })?;
+        *self = restored;
+        Ok(())
+    }
+
+    /// A processor of this plan with the state of a snapshot's payload.
+    fn restored_from(&self, payload: &[u8]) -> Result<Processor> {
+        let snapshot: Snapshot = postcard::from_bytes(payload)
+            .map_err(|e| snapshot_error(format!("its state does not decode: {e}")))?;
+        let mut restored = Processor::new(self.plan.clone())?;
+        restored.metrics = snapshot.metrics;
+        restored.fired = snapshot.fired;
+        match (restored.tracker.as_mut(), snapshot.watermark) {
+            (Some(t), Some(state)) => t.restore(state),
+            (None, None) => {}
+            _ => return Err(snapshot_error("its watermark does not fit this query")),
+        }
+        if !snapshot.input_schema.is_empty() {
+            let schema = schema_from_bytes(&snapshot.input_schema)
+                .map_err(|e| snapshot_error(format!("its input schema does not decode: {e}")))?;
+            restored.bind(&schema).map_err(|e| {
+                snapshot_error(format!("its input schema does not fit this query: {e}"))
+            })?;
+            if restored.ops.len() != snapshot.ops.len() {
+                return Err(snapshot_error("its operators do not fit this query"));
+            }
+            for (op, state) in restored.ops.iter_mut().zip(snapshot.ops) {
+                op.restore(state)?;
+            }
+        } else if !snapshot.ops.is_empty() {
+            return Err(snapshot_error("it holds state without an input schema"));
+        }
+        Ok(restored)
+    }
+}
+
+/// Records as JSON objects, one string each (dead letters).
+fn records_as_json(batch: &RecordBatch) -> Vec<String> {
+    let mut buf = Vec::new();
+    let written = {
+        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+        writer.write(batch).and_then(|_| writer.finish())
+    };
+    match written {
+        Ok(()) => String::from_utf8_lossy(&buf)
+            .lines()
+            .map(str::to_string)
+            .collect(),
+        Err(e) => (0..batch.num_rows())
+            .map(|_| format!("{{\"error\": \"the record cannot be written as JSON: {e}\"}}"))
+            .collect(),
+    }
 }
 
 /// A snapshot is framed: magic, format version, the plan's fingerprint, the payload's
 /// length and its CRC-32 (which catches every single-bit flip), then the payload.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"VSNP";
-const SNAPSHOT_VERSION: u16 = 2;
+const SNAPSHOT_VERSION: u16 = 3;
 const SNAPSHOT_HEADER: usize = 4 + 2 + 4 + 8 + 4;
 
 fn snapshot_error(what: impl std::fmt::Display) -> EngineError {
@@ -203,368 +945,6 @@ fn open_snapshot(bytes: &[u8], fingerprint: u32) -> Result<&[u8]> {
     Ok(payload)
 }
 
-impl Processor {
-    /// Build a processor; constructs whose execution is not built yet are rejected here.
-    pub fn new(plan: Plan) -> Result<Self> {
-        if plan.window.is_some() {
-            return Err(EngineError::validation(
-                "WINDOW is not supported yet (event-time windows arrive in a later release)",
-                None,
-            ));
-        }
-        if plan.emit == "final" {
-            return Err(EngineError::validation("EMIT FINAL needs a WINDOW", None));
-        }
-        if plan.having.is_some() && !plan.is_aggregate() {
-            return Err(EngineError::validation(
-                "HAVING needs GROUP BY or an aggregate",
-                plan.having.as_ref().and_then(|h| h.pos()),
-            ));
-        }
-        Ok(Processor {
-            plan_json: serde_json::to_string(&plan)?.into(),
-            fingerprint: plan_fingerprint(&plan)?,
-            plan,
-            bound: None,
-            state: None,
-            metrics: Metrics::default(),
-            ended: false,
-        })
-    }
-
-    /// Parse a JSON plan and build a processor.
-    pub fn from_json(plan: &str) -> Result<Self> {
-        Processor::new(Plan::from_json(plan)?)
-    }
-
-    pub fn plan(&self) -> &Plan {
-        &self.plan
-    }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    /// Live groups (and distinct rows) held in state.
-    pub fn state_groups(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| {
-            s.groups.as_ref().map_or(0, GroupTable::len)
-                + s.distinct.as_ref().map_or(0, GroupTable::len)
-        })
-    }
-
-    /// Heap bytes held in state (per-batch scratch buffers excluded).
-    pub fn state_bytes(&self) -> usize {
-        self.state.as_ref().map_or(0, |s| {
-            s.groups.as_ref().map_or(0, GroupTable::state_bytes)
-                + s.distinct.as_ref().map_or(0, GroupTable::state_bytes)
-                + s.accumulators
-                    .iter()
-                    .map(Accumulator::state_bytes)
-                    .sum::<usize>()
-        })
-    }
-
-    /// The schema of what `process` and `flush` return, once the input schema is known.
-    pub fn output_schema(&self) -> Option<SchemaRef> {
-        self.bound.as_ref().map(|b| b.output_schema.clone())
-    }
-
-    /// Bind the plan to an input schema (done by the first `process` call otherwise).
-    pub fn bind(&mut self, schema: &SchemaRef) -> Result<SchemaRef> {
-        if let Some(b) = &self.bound {
-            if b.input_schema.fields() == schema.fields() {
-                return Ok(b.output_schema.clone());
-            }
-        }
-        let bound = match shared_binding(&self.plan_json, schema) {
-            Some(bound) => bound,
-            None => {
-                let bound = Arc::new(bind_plan(&self.plan, schema)?);
-                share_binding(&self.plan_json, &bound);
-                bound
-            }
-        };
-        if let Some(previous) = &self.bound {
-            if previous.output_schema.fields() != bound.output_schema.fields()
-                || agg_types(previous) != agg_types(&bound)
-            {
-                return Err(EngineError::validation(
-                    format!(
-                        "the input schema changed in a way that changes the query's output \
-                         types: {}",
-                        schema_change(&previous.input_schema, schema)
-                    ),
-                    None,
-                ));
-            }
-        }
-        if self.state.is_none() {
-            self.state = Some(new_state(&self.plan, &bound)?);
-        }
-        let out = bound.output_schema.clone();
-        self.bound = Some(bound);
-        Ok(out)
-    }
-
-    /// Process one batch and return the rows the query emits for it.
-    pub fn process(&mut self, batch: &RecordBatch) -> Result<RecordBatch> {
-        if self.ended {
-            return Err(EngineError::Usage(
-                "process() after flush(): flush() ended this query's input; compile the \
-                 query again (or restore a snapshot into a new one) to process more"
-                    .into(),
-            ));
-        }
-        self.bind(&batch.schema())?;
-        let bound = self.bound.as_deref().expect("bound above");
-        let state = self.state.as_mut().expect("state created with the binding");
-        let n = batch.num_rows();
-        if n == 0 {
-            // Nothing to emit, and nothing evaluated: a constant that fails (`1 % 0`)
-            // fails only when a row needs it, as on the per-record path.
-            self.metrics.batches_in += 1;
-            return Ok(RecordBatch::new_empty(bound.output_schema.clone()));
-        }
-        let now_ms = now_millis();
-        let converted;
-        let batch_columns: &[ArrayRef] = if bound.conversions.is_empty() {
-            batch.columns()
-        } else {
-            converted = convert_columns(batch.columns(), &bound.conversions)?;
-            &converted
-        };
-        let mut columns: Vec<ArrayRef> = bound
-            .needed
-            .iter()
-            .map(|i| batch_columns[*i].clone())
-            .collect();
-        let mut rows = n;
-        let mut kept: Option<BooleanArray> = None;
-        if let Some(filter) = &bound.filter {
-            let input = Input {
-                columns: batch_columns,
-                num_rows: n,
-                now_ms,
-            };
-            let mask = filter.eval(&input)?.into_array(n)?;
-            let mask = mask
-                .as_any()
-                .downcast_ref::<BooleanArray>()
-                .expect("filter is boolean after binding");
-            (columns, rows) = filter_columns(&columns, mask, rows)?;
-            if !bound.passthrough.is_empty() {
-                kept = Some(mask.clone());
-            }
-        }
-        self.metrics.batches_in += 1;
-        self.metrics.records_in += n as u64;
-        self.metrics.filtered_out += (n - rows) as u64;
-
-        if let Some(agg) = &bound.aggregation {
-            let input = Input {
-                columns: &columns,
-                num_rows: rows,
-                now_ms,
-            };
-            let mut post: Vec<ArrayRef> = Vec::with_capacity(agg.keys.len() + agg.args.len());
-            for k in &agg.keys {
-                post.push(k.eval(&input)?.into_array(rows)?);
-            }
-            let groups = state.groups.as_mut().expect("aggregating state");
-            groups.group_ids(&post, rows, &mut state.gids)?;
-            let group_count = groups.len();
-            for (acc, arg) in state.accumulators.iter_mut().zip(&agg.args) {
-                let arg = match arg {
-                    Some(a) => Some(a.eval(&input)?.into_array(rows)?),
-                    None => None,
-                };
-                post.push(acc.update_and_emit(&state.gids, group_count, arg.as_ref())?);
-            }
-            if let Some(having) = &agg.having {
-                let input = Input {
-                    columns: &post,
-                    num_rows: rows,
-                    now_ms,
-                };
-                let mask = having.eval(&input)?.into_array(rows)?;
-                let mask = mask
-                    .as_any()
-                    .downcast_ref::<BooleanArray>()
-                    .expect("HAVING is boolean after binding");
-                (post, rows) = filter_columns(&post, mask, rows)?;
-            }
-            columns = post;
-        }
-
-        let input = Input {
-            columns: &columns,
-            num_rows: rows,
-            now_ms,
-        };
-        let mut out = Vec::with_capacity(bound.projections.len());
-        for p in &bound.projections {
-            out.push(p.eval(&input)?.into_array(rows)?);
-        }
-        for &(o, i) in &bound.passthrough {
-            let original = [batch.column(i).clone()];
-            out[o] = match &kept {
-                Some(mask) => filter_columns(&original, mask, n)?.0.remove(0),
-                None => original[0].clone(),
-            };
-        }
-        if let Some(seen) = state.distinct.as_mut() {
-            (out, rows) = first_seen(seen, &out, rows, &mut state.gids)?;
-        }
-        let result = RecordBatch::try_new_with_options(
-            bound.output_schema.clone(),
-            out,
-            &RecordBatchOptions::new().with_row_count(Some(rows)),
-        )?;
-        self.metrics.records_out += rows as u64;
-        Ok(result)
-    }
-
-    /// Process several batches in turn (state carried between them) and return all the
-    /// rows they emit as one batch.
-    pub fn process_all(
-        &mut self,
-        batches: impl IntoIterator<Item = Result<RecordBatch>>,
-    ) -> Result<RecordBatch> {
-        let mut outputs = Vec::new();
-        for batch in batches {
-            let out = self.process(&batch?)?;
-            if out.num_rows() > 0 || outputs.is_empty() {
-                outputs.push(out);
-            }
-        }
-        match outputs.len() {
-            0 => self.flush_empty(),
-            1 => Ok(outputs.pop().expect("one output")),
-            _ => Ok(arrow::compute::concat_batches(
-                &outputs[0].schema(),
-                &outputs,
-            )?),
-        }
-    }
-
-    fn flush_empty(&self) -> Result<RecordBatch> {
-        let schema = self
-            .output_schema()
-            .unwrap_or_else(|| Arc::new(Schema::empty()));
-        Ok(RecordBatch::new_empty(schema))
-    }
-
-    /// End of input: return what is left. Without windows nothing is held back:
-    /// `EMIT CHANGES` already emitted every update.
-    pub fn flush(&mut self) -> Result<RecordBatch> {
-        self.ended = true;
-        let schema = self
-            .output_schema()
-            .unwrap_or_else(|| Arc::new(Schema::empty()));
-        Ok(RecordBatch::new_empty(schema))
-    }
-
-    /// Serialise the state (and the input schema it was built for) to bytes, framed
-    /// with a format version, the plan's fingerprint and a checksum.
-    pub fn snapshot(&self) -> Result<Vec<u8>> {
-        let (input_schema, groups, accumulators, distinct) = match (&self.bound, &self.state) {
-            (Some(b), Some(s)) => (
-                schema_to_bytes(&b.input_schema)?,
-                s.groups.as_ref().map(|g| g.keys().clone()),
-                s.accumulators.iter().map(|a| a.state.clone()).collect(),
-                s.distinct.as_ref().map(|g| g.keys().clone()),
-            ),
-            _ => (Vec::new(), None, Vec::new(), None),
-        };
-        let snapshot = Snapshot {
-            input_schema,
-            groups,
-            accumulators,
-            distinct,
-            metrics: self.metrics.clone(),
-        };
-        let payload = postcard::to_allocvec(&snapshot).map_err(snapshot_error)?;
-        let mut out = Vec::with_capacity(SNAPSHOT_HEADER + payload.len());
-        out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-        out.extend_from_slice(&self.fingerprint.to_le_bytes());
-        out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-        out.extend_from_slice(&payload);
-        Ok(out)
-    }
-
-    /// Replace the state with a snapshot taken from a processor of the same plan.
-    ///
-    /// All or nothing: a snapshot that is corrupt, of another format version or of
-    /// another query is refused with an error naming what is wrong, and the state is
-    /// left as it was.
-    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
-        let payload = open_snapshot(bytes, self.fingerprint)?;
-        // A well-framed payload can still be foreign (made by hand, or by a defect): a
-        // panic while decoding or binding it refuses it like any other bad snapshot, and
-        // leaves this processor as it was.
-        let restored =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.restored_from(payload)))
-                .unwrap_or_else(|panic| {
-                    let message = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    Err(snapshot_error(format!(
-                        "its state does not fit this query ({message})"
-                    )))
-                })?;
-        *self = restored;
-        Ok(())
-    }
-
-    /// A processor of this plan with the state of a snapshot's payload.
-    fn restored_from(&self, payload: &[u8]) -> Result<Processor> {
-        let snapshot: Snapshot = postcard::from_bytes(payload)
-            .map_err(|e| snapshot_error(format!("its state does not decode: {e}")))?;
-        let mut restored = Processor {
-            plan: self.plan.clone(),
-            plan_json: self.plan_json.clone(),
-            fingerprint: self.fingerprint,
-            bound: None,
-            state: None,
-            metrics: snapshot.metrics,
-            ended: false,
-        };
-        if !snapshot.input_schema.is_empty() {
-            let schema = schema_from_bytes(&snapshot.input_schema)
-                .map_err(|e| snapshot_error(format!("its input schema does not decode: {e}")))?;
-            restored.bind(&schema).map_err(|e| {
-                snapshot_error(format!("its input schema does not fit this query: {e}"))
-            })?;
-            let state = restored.state.as_mut().expect("bound");
-            match (state.groups.as_mut(), snapshot.groups) {
-                (Some(table), Some(keys)) => table.restore(keys)?,
-                (None, None) => {}
-                _ => return Err(snapshot_error("its group table does not fit this query")),
-            }
-            match (state.distinct.as_mut(), snapshot.distinct) {
-                (Some(table), Some(keys)) => table.restore(keys)?,
-                (None, None) => {}
-                _ => return Err(snapshot_error("its distinct set does not fit this query")),
-            }
-            if state.accumulators.len() != snapshot.accumulators.len() {
-                return Err(snapshot_error("aggregate count differs"));
-            }
-            for (acc, saved) in state.accumulators.iter_mut().zip(snapshot.accumulators) {
-                if !acc.state.same_kind(&saved) {
-                    return Err(snapshot_error("its aggregate state is of another kind"));
-                }
-                acc.state = saved;
-            }
-        }
-        Ok(restored)
-    }
-}
-
 /// The columns that differ between two input schemas, in words.
 fn schema_change(old: &Schema, new: &Schema) -> String {
     use crate::expr::types::sql_name;
@@ -597,95 +977,6 @@ fn schema_change(old: &Schema, new: &Schema) -> String {
     }
 }
 
-fn agg_types(b: &Bound) -> Option<(Vec<DataType>, Vec<Option<DataType>>)> {
-    b.aggregation
-        .as_ref()
-        .map(|a| (a.key_types.clone(), a.arg_types.clone()))
-}
-
-fn new_state(plan: &Plan, bound: &Bound) -> Result<State> {
-    let (groups, accumulators) = match &bound.aggregation {
-        Some(agg) => {
-            let mut accs = Vec::with_capacity(plan.aggregates.len());
-            for (a, arg_type) in plan.aggregates.iter().zip(&agg.arg_types) {
-                accs.push(Accumulator::new(&a.func, arg_type.as_ref(), a.pos)?);
-            }
-            (Some(GroupTable::new(&agg.key_types)?), accs)
-        }
-        None => (None, Vec::new()),
-    };
-    let distinct = if plan.distinct {
-        let types: Vec<DataType> = bound
-            .output_schema
-            .fields()
-            .iter()
-            .map(|f| f.data_type().clone())
-            .collect();
-        Some(GroupTable::new(&types)?)
-    } else {
-        None
-    };
-    Ok(State {
-        groups,
-        accumulators,
-        distinct,
-        gids: Vec::new(),
-    })
-}
-
-/// Keep the rows where `mask` is true (NULL counts as false).
-fn filter_columns(
-    columns: &[ArrayRef],
-    mask: &BooleanArray,
-    rows: usize,
-) -> Result<(Vec<ArrayRef>, usize)> {
-    if mask.null_count() == 0 && mask.true_count() == rows {
-        return Ok((columns.to_vec(), rows));
-    }
-    let mut builder = FilterBuilder::new(mask);
-    if columns.len() > 1 {
-        builder = builder.optimize();
-    }
-    let predicate = builder.build();
-    let filtered = columns
-        .iter()
-        .map(|c| predicate.filter(c.as_ref()))
-        .collect::<Result<_, _>>()?;
-    Ok((filtered, predicate.count()))
-}
-
-/// Keep the rows of `columns` whose value combination was never seen before.
-fn first_seen(
-    seen: &mut GroupTable,
-    columns: &[ArrayRef],
-    rows: usize,
-    gids: &mut Vec<u32>,
-) -> Result<(Vec<ArrayRef>, usize)> {
-    let before = seen.len();
-    seen.group_ids(columns, rows, gids)?;
-    // A row is new when its group was created by this batch and no earlier row of the
-    // batch had it (ids of new groups are not necessarily in row order).
-    let mut kept = vec![false; seen.len() - before];
-    let mut keep = Vec::new();
-    for (i, &g) in gids.iter().enumerate() {
-        if let Some(k) = (g as usize).checked_sub(before) {
-            if !kept[k] {
-                kept[k] = true;
-                keep.push(i as u32);
-            }
-        }
-    }
-    if keep.len() == rows {
-        return Ok((columns.to_vec(), rows));
-    }
-    let indices = UInt32Array::from(keep);
-    let out = columns
-        .iter()
-        .map(|c| take(c.as_ref(), &indices, None))
-        .collect::<Result<_, _>>()?;
-    Ok((out, indices.len()))
-}
-
 fn schema_to_bytes(schema: &SchemaRef) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     {
@@ -698,14 +989,6 @@ fn schema_to_bytes(schema: &SchemaRef) -> Result<Vec<u8>> {
 fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
     Ok(reader.schema())
-}
-
-fn bind_filter(plan: &Plan, scope: &Scope) -> Result<Option<PhysExpr>> {
-    let Some(f) = &plan.filter else {
-        return Ok(None);
-    };
-    let (e, dt) = bind(f, scope)?;
-    Ok(Some(condition(e, &dt, "WHERE", f.pos())?))
 }
 
 /// A WHERE or HAVING condition: boolean, or a bare NULL made a boolean NULL (which
@@ -781,21 +1064,6 @@ fn bind_select(plan: &Plan, scope: &Scope) -> Result<(Vec<PhysExpr>, Vec<Field>)
     Ok((projections, fields))
 }
 
-/// Restrict `exprs` to the input columns they read; returns those columns' indices.
-fn narrow_inputs(exprs: &mut [&mut PhysExpr]) -> Vec<usize> {
-    let mut needed = Vec::new();
-    for e in exprs.iter() {
-        e.columns(&mut needed);
-    }
-    needed.sort_unstable();
-    needed.dedup();
-    let position = |i: usize| needed.binary_search(&i).expect("collected above");
-    for e in exprs.iter_mut() {
-        e.remap_columns(&position);
-    }
-    needed
-}
-
 /// The type a column of type `dt` is computed in, when it is not `dt` itself:
 /// dictionaries are decoded, large and view strings and binaries become plain ones, so
 /// every kernel sees the few layouts it is written for.
@@ -808,6 +1076,14 @@ fn computed_type(dt: &DataType) -> Option<DataType> {
         DataType::LargeBinary | DataType::BinaryView => Some(DataType::Binary),
         _ => None,
     }
+}
+
+/// System columns are not part of `SELECT *`.
+pub fn is_system_column(name: &str) -> bool {
+    matches!(
+        name,
+        "_event_time" | "_timestamp" | "_partition" | "_offset" | "_window_start" | "_window_end"
+    )
 }
 
 /// `columns` with the listed ones converted (a string too long for a plain string
@@ -824,9 +1100,80 @@ fn convert_columns(
     Ok(out)
 }
 
+/// Restrict `exprs` to the input columns they read; returns those columns' indices.
+fn narrow_inputs(exprs: &mut [&mut PhysExpr]) -> Vec<usize> {
+    let mut needed = Vec::new();
+    for e in exprs.iter() {
+        e.columns(&mut needed);
+    }
+    needed.sort_unstable();
+    needed.dedup();
+    let position = |i: usize| needed.binary_search(&i).expect("collected above");
+    for e in exprs.iter_mut() {
+        e.remap_columns(&position);
+    }
+    needed
+}
+
+/// How the scan reads time, and the scope's fields with `_event_time` in place.
+fn bind_time(
+    plan: &Plan,
+    original: &SchemaRef,
+    fields: &mut Vec<Field>,
+) -> Result<Option<TimeDef>> {
+    let Some(spec) = time_spec(plan) else {
+        return Ok(None);
+    };
+    let format = TimeFormat::parse(spec.format.as_deref())
+        .map_err(|message| EngineError::validation(message, None))?;
+    let names: Vec<String> = original.fields().iter().map(|f| f.name().clone()).collect();
+    let field = match &spec.field {
+        Some(name) => match resolve_column(original, name) {
+            Some(i) => Some((i, name.clone())),
+            None => {
+                return Err(EngineError::event_time(
+                    crate::time::parse::TimeErrorKind::MissingField,
+                    name,
+                    "",
+                    &format,
+                    names,
+                ))
+            }
+        },
+        None => None,
+    };
+    let column = if field.is_some() {
+        let event = Field::new("_event_time", DataType::Int64, false);
+        match fields.iter().position(|f| f.name() == "_event_time") {
+            Some(i) => {
+                fields[i] = event;
+                Some(i)
+            }
+            None => {
+                fields.push(event);
+                Some(fields.len() - 1)
+            }
+        }
+    } else {
+        None
+    };
+    Ok(Some(TimeDef {
+        field,
+        format,
+        on_error: spec.on_error,
+        partition: original
+            .index_of("_partition")
+            .ok()
+            .filter(|&i| original.field(i).data_type().is_integer()),
+        column,
+        windowed: plan.window.is_some(),
+        fields: names,
+    }))
+}
+
 fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
     let mut conversions = Vec::new();
-    let fields: Vec<Field> = original
+    let mut fields: Vec<Field> = original
         .fields()
         .iter()
         .enumerate()
@@ -838,47 +1185,75 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
             None => f.as_ref().clone(),
         })
         .collect();
-    let schema = &if conversions.is_empty() {
-        original.clone()
-    } else {
-        Arc::new(Schema::new(fields))
+    let time = bind_time(plan, original, &mut fields)?;
+    let schema = Schema::new(fields);
+    let scope = Scope::input(&schema);
+    let mut filter = match &plan.filter {
+        Some(f) => {
+            let (e, dt) = bind(f, &scope)?;
+            Some(condition(e, &dt, "WHERE", f.pos())?)
+        }
+        None => None,
     };
-    let scope = Scope {
-        schema: schema.as_ref(),
-        agg_offset: None,
-    };
-    let filter = bind_filter(plan, &scope)?;
+    let mut ops = Vec::new();
+
     if !plan.is_aggregate() {
-        let (mut projections, mut fields) = bind_select(plan, &scope)?;
-        let needed = narrow_inputs(&mut projections.iter_mut().collect::<Vec<_>>());
+        let (mut projections, mut out_fields) = bind_select(plan, &scope)?;
+        let mut needed = narrow_inputs(&mut projections.iter_mut().collect::<Vec<_>>());
         // A converted column selected as it is leaves in its own layout (`SELECT *`
-        // returns the input's columns unchanged).
-        let mut passthrough = Vec::new();
-        for (out, projection) in projections.iter().enumerate() {
+        // returns the input's columns unchanged): the original is appended to the
+        // extended input and selected instead.
+        let mut raw = Vec::new();
+        let extended = schema.fields().len();
+        for (out, projection) in projections.iter_mut().enumerate() {
             if let PhysExpr::Column(k) = projection {
                 let input = needed[*k];
                 if conversions.iter().any(|(i, _)| *i == input) {
-                    passthrough.push((out, input));
-                    fields[out] = fields[out]
+                    raw.push(input);
+                    needed.push(extended + raw.len() - 1);
+                    *projection = PhysExpr::Column(needed.len() - 1);
+                    out_fields[out] = out_fields[out]
                         .clone()
                         .with_data_type(original.field(input).data_type().clone());
                 }
             }
         }
+        let needed = match filter.take() {
+            Some(predicate) => {
+                ops.push(OpDef::Filter(Arc::new(FilterDef {
+                    predicate,
+                    keep: Some(needed),
+                    counts: true,
+                })));
+                None
+            }
+            None => Some(needed),
+        };
+        let output_schema = Arc::new(Schema::new(out_fields));
+        ops.push(OpDef::Project(Arc::new(ProjectDef { exprs: projections })));
+        if plan.distinct {
+            ops.push(OpDef::Distinct(
+                output_schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect(),
+            ));
+        }
         return Ok(Bound {
             input_schema: original.clone(),
             conversions,
-            filter,
+            time,
+            raw,
             needed,
-            passthrough,
-            aggregation: None,
-            projections,
-            output_schema: Arc::new(Schema::new(fields)),
+            ops,
+            output_schema,
+            signature: None,
         });
     }
 
     // Aggregation: keys and aggregate arguments read the input; SELECT and HAVING read
-    // the post-aggregation columns (keys, then aggregates).
+    // the post-aggregation columns (keys, aggregates, then the window's bounds).
     let mut keys = Vec::with_capacity(plan.group_by.len());
     let mut post_fields = Vec::new();
     let mut key_types = Vec::new();
@@ -893,8 +1268,7 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         post_fields.push(Field::new(format!("__key{i}"), dt.clone(), true));
         key_types.push(dt);
     }
-    let mut args = Vec::with_capacity(plan.aggregates.len());
-    let mut arg_types = Vec::with_capacity(plan.aggregates.len());
+    let mut aggs = Vec::with_capacity(plan.aggregates.len());
     for (j, a) in plan.aggregates.iter().enumerate() {
         let bound_arg = match &a.arg {
             Some(arg) => Some(bind(arg, &scope)?),
@@ -902,25 +1276,36 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         };
         let arg_type = bound_arg.as_ref().map(|(_, t)| t.clone());
         // Probe the accumulator for the type its argument is cast to, and its output.
-        let probe = Accumulator::new(&a.func, arg_type.as_ref(), a.pos)?;
-        args.push(match bound_arg {
+        let probe = crate::aggregate::Accumulator::new(a.func, arg_type.as_ref(), a.pos)?;
+        let arg = match bound_arg {
             Some((e, t)) => {
                 let target = probe.input_type.clone().unwrap_or_else(|| t.clone());
                 Some(cast_to(e, &t, &target, a.pos)?)
             }
             None => None,
+        };
+        aggs.push(AggDef {
+            func: a.func,
+            arg,
+            arg_type,
+            pos: a.pos,
         });
-        arg_types.push(arg_type);
         post_fields.push(Field::new(
             format!("__agg{j}"),
             probe.output_type.clone(),
             true,
         ));
     }
+    let window = plan.window.as_ref().map(|_| post_fields.len());
+    if window.is_some() {
+        post_fields.push(Field::new("_window_start", DataType::Int64, false));
+        post_fields.push(Field::new("_window_end", DataType::Int64, false));
+    }
     let post_schema = Schema::new(post_fields);
     let post_scope = Scope {
         schema: &post_schema,
         agg_offset: Some(plan.group_by.len()),
+        window,
     };
     let having = match &plan.having {
         Some(h) => {
@@ -931,32 +1316,59 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
     };
     let (projections, fields) = bind_select(plan, &post_scope)?;
     let mut input_exprs: Vec<&mut PhysExpr> = keys.iter_mut().collect();
-    input_exprs.extend(args.iter_mut().flatten());
+    input_exprs.extend(aggs.iter_mut().filter_map(|a| a.arg.as_mut()));
     let needed = narrow_inputs(&mut input_exprs);
+    let needed = match filter.take() {
+        Some(predicate) => {
+            ops.push(OpDef::Filter(Arc::new(FilterDef {
+                predicate,
+                keep: Some(needed),
+                counts: true,
+            })));
+            None
+        }
+        None => Some(needed),
+    };
+    let signature = Some((
+        key_types.clone(),
+        aggs.iter().map(|a| a.arg_type.clone()).collect(),
+    ));
+    let grouping = Arc::new(GroupingDef {
+        keys,
+        key_types,
+        aggs,
+    });
+    match &plan.window {
+        Some(w) => {
+            let spec = time_spec(plan).unwrap_or_default();
+            ops.push(OpDef::Window(Arc::new(WindowDef {
+                grouping,
+                kind: w.kind,
+                emit: plan.emit,
+                late: spec.late,
+                allowed_lateness_ms: spec.allowed_lateness_ms,
+            })));
+        }
+        None => ops.push(OpDef::Aggregate(grouping)),
+    }
+    if let Some(predicate) = having {
+        ops.push(OpDef::Filter(Arc::new(FilterDef {
+            predicate,
+            keep: None,
+            counts: false,
+        })));
+    }
+    ops.push(OpDef::Project(Arc::new(ProjectDef { exprs: projections })));
     Ok(Bound {
         input_schema: original.clone(),
         conversions,
-        filter,
+        time,
+        raw: Vec::new(),
         needed,
-        passthrough: Vec::new(),
-        aggregation: Some(Aggregation {
-            keys,
-            args,
-            having,
-            key_types,
-            arg_types,
-        }),
-        projections,
+        ops,
         output_schema: Arc::new(Schema::new(fields)),
+        signature,
     })
-}
-
-/// System columns are not part of `SELECT *`.
-pub fn is_system_column(name: &str) -> bool {
-    matches!(
-        name,
-        "_event_time" | "_timestamp" | "_partition" | "_offset" | "_window_start" | "_window_end"
-    )
 }
 
 #[cfg(test)]

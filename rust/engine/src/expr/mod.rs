@@ -202,6 +202,20 @@ pub struct Scope<'a> {
     /// In a post-aggregation scope, group key `i` is field `i` and aggregate `j` is field
     /// `agg_offset + j`; `None` in an input scope.
     pub agg_offset: Option<usize>,
+    /// In a windowed post-aggregation scope, `_window_start` is field `w` and
+    /// `_window_end` field `w + 1`.
+    pub window: Option<usize>,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of input columns.
+    pub fn input(schema: &'a Schema) -> Self {
+        Scope {
+            schema,
+            agg_offset: None,
+            window: None,
+        }
+    }
 }
 
 /// Resolve a column name: exact match first, then a unique case-insensitive match.
@@ -407,7 +421,17 @@ fn fold_constant(e: PhysExpr) -> PhysExpr {
 
 fn bind_node(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
     match expr {
-        Expr::Column { name, pos } => {
+        Expr::WindowStart { pos } | Expr::WindowEnd { pos } => {
+            let Some(w) = scope.window else {
+                return Err(EngineError::validation(
+                    "_window_start and _window_end exist only in windowed queries (add a WINDOW)",
+                    *pos,
+                ));
+            };
+            let i = w + matches!(expr, Expr::WindowEnd { .. }) as usize;
+            Ok((PhysExpr::Column(i), DataType::Int64))
+        }
+        Expr::Column { name, pos, .. } => {
             if scope.agg_offset.is_some() {
                 return Err(EngineError::validation(
                     format!("column '{name}' must appear in GROUP BY or inside an aggregate"),
@@ -1389,10 +1413,7 @@ mod tests {
     fn run(json: &str) -> ArrayRef {
         let expr: Expr = serde_json::from_str(json).unwrap();
         let schema = schema();
-        let scope = Scope {
-            schema: &schema,
-            agg_offset: None,
-        };
+        let scope = Scope::input(&schema);
         let (e, _) = bind(&expr, &scope).unwrap();
         let cols = columns();
         let input = Input {
@@ -1507,10 +1528,7 @@ mod tests {
     #[test]
     fn branches_that_cannot_fail_are_evaluated_over_the_whole_batch() {
         let schema = schema();
-        let scope = Scope {
-            schema: &schema,
-            agg_offset: None,
-        };
+        let scope = Scope::input(&schema);
         let bound = |json: &str| {
             bind(&serde_json::from_str(json).unwrap(), &scope)
                 .unwrap()
@@ -1557,10 +1575,7 @@ mod tests {
             ))
         };
         let schema = Schema::new(vec![Field::new("d", DataType::Decimal128(38, 0), true)]);
-        let scope = Scope {
-            schema: &schema,
-            agg_offset: None,
-        };
+        let scope = Scope::input(&schema);
         let expr: Expr = serde_json::from_str(
             r#"{"op":"binary","fn":"add","left":{"op":"column","name":"d"},"right":{"op":"column","name":"d"}}"#,
         )
@@ -1584,14 +1599,7 @@ mod tests {
         let expr: Expr =
             serde_json::from_str(r#"{"op":"column","name":"nope","pos":[2,7]}"#).unwrap();
         let schema = schema();
-        let err = bind(
-            &expr,
-            &Scope {
-                schema: &schema,
-                agg_offset: None,
-            },
-        )
-        .unwrap_err();
+        let err = bind(&expr, &Scope::input(&schema)).unwrap_err();
         match err {
             EngineError::Validation { message, pos } => {
                 assert!(message.contains("nope") && message.contains("a, s"));

@@ -1,0 +1,345 @@
+//! Fixed-size windows (tumbling and sliding): the aggregate state of each window in a
+//! bin, bins ordered by start (and so by end) in a `BTreeMap`, as Arroyo and
+//! Denormalized keep theirs: the watermark pops what closes from the front, no scan.
+//!
+//! A bin maps key ids to accumulator slots with a dense vector (one lookup per row) and
+//! lists its members for the closing. Under `update_previous` a closed bin stays, marked
+//! closed, until `watermark >= end + allowed_lateness`, so late rows can correct it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{changes_chunk, concat_chunks, route_late, times, Shared, WindowDef, NO_SLOT};
+use crate::error::{EngineError, Result};
+use crate::operator::{Chunk, Ctx, OpState, Operator};
+use crate::plan::{EmitMode, LateStrategy};
+
+/// Which fixed windows a timestamp belongs to.
+pub trait Assigner: Send + 'static {
+    /// Every window's length.
+    fn size(&self) -> i64;
+    /// The start of the last (latest) window containing `ts`.
+    fn last_start(&self, ts: i64) -> i64;
+    /// The start of the window before the one starting at `start`.
+    fn previous(&self, start: i64) -> i64;
+}
+
+/// One window's state.
+#[derive(Default)]
+struct Bin {
+    /// Key id → slot (`NO_SLOT`: the key has no row in this window).
+    slot_of: Vec<u32>,
+    /// (key id, slot) in order of arrival.
+    members: Vec<(u32, u32)>,
+    /// Emitted already; kept for late rows (`update_previous`).
+    closed: bool,
+}
+
+impl Bin {
+    #[inline]
+    fn slot(&mut self, key: u32, keys: usize, shared: &mut Shared) -> u32 {
+        let k = key as usize;
+        if k >= self.slot_of.len() {
+            self.slot_of.resize(keys.max(k + 1), NO_SLOT);
+        }
+        let s = self.slot_of[k];
+        if s != NO_SLOT {
+            return s;
+        }
+        let s = shared.allocate();
+        self.slot_of[k] = s;
+        self.members.push((key, s));
+        s
+    }
+}
+
+/// The window aggregate over fixed windows of an [`Assigner`].
+pub struct FixedWindows<A: Assigner> {
+    assigner: A,
+    shared: Shared,
+    bins: BTreeMap<i64, Bin>,
+}
+
+impl<A: Assigner> FixedWindows<A> {
+    pub fn new(assigner: A, def: Arc<WindowDef>) -> Result<Self> {
+        Ok(FixedWindows {
+            assigner,
+            shared: Shared::new(def)?,
+            bins: BTreeMap::new(),
+        })
+    }
+
+    fn compact(&mut self) -> Result<()> {
+        if !self.shared.should_compact(self.shared.live()) {
+            return Ok(());
+        }
+        let mut live: Vec<u32> = self
+            .bins
+            .values()
+            .flat_map(|b| b.members.iter().map(|m| m.0))
+            .collect();
+        live.sort_unstable();
+        live.dedup();
+        let map = self.shared.compact_keys(&live)?;
+        let keys = self.shared.keys.len();
+        for bin in self.bins.values_mut() {
+            bin.slot_of = vec![NO_SLOT; keys];
+            for m in &mut bin.members {
+                m.0 = map[m.0 as usize];
+                bin.slot_of[m.0 as usize] = m.1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<A: Assigner> Operator for FixedWindows<A> {
+    fn process(&mut self, chunk: Chunk, ctx: &mut Ctx) -> Result<Chunk> {
+        let (keys, args) = self.shared.key_and_args(&chunk, ctx)?;
+        let def = self.shared.def.clone();
+        let size = self.assigner.size();
+        let changes = def.emit == EmitMode::Changes;
+        let (event, marks, input_rows) = times(&chunk);
+        let n = chunk.rows;
+        let key_ids = std::mem::take(&mut self.shared.key_ids);
+        let key_count = self.shared.keys.len();
+
+        // (row, slot, window start) of every row's windows, in arrival order; rows whose
+        // every window closed go by the late-data strategy.
+        let mut rows: Vec<u32> = Vec::new();
+        let mut slots: Vec<u32> = Vec::with_capacity(n);
+        let mut starts: Vec<i64> = Vec::new();
+        let mut in_order = true;
+        let mut late: Vec<(u32, u32, i64)> = Vec::new();
+        let mut current: Option<(i64, &mut Bin)> = None;
+        let bins = &mut self.bins;
+        let shared = &mut self.shared;
+        for i in 0..n {
+            let (ts, mark, key) = (event[i], marks[i], key_ids[i]);
+            let last = self.assigner.last_start(ts);
+            let mut place = ts;
+            if last + size <= mark {
+                match def.late {
+                    LateStrategy::Drop | LateStrategy::DeadLetter => {
+                        route_late(ctx, def.late, input_rows[i], ts, mark, last + size);
+                        in_order = false;
+                        continue;
+                    }
+                    LateStrategy::IncludeInNextWindow => place = mark,
+                    LateStrategy::UpdatePrevious => {
+                        current = None;
+                        let mut start = last;
+                        let mut kept = false;
+                        while start + size > ts {
+                            if start + size + def.allowed_lateness_ms > mark {
+                                let bin = bins.entry(start).or_insert_with(|| Bin {
+                                    closed: true,
+                                    ..Bin::default()
+                                });
+                                let s = bin.slot(key, key_count, shared);
+                                late.push((i as u32, s, start));
+                                kept = true;
+                            }
+                            start = self.assigner.previous(start);
+                        }
+                        if !kept {
+                            ctx.late_dropped += 1;
+                        }
+                        in_order = false;
+                        continue;
+                    }
+                }
+            }
+            let mut start = self.assigner.last_start(place);
+            let mut first = true;
+            while start + size > place {
+                if start + size > mark {
+                    let bin = match &mut current {
+                        Some((s, bin)) if *s == start => bin,
+                        _ => {
+                            current = Some((start, bins.entry(start).or_default()));
+                            &mut current.as_mut().expect("set above").1
+                        }
+                    };
+                    let s = bin.slot(key, key_count, shared);
+                    if !first {
+                        in_order = false;
+                    }
+                    first = false;
+                    rows.push(i as u32);
+                    slots.push(s);
+                    if changes {
+                        starts.push(start);
+                    }
+                } else if def.late == LateStrategy::UpdatePrevious
+                    && start + size + def.allowed_lateness_ms > mark
+                {
+                    // An earlier window of a sliding row that has closed: corrected too.
+                    current = None;
+                    let bin = bins.entry(start).or_insert_with(|| Bin {
+                        closed: true,
+                        ..Bin::default()
+                    });
+                    let s = bin.slot(key, key_count, shared);
+                    late.push((i as u32, s, start));
+                }
+                start = self.assigner.previous(start);
+            }
+            if first {
+                in_order = false;
+            }
+        }
+        self.shared.key_ids = key_ids;
+
+        let order = if in_order { None } else { Some(&rows[..]) };
+        let aggs = self.shared.fold(&args, order, &slots, changes)?;
+        let mut out = Vec::new();
+        if changes {
+            let ends = starts.iter().map(|s| s + size).collect();
+            out.push(changes_chunk(
+                Shared::keys_of_rows(&keys, order)?,
+                aggs,
+                starts,
+                ends,
+            ));
+        }
+        if !late.is_empty() {
+            // Late rows that correct a window re-emit its row (or, before the window was
+            // emitted at all, only fold into it).
+            let (late_rows, late_slots): (Vec<u32>, Vec<u32>) =
+                late.iter().map(|l| (l.0, l.1)).unzip();
+            let corrected = self
+                .shared
+                .fold(&args, Some(&late_rows), &late_slots, true)?;
+            let emitted: Vec<bool> = late
+                .iter()
+                .map(|l| changes || self.bins.get(&l.2).is_some_and(|b| b.closed))
+                .collect();
+            let starts: Vec<i64> = late.iter().map(|l| l.2).collect();
+            let ends = starts.iter().map(|s| s + size).collect();
+            let chunk = changes_chunk(
+                Shared::keys_of_rows(&keys, Some(&late_rows))?,
+                corrected,
+                starts,
+                ends,
+            );
+            let mask = arrow::array::BooleanArray::from(emitted);
+            out.push(chunk.filter(&mask, None)?);
+        }
+        Ok(concat_chunks(out)?.unwrap_or_else(|| empty_like(&keys, &self.shared, n)))
+    }
+
+    fn on_watermark(&mut self, watermark: i64, _ctx: &mut Ctx) -> Result<Option<Chunk>> {
+        let size = self.assigner.size();
+        let def = self.shared.def.clone();
+        let Some(last_closing) = watermark.checked_sub(size) else {
+            return Ok(None);
+        };
+        let ready: Vec<i64> = self.bins.range(..=last_closing).map(|(s, _)| *s).collect();
+        let mut rows = Vec::new();
+        let mut release = Vec::new();
+        for start in ready {
+            let end = start + size;
+            let keep = def.late == LateStrategy::UpdatePrevious
+                && end.saturating_add(def.allowed_lateness_ms) > watermark;
+            let bin = self.bins.get_mut(&start).expect("listed above");
+            if !bin.closed && def.emit == EmitMode::Final {
+                rows.extend(bin.members.iter().map(|&(k, s)| (start, end, k, s)));
+            }
+            bin.closed = true;
+            if !keep {
+                let bin = self.bins.remove(&start).expect("listed above");
+                release.extend(bin.members.iter().map(|m| m.1));
+            }
+        }
+        let out = self.shared.emit_rows(&rows)?;
+        for slot in release {
+            self.shared.release(slot);
+        }
+        self.compact()?;
+        Ok(out)
+    }
+
+    fn flush(&mut self, ctx: &mut Ctx) -> Result<Option<Chunk>> {
+        self.on_watermark(i64::MAX, ctx)
+    }
+
+    fn snapshot(&self) -> OpState {
+        let mut state = self.shared.state();
+        state.bins = self
+            .bins
+            .iter()
+            .map(|(s, b)| (*s, b.closed, b.members.clone()))
+            .collect();
+        OpState::Window(Box::new(state))
+    }
+
+    fn restore(&mut self, state: OpState) -> Result<()> {
+        let OpState::Window(mut state) = state else {
+            return Err(EngineError::Snapshot(format!(
+                "it holds {} where this query keeps window state",
+                state.kind()
+            )));
+        };
+        let used: Vec<u32> = state
+            .bins
+            .iter()
+            .flat_map(|b| b.2.iter().map(|m| m.1))
+            .collect();
+        let keys = state.keys.len;
+        if state.bins.iter().any(|b| b.2.iter().any(|m| m.0 >= keys)) || !state.sessions.is_empty()
+        {
+            return Err(EngineError::Snapshot(
+                "its window state names keys that do not exist".into(),
+            ));
+        }
+        self.shared.restore(&mut state, &used)?;
+        self.bins = state
+            .bins
+            .into_iter()
+            .map(|(start, closed, members)| {
+                let mut slot_of = vec![NO_SLOT; keys as usize];
+                for &(k, s) in &members {
+                    slot_of[k as usize] = s;
+                }
+                (
+                    start,
+                    Bin {
+                        slot_of,
+                        members,
+                        closed,
+                    },
+                )
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn state_groups(&self) -> usize {
+        self.shared.live()
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.shared.state_bytes()
+            + self
+                .bins
+                .values()
+                .map(|b| b.slot_of.capacity() * 4 + b.members.capacity() * 8)
+                .sum::<usize>()
+    }
+}
+
+/// An empty output chunk of a window aggregate's layout.
+pub fn empty_like(keys: &[arrow::array::ArrayRef], shared: &Shared, _n: usize) -> Chunk {
+    let mut columns: Vec<arrow::array::ArrayRef> = keys.iter().map(|k| k.slice(0, 0)).collect();
+    for acc in &shared.accumulators {
+        columns.push(arrow::array::new_empty_array(&acc.output_type));
+    }
+    columns.push(arrow::array::new_empty_array(
+        &arrow::datatypes::DataType::Int64,
+    ));
+    columns.push(arrow::array::new_empty_array(
+        &arrow::datatypes::DataType::Int64,
+    ));
+    Chunk::new(columns, 0)
+}
