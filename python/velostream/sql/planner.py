@@ -21,8 +21,8 @@ from velostream.errors import SqlValidationError
 from velostream.sql import limits
 from velostream.sql.dialect import DIALECT, VelostreamParser, node_position
 from velostream.sql.functions import (
-    WINDOW_BOUND_FUNCTIONS,
     SUPPORTED_FUNCTIONS,
+    WINDOW_BOUND_FUNCTIONS,
     unsupported_message,
 )
 from velostream.sql.statements import (
