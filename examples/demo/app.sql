@@ -60,3 +60,22 @@ WITH (
     'symbol_stats.path' = 'output/symbol_stats.jsonl',
     'symbol_stats.format' = 'json'
 );
+
+-- One-minute bars of filled trades per symbol, on event time (each trade's ts). A
+-- minute's rows are written once the watermark (the latest ts seen minus 5 seconds)
+-- passes its end; the end of the input closes the last minute.
+CREATE STREAM minute_bars AS
+SELECT symbol, _window_start AS minute, COUNT(*) AS trades, MIN(price) AS low,
+       MAX(price) AS high, SUM(qty) AS volume
+FROM trades
+WHERE status = 'FILLED'
+GROUP BY symbol
+WINDOW TUMBLING(1m)
+EMIT FINAL
+WITH (
+    'event.time.field' = 'ts',
+    'watermark.max_out_of_orderness' = '5s',
+    'minute_bars.type' = 'file_sink',
+    'minute_bars.path' = 'output/minute_bars.jsonl',
+    'minute_bars.format' = 'json'
+);

@@ -119,12 +119,57 @@ def _plan_summary(plan: Mapping[str, Any]) -> str:
         parts.append("filter")
     if plan.get("group_by") or plan.get("aggregates"):
         parts.append(f"aggregate ({len(plan.get('aggregates', []))} aggregates)")
-    if plan.get("window"):
-        parts.append("window")
+    window = plan.get("window")
+    if window:
+        parts.append(f"window {_window_summary(window)}")
     parts.append(f"project [{columns}]")
     if plan.get("group_by") or plan.get("aggregates") or plan.get("window"):
         parts.append(f"emit {plan.get('emit')}")
     return " -> ".join(parts)
+
+
+def _ms(value: int) -> str:
+    from velostream.sql.durations import format_duration
+
+    return format_duration(value)
+
+
+def _window_summary(window: Mapping[str, Any]) -> str:
+    kind = window["kind"]
+    if kind == "tumbling":
+        text = f"TUMBLING({_ms(window['size_ms'])})"
+    elif kind == "sliding":
+        text = f"SLIDING({_ms(window['size_ms'])}, {_ms(window['advance_ms'])})"
+    else:
+        text = f"SESSION({_ms(window['gap_ms'])})"
+    if window.get("time_column"):
+        text += f" on {window['time_column']}"
+    return text
+
+
+def _time_summary(plan: Mapping[str, Any]) -> str | None:
+    """Event time, watermark and late-data settings of a plan, in words."""
+    time = plan.get("time")
+    if not time and not plan.get("window"):
+        return None
+    if not time or not time.get("field"):
+        return "processing time (no event.time.field): windows close as the clock passes them"
+    text = f"event time from {time['field']} ({time.get('format') or 'auto-detect'})"
+    watermark = time.get("watermark", "bounded_out_of_orderness")
+    if watermark == "bounded_out_of_orderness":
+        text += f", watermark = max event time - {_ms(time.get('max_out_of_orderness_ms', 0))}"
+    elif watermark == "ascending":
+        text += ", watermark = max event time"
+    else:
+        text += ", no watermark (windows close at the end of input)"
+    if time.get("idle_timeout_ms"):
+        text += f", idle partitions ignored after {_ms(time['idle_timeout_ms'])}"
+    text += f", late data: {time.get('late', 'drop')}"
+    if time.get("allowed_lateness_ms"):
+        text += f" within {_ms(time['allowed_lateness_ms'])}"
+    if time.get("on_error") == "dead_letter":
+        text += ", unreadable event time: dead letters"
+    return text
 
 
 def _config_error(message: str, key: str, value: str | None = None, **extra: Any) -> ConfigError:
@@ -776,6 +821,9 @@ class Application:
             elif info.dead_letter_path is not None:
                 lines.append(f"  dead letters: {info.dead_letter_path} (format json)")
             lines.append(f"  plan: {_plan_summary(info.plan)}")
+            time_summary = _time_summary(info.plan)
+            if time_summary is not None:
+                lines.append(f"  time: {time_summary}")
             if verbose:
                 lines.append(f"  physical plan: {json.dumps(info.plan, separators=(',', ':'))}")
             lines.append("")

@@ -372,6 +372,16 @@ def _contains_column(node: exp.Expr) -> bool:
     return any(True for _ in node.find_all(exp.Column))
 
 
+def _contains_window_bound(node: exp.Expr) -> bool:
+    """Whether `node` reads ``_window_start``/``_window_end`` (or TUMBLE_START(), ...)."""
+    for sub in node.walk():
+        if isinstance(sub, exp.Column) and sub.name.lower() in _WINDOW_COLUMNS:
+            return True
+        if isinstance(sub, exp.Anonymous) and str(sub.this).upper() in WINDOW_BOUND_FUNCTIONS:
+            return True
+    return False
+
+
 def _is_aggregate(node: exp.Expr) -> bool:
     return type(node) in _AGGREGATE_CLASSES
 
@@ -582,7 +592,13 @@ class _SelectPlanner:
             return self._window_bound(node, "window_" + node.name.lower()[len("_window_") :], scope)
 
         if scope.grouped:
-            if _contains_column(node) and not _contains_aggregate(node):
+            # An expression over the window's bounds is computed per window, from its
+            # parts: it is never a GROUP BY key.
+            if (
+                _contains_column(node)
+                and not _contains_aggregate(node)
+                and not _contains_window_bound(node)
+            ):
                 shape = _shape(self.expr(node, _Scope(scope.clause)))
                 if shape in self.group_keys:
                     return self._with_pos(
@@ -830,15 +846,19 @@ class _SelectPlanner:
         if kind is exp.Anonymous:
             upper = name.upper()
             if upper in WINDOW_BOUND_FUNCTIONS:
-                kind, op = _WINDOW_BOUNDS[upper]
+                window_kind, op = _WINDOW_BOUNDS[upper]
                 if node.expressions:
                     raise _error(
                         f"{upper} takes no arguments: it is the bound of the statement's WINDOW",
                         node,
                     )
-                if self.window is not None and kind is not None and kind != self.window.kind:
+                if (
+                    self.window is not None
+                    and window_kind is not None
+                    and window_kind != self.window.kind
+                ):
                     raise _error(
-                        f"{upper} belongs to a {kind.upper()} window, and this statement's "
+                        f"{upper} belongs to a {window_kind.upper()} window, and this statement's "
                         f"WINDOW is {self.window.kind.upper()}",
                         node,
                     )

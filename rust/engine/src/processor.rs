@@ -863,7 +863,10 @@ impl Processor {
 fn records_as_json(batch: &RecordBatch) -> Vec<String> {
     let mut buf = Vec::new();
     let written = {
-        let mut writer = arrow::json::LineDelimitedWriter::new(&mut buf);
+        // Every field, NULL ones too: the record as it arrived.
+        let mut writer = arrow::json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
         writer.write(batch).and_then(|_| writer.finish())
     };
     match written {

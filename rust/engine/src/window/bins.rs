@@ -16,6 +16,8 @@ use crate::plan::{EmitMode, LateStrategy};
 
 /// Which fixed windows a timestamp belongs to.
 pub trait Assigner: Send + 'static {
+    /// Whether every row is in exactly one window (tumbling).
+    const SINGLE: bool;
     /// Every window's length.
     fn size(&self) -> i64;
     /// The start of the last (latest) window containing `ts`.
@@ -53,11 +55,94 @@ impl Bin {
     }
 }
 
+/// The bins of open (and kept) windows: a slab of bins, indexed by start in a
+/// `BTreeMap` (ordered: the watermark pops from the front) and in a small direct-mapped
+/// cache (the windows rows fall into are few and recent: one map lookup per window,
+/// not per row).
+#[derive(Default)]
+struct Bins {
+    index: BTreeMap<i64, usize>,
+    slab: Vec<Bin>,
+    vacant: Vec<usize>,
+    cache: Vec<(i64, usize)>,
+}
+
+const CACHE: usize = 64;
+
+impl Bins {
+    fn cache_at(start: i64) -> usize {
+        (start.rem_euclid(1 << 20) as usize ^ (start >> 20) as usize) % CACHE
+    }
+
+    /// The bin of the window starting at `start`, created (`closed` when new) if absent.
+    #[inline]
+    fn at(&mut self, start: i64, closed: bool) -> usize {
+        if self.cache.is_empty() {
+            self.cache = vec![(i64::MIN, 0); CACHE];
+        }
+        let c = Self::cache_at(start);
+        if self.cache[c].0 == start {
+            return self.cache[c].1;
+        }
+        let b = match self.index.get(&start) {
+            Some(&b) => b,
+            None => {
+                let bin = Bin {
+                    closed,
+                    ..Bin::default()
+                };
+                let b = match self.vacant.pop() {
+                    Some(b) => {
+                        self.slab[b] = bin;
+                        b
+                    }
+                    None => {
+                        self.slab.push(bin);
+                        self.slab.len() - 1
+                    }
+                };
+                self.index.insert(start, b);
+                b
+            }
+        };
+        self.cache[c] = (start, b);
+        b
+    }
+
+    fn get(&self, start: i64) -> Option<&Bin> {
+        self.index.get(&start).map(|&b| &self.slab[b])
+    }
+
+    fn remove(&mut self, start: i64) -> Option<Bin> {
+        let b = self.index.remove(&start)?;
+        if let Some(c) = self.cache.get_mut(Self::cache_at(start)) {
+            if c.0 == start {
+                *c = (i64::MIN, 0);
+            }
+        }
+        self.vacant.push(b);
+        Some(std::mem::take(&mut self.slab[b]))
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (i64, &Bin)> {
+        self.index.iter().map(|(s, &b)| (*s, &self.slab[b]))
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Bin> {
+        let live: Vec<usize> = self.index.values().copied().collect();
+        self.slab
+            .iter_mut()
+            .enumerate()
+            .filter(move |(i, _)| live.contains(i))
+            .map(|(_, b)| b)
+    }
+}
+
 /// The window aggregate over fixed windows of an [`Assigner`].
 pub struct FixedWindows<A: Assigner> {
     assigner: A,
     shared: Shared,
-    bins: BTreeMap<i64, Bin>,
+    bins: Bins,
 }
 
 impl<A: Assigner> FixedWindows<A> {
@@ -65,7 +150,7 @@ impl<A: Assigner> FixedWindows<A> {
         Ok(FixedWindows {
             assigner,
             shared: Shared::new(def)?,
-            bins: BTreeMap::new(),
+            bins: Bins::default(),
         })
     }
 
@@ -75,8 +160,8 @@ impl<A: Assigner> FixedWindows<A> {
         }
         let mut live: Vec<u32> = self
             .bins
-            .values()
-            .flat_map(|b| b.members.iter().map(|m| m.0))
+            .iter()
+            .flat_map(|(_, b)| b.members.iter().map(|m| m.0))
             .collect();
         live.sort_unstable();
         live.dedup();
@@ -111,32 +196,51 @@ impl<A: Assigner> Operator for FixedWindows<A> {
         let mut starts: Vec<i64> = Vec::new();
         let mut in_order = true;
         let mut late: Vec<(u32, u32, i64)> = Vec::new();
-        let mut current: Option<(i64, &mut Bin)> = None;
+        let mut current: Option<(i64, usize)> = None;
         let bins = &mut self.bins;
         let shared = &mut self.shared;
+        // `rows` is filled only once the pairs stop being "row i, its one window".
+        let out_of_order = |in_order: &mut bool, rows: &mut Vec<u32>, pairs: usize| {
+            if *in_order {
+                *in_order = false;
+                rows.extend(0..pairs as u32);
+            }
+        };
         for i in 0..n {
             let (ts, mark, key) = (event[i], marks[i], key_ids[i]);
+            if A::SINGLE {
+                // The common case: the row falls in the window of the row before it.
+                if let Some((start, b)) = current {
+                    if ts >= start && ts - start < size && start + size > mark {
+                        let s = bins.slab[b].slot(key, key_count, shared);
+                        if !in_order {
+                            rows.push(i as u32);
+                        }
+                        slots.push(s);
+                        if changes {
+                            starts.push(start);
+                        }
+                        continue;
+                    }
+                }
+            }
             let last = self.assigner.last_start(ts);
             let mut place = ts;
             if last + size <= mark {
                 match def.late {
                     LateStrategy::Drop | LateStrategy::DeadLetter => {
                         route_late(ctx, def.late, input_rows[i], ts, mark, last + size);
-                        in_order = false;
+                        out_of_order(&mut in_order, &mut rows, slots.len());
                         continue;
                     }
                     LateStrategy::IncludeInNextWindow => place = mark,
                     LateStrategy::UpdatePrevious => {
-                        current = None;
                         let mut start = last;
                         let mut kept = false;
                         while start + size > ts {
                             if start + size + def.allowed_lateness_ms > mark {
-                                let bin = bins.entry(start).or_insert_with(|| Bin {
-                                    closed: true,
-                                    ..Bin::default()
-                                });
-                                let s = bin.slot(key, key_count, shared);
+                                let b = bins.at(start, true);
+                                let s = bins.slab[b].slot(key, key_count, shared);
                                 late.push((i as u32, s, start));
                                 kept = true;
                             }
@@ -145,7 +249,7 @@ impl<A: Assigner> Operator for FixedWindows<A> {
                         if !kept {
                             ctx.late_dropped += 1;
                         }
-                        in_order = false;
+                        out_of_order(&mut in_order, &mut rows, slots.len());
                         continue;
                     }
                 }
@@ -154,19 +258,16 @@ impl<A: Assigner> Operator for FixedWindows<A> {
             let mut first = true;
             while start + size > place {
                 if start + size > mark {
-                    let bin = match &mut current {
-                        Some((s, bin)) if *s == start => bin,
-                        _ => {
-                            current = Some((start, bins.entry(start).or_default()));
-                            &mut current.as_mut().expect("set above").1
-                        }
-                    };
-                    let s = bin.slot(key, key_count, shared);
+                    let b = bins.at(start, false);
+                    current = Some((start, b));
+                    let s = bins.slab[b].slot(key, key_count, shared);
                     if !first {
-                        in_order = false;
+                        out_of_order(&mut in_order, &mut rows, slots.len());
                     }
                     first = false;
-                    rows.push(i as u32);
+                    if !in_order {
+                        rows.push(i as u32);
+                    }
                     slots.push(s);
                     if changes {
                         starts.push(start);
@@ -175,18 +276,14 @@ impl<A: Assigner> Operator for FixedWindows<A> {
                     && start + size + def.allowed_lateness_ms > mark
                 {
                     // An earlier window of a sliding row that has closed: corrected too.
-                    current = None;
-                    let bin = bins.entry(start).or_insert_with(|| Bin {
-                        closed: true,
-                        ..Bin::default()
-                    });
-                    let s = bin.slot(key, key_count, shared);
+                    let b = bins.at(start, true);
+                    let s = bins.slab[b].slot(key, key_count, shared);
                     late.push((i as u32, s, start));
                 }
                 start = self.assigner.previous(start);
             }
             if first {
-                in_order = false;
+                out_of_order(&mut in_order, &mut rows, slots.len());
             }
         }
         self.shared.key_ids = key_ids;
@@ -213,7 +310,7 @@ impl<A: Assigner> Operator for FixedWindows<A> {
                 .fold(&args, Some(&late_rows), &late_slots, true)?;
             let emitted: Vec<bool> = late
                 .iter()
-                .map(|l| changes || self.bins.get(&l.2).is_some_and(|b| b.closed))
+                .map(|l| changes || self.bins.get(l.2).is_some_and(|b| b.closed))
                 .collect();
             let starts: Vec<i64> = late.iter().map(|l| l.2).collect();
             let ends = starts.iter().map(|s| s + size).collect();
@@ -235,24 +332,30 @@ impl<A: Assigner> Operator for FixedWindows<A> {
         let Some(last_closing) = watermark.checked_sub(size) else {
             return Ok(None);
         };
-        let ready: Vec<i64> = self.bins.range(..=last_closing).map(|(s, _)| *s).collect();
+        let ready: Vec<i64> = self
+            .bins
+            .index
+            .range(..=last_closing)
+            .map(|(s, _)| *s)
+            .collect();
         let mut rows = Vec::new();
         let mut release = Vec::new();
         for start in ready {
             let end = start + size;
             let keep = def.late == LateStrategy::UpdatePrevious
                 && end.saturating_add(def.allowed_lateness_ms) > watermark;
-            let bin = self.bins.get_mut(&start).expect("listed above");
+            let b = self.bins.index[&start];
+            let bin = &mut self.bins.slab[b];
             if !bin.closed && def.emit == EmitMode::Final {
                 rows.extend(bin.members.iter().map(|&(k, s)| (start, end, k, s)));
             }
             bin.closed = true;
             if !keep {
-                let bin = self.bins.remove(&start).expect("listed above");
+                let bin = self.bins.remove(start).expect("listed above");
                 release.extend(bin.members.iter().map(|m| m.1));
             }
         }
-        let out = self.shared.emit_rows(&rows)?;
+        let out = self.shared.emit_rows(&mut rows)?;
         for slot in release {
             self.shared.release(slot);
         }
@@ -269,7 +372,7 @@ impl<A: Assigner> Operator for FixedWindows<A> {
         state.bins = self
             .bins
             .iter()
-            .map(|(s, b)| (*s, b.closed, b.members.clone()))
+            .map(|(s, b)| (s, b.closed, b.members.clone()))
             .collect();
         OpState::Window(Box::new(state))
     }
@@ -294,24 +397,16 @@ impl<A: Assigner> Operator for FixedWindows<A> {
             ));
         }
         self.shared.restore(&mut state, &used)?;
-        self.bins = state
-            .bins
-            .into_iter()
-            .map(|(start, closed, members)| {
-                let mut slot_of = vec![NO_SLOT; keys as usize];
-                for &(k, s) in &members {
-                    slot_of[k as usize] = s;
-                }
-                (
-                    start,
-                    Bin {
-                        slot_of,
-                        members,
-                        closed,
-                    },
-                )
-            })
-            .collect();
+        self.bins = Bins::default();
+        for (start, closed, members) in state.bins {
+            let b = self.bins.at(start, closed);
+            let bin = &mut self.bins.slab[b];
+            bin.slot_of = vec![NO_SLOT; keys as usize];
+            for &(k, s) in &members {
+                bin.slot_of[k as usize] = s;
+            }
+            bin.members = members;
+        }
         Ok(())
     }
 
@@ -323,9 +418,10 @@ impl<A: Assigner> Operator for FixedWindows<A> {
         self.shared.state_bytes()
             + self
                 .bins
-                .values()
-                .map(|b| b.slot_of.capacity() * 4 + b.members.capacity() * 8)
+                .iter()
+                .map(|(_, b)| b.slot_of.capacity() * 4 + b.members.capacity() * 8)
                 .sum::<usize>()
+            + self.bins.index.len() * 32
     }
 }
 

@@ -76,6 +76,10 @@ pub struct Shared {
     pub free: Vec<u32>,
     /// Scratch: key id of each row.
     pub key_ids: Vec<u32>,
+    /// Key id → the key's rank in SQL order (NULLs last), for ordering closed windows'
+    /// rows; valid for the first `ranked` keys.
+    ranks: Vec<u32>,
+    ranked: usize,
 }
 
 impl Shared {
@@ -87,6 +91,8 @@ impl Shared {
             slots: 0,
             free: Vec::new(),
             key_ids: Vec::new(),
+            ranks: Vec::new(),
+            ranked: 0,
         })
     }
 
@@ -158,16 +164,51 @@ impl Shared {
         Ok(out)
     }
 
+    /// Rank every key in SQL order (NULLs last), when keys were added since the last
+    /// ranking: closed windows' rows are then ordered by integer comparisons.
+    fn rank_keys(&mut self) -> Result<()> {
+        let keys = self.keys.len();
+        if self.ranked == keys {
+            return Ok(());
+        }
+        let ids: Vec<u32> = (0..keys as u32).collect();
+        let columns = self.keys.key_columns(&ids)?;
+        self.ranks = vec![0; keys];
+        if columns.is_empty() {
+            self.ranked = keys;
+            return Ok(());
+        }
+        let options = Some(SortOptions {
+            descending: false,
+            nulls_first: false,
+        });
+        let order: Vec<SortColumn> = columns
+            .iter()
+            .map(|k| SortColumn {
+                values: k.clone(),
+                options,
+            })
+            .collect();
+        let indices = lexsort_to_indices(&order, None)?;
+        for (rank, &id) in indices.values().iter().enumerate() {
+            self.ranks[id as usize] = rank as u32;
+        }
+        self.ranked = keys;
+        Ok(())
+    }
+
     /// Rows for closed windows: `(window start, window end, key id, slot)` each, ordered
     /// by window end, then by group key. The slots are not released here.
-    pub fn emit_rows(&self, closed: &[(i64, i64, u32, u32)]) -> Result<Option<Chunk>> {
+    pub fn emit_rows(&mut self, closed: &mut [(i64, i64, u32, u32)]) -> Result<Option<Chunk>> {
         if closed.is_empty() {
             return Ok(None);
         }
+        self.rank_keys()?;
+        let ranks = &self.ranks;
+        closed.sort_unstable_by_key(|c| (c.1, ranks[c.2 as usize]));
         let key_ids: Vec<u32> = closed.iter().map(|c| c.2).collect();
         let slots: Vec<u32> = closed.iter().map(|c| c.3).collect();
         let mut columns = self.keys.key_columns(&key_ids)?;
-        let n_keys = columns.len();
         for acc in &self.accumulators {
             columns.push(acc.evaluate(&slots)?);
         }
@@ -177,34 +218,7 @@ impl Shared {
         columns.push(Arc::new(Int64Array::from_iter_values(
             closed.iter().map(|c| c.1),
         )));
-        let rows = closed.len();
-        if rows > 1 {
-            let options = Some(SortOptions {
-                descending: false,
-                nulls_first: false,
-            });
-            let mut order = vec![SortColumn {
-                values: columns[columns.len() - 1].clone(),
-                options,
-            }];
-            order.extend(columns[..n_keys].iter().map(|k| SortColumn {
-                values: k.clone(),
-                options,
-            }));
-            let indices = lexsort_to_indices(&order, None)?;
-            let sorted = indices
-                .values()
-                .iter()
-                .enumerate()
-                .all(|(i, &j)| i as u32 == j);
-            if !sorted {
-                columns = columns
-                    .iter()
-                    .map(|c| take(c.as_ref(), &indices, None))
-                    .collect::<Result<_, _>>()?;
-            }
-        }
-        Ok(Some(Chunk::new(columns, rows)))
+        Ok(Some(Chunk::new(columns, closed.len())))
     }
 
     /// The keys of chosen chunk rows, for EMIT CHANGES rows.
@@ -250,6 +264,7 @@ impl Shared {
         let mut keys = GroupTable::new(&self.def.grouping.key_types)?;
         keys.restore(std::mem::take(&mut state.keys))?;
         self.keys = keys;
+        self.ranked = 0;
         self.accumulators = fresh;
         self.slots = state.slots;
         self.free = std::mem::take(&mut state.free);
@@ -284,6 +299,7 @@ impl Shared {
             map[old as usize] = new;
         }
         self.keys = fresh;
+        self.ranked = 0;
         Ok(map)
     }
 }

@@ -38,6 +38,9 @@ pub struct Sessions {
     scheduled: Vec<i64>,
     schedule: BTreeSet<(i64, u32)>,
     live_keys: usize,
+    /// Sessions the watermark closed in the middle of a chunk: (start, end, key, slot),
+    /// emitted with the others when the watermark is offered after the chunk.
+    closed: Vec<(i64, i64, u32, u32)>,
 }
 
 impl Sessions {
@@ -49,6 +52,7 @@ impl Sessions {
             scheduled: Vec::new(),
             schedule: BTreeSet::new(),
             live_keys: 0,
+            closed: Vec::new(),
         })
     }
 
@@ -134,8 +138,18 @@ impl Operator for Sessions {
         let mut out = Vec::new();
         for i in 0..chunk.rows {
             let (ts, mark, key) = (event[i], marks[i], key_ids[i]);
+            // Sessions of this key the watermark has closed are closed now: a row may not
+            // join them (they are emitted after the chunk, as every closed window).
+            if self
+                .sessions
+                .get(key as usize)
+                .is_some_and(|l| l.iter().any(|s| s.end <= mark))
+            {
+                self.close_before(key, mark);
+            }
             let mut place = ts;
-            if ts.saturating_add(self.gap) <= mark {
+            // Late: its own session would have closed, and it joins no open one.
+            if ts.saturating_add(self.gap) <= mark && !self.joins_open(key, ts, mark) {
                 match def.late {
                     LateStrategy::IncludeInNextWindow => place = mark,
                     _ => {
@@ -163,7 +177,7 @@ impl Operator for Sessions {
     }
 
     fn on_watermark(&mut self, watermark: i64, _ctx: &mut Ctx) -> Result<Option<Chunk>> {
-        let mut closed = Vec::new();
+        let mut closed = std::mem::take(&mut self.closed);
         while let Some(&(at, key)) = self.schedule.first() {
             if at > watermark {
                 break;
@@ -190,7 +204,7 @@ impl Operator for Sessions {
             }
         }
         let out = if self.shared.def.emit == EmitMode::Final {
-            self.shared.emit_rows(&closed)?
+            self.shared.emit_rows(&mut closed)?
         } else {
             None
         };
@@ -271,6 +285,33 @@ impl Operator for Sessions {
 }
 
 impl Sessions {
+    /// Move `key`'s sessions ending at or before `mark` to the closed ones.
+    fn close_before(&mut self, key: u32, mark: i64) {
+        let list = &mut self.sessions[key as usize];
+        let closed = &mut self.closed;
+        list.retain(|s| {
+            if s.end <= mark {
+                closed.push((s.start, s.end, key, s.slot));
+                false
+            } else {
+                true
+            }
+        });
+        if list.is_empty() {
+            self.live_keys -= 1;
+        }
+    }
+
+    /// Whether the window `[ts, ts + gap)` overlaps a session of `key` still open at
+    /// the watermark `mark`.
+    fn joins_open(&self, key: u32, ts: i64, mark: i64) -> bool {
+        let end = ts.saturating_add(self.gap);
+        self.sessions.get(key as usize).is_some_and(|list| {
+            list.iter()
+                .any(|s| s.end > mark && s.end > ts && s.start < end)
+        })
+    }
+
     /// How many of `key`'s sessions the window `[ts, ts + gap)` overlaps.
     fn overlaps(&self, key: u32, ts: i64) -> usize {
         let end = ts.saturating_add(self.gap);

@@ -12,6 +12,8 @@ pub struct Sliding {
 }
 
 impl Assigner for Sliding {
+    const SINGLE: bool = false;
+
     fn size(&self) -> i64 {
         self.size
     }

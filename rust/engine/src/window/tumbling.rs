@@ -10,6 +10,8 @@ pub struct Tumbling {
 }
 
 impl Assigner for Tumbling {
+    const SINGLE: bool = true;
+
     fn size(&self) -> i64 {
         self.size
     }
