@@ -174,6 +174,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                     f"  scaling ({label}) {row}; max deviation from 1 M: {spread:.0f} % "
                     f"(target ±20 %: {_verdict(spread <= 20)})"
                 )
+        if name == "tumbling_window":
+            windows = [k for k in RESULTS if k[0] == "window"]
+            for key in windows:
+                target = RESULTS.get(("window_target", key[1]))
+                verdict = _verdict(None if target is None else RESULTS[key] >= target)
+                write(
+                    f"  {key[1]}: direct {_fmt(RESULTS[key])}/s (target {_fmt(target)}: {verdict})"
+                )
+            rss = {k[1]: v for k, v in RESULTS.items() if k[0] == "window_rss"}
+            if rss:
+                row = ", ".join(f"{int(n):,} records: {v / 2**20:.0f} MiB" for n, v in rss.items())
+                write(f"  peak RSS over 1-second windows: {row}")
         per_group = RESULTS.get(("state_bytes_per_group", name))
         if per_group is not None:
             write(

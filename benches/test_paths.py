@@ -80,6 +80,22 @@ def polars_group_by_continuous(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def polars_tumbling_window(df: pl.DataFrame) -> pl.DataFrame:
+    # The same grouping as a batch: every (second, symbol), in window then key order.
+    return (
+        df.lazy()
+        .group_by((pl.col("ts") // 1000).alias("w"), "symbol")
+        .agg(
+            pl.len().cast(pl.Int64).alias("n"),
+            pl.col("qty").sum().alias("total"),
+            pl.col("price").mean().alias("avg_price"),
+        )
+        .sort("w", "symbol")
+        .select("symbol", "n", "total", "avg_price")
+        .collect()
+    )
+
+
 DUCKDB_SQL = {
     "select_where": WORKLOADS["select_where"].sql,
     "group_by_continuous": (
@@ -88,11 +104,17 @@ DUCKDB_SQL = {
         "WINDOW w AS (PARTITION BY symbol ORDER BY seq "
         "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) ORDER BY seq"
     ),
+    "tumbling_window": (
+        "SELECT symbol, COUNT(*) AS n, CAST(SUM(qty) AS BIGINT) AS total, "
+        "AVG(price) AS avg_price FROM trades GROUP BY ts // 1000, symbol "
+        "ORDER BY ts // 1000, symbol"
+    ),
 }
 
 POLARS: dict[str, Callable[[pl.DataFrame], pl.DataFrame]] = {
     "select_where": polars_select_where,
     "group_by_continuous": polars_group_by_continuous,
+    "tumbling_window": polars_tumbling_window,
 }
 
 
