@@ -377,6 +377,8 @@ _EVENT_TIME_KEYS = (
     "watermark.strategy",
     "watermark.max_out_of_orderness",
     "watermark.idle_timeout",
+    "late.data.strategy",
+    "late.data.allowed_lateness",
 )
 
 _FORMAT = _enum("format", "record format", "json", "csv", default="json")

@@ -39,6 +39,10 @@ _TIME_KEYS = (
 )
 
 
+# The engine's longest duration (rust/engine/src/processor.rs MAX_DURATION_MS).
+_MAX_DURATION_MS = 100_000_000_000_000
+
+
 def _time_plan(statement: Statement, properties: Mapping[str, str]) -> dict[str, Any] | None:
     """The plan's ``time`` section from the statement keys of SPEC section 5.
 
@@ -65,22 +69,46 @@ def _time_plan(statement: Statement, properties: Mapping[str, str]) -> dict[str,
             return None
         written, value = values[key]
         try:
-            return parse_duration(value)
+            millis = parse_duration(value)
         except ValueError as exc:
             raise ConfigError(str(exc), key=written, value=value) from None
+        if millis > _MAX_DURATION_MS:
+            raise ConfigError(
+                f"property '{written}' = {value!r} is longer than the longest duration "
+                f"velostream computes with ({_MAX_DURATION_MS} ms, about 3 000 years)",
+                key=written,
+                value=value,
+            )
+        return millis
 
     field = values.get("event.time.field", ("", None))[1]
     if field is None and statement.window is not None:
         field = statement.window.time_column
-    for key in ("event.time.format", "event.time.error", "watermark.strategy"):
-        if key in values and field is None:
-            written, value = values[key]
+    # Every key must change something: none is accepted and then ignored.
+    for key, (written, value) in values.items():
+        if key != "event.time.field" and field is None:
             raise ConfigError(
                 f"property '{written}' needs 'event.time.field' (or a time column in WINDOW): "
                 "without it the query runs on processing time",
                 key=written,
                 value=value,
             )
+        if key.startswith("late.data.") and statement.window is None:
+            raise ConfigError(
+                f"property '{written}' applies to windowed queries only (without a WINDOW "
+                "no record is late)",
+                key=written,
+                value=value,
+            )
+    strategy = values.get("watermark.strategy", ("", "bounded_out_of_orderness"))[1]
+    if "watermark.max_out_of_orderness" in values and strategy != "bounded_out_of_orderness":
+        written, value = values["watermark.max_out_of_orderness"]
+        raise ConfigError(
+            f"property '{written}' applies to watermark.strategy 'bounded_out_of_orderness' "
+            f"only (the strategy is {strategy!r})",
+            key=written,
+            value=value,
+        )
     if "event.time.format" in values:
         from velostream.time import check_format
 
@@ -95,11 +123,27 @@ def _time_plan(statement: Statement, properties: Mapping[str, str]) -> dict[str,
             key=written,
             value=value,
         )
+    if late == "update_previous" and statement.window and statement.window.kind == "session":
+        written, value = values["late.data.strategy"]
+        raise ConfigError(
+            f"property '{written}' = 'update_previous' is not supported for SESSION windows "
+            "yet (use drop, dead_letter or include_in_next_window)",
+            key=written,
+            value=value,
+        )
+    idle = millis("watermark.idle_timeout")
+    if idle is not None and idle <= 0:
+        written, value = values["watermark.idle_timeout"]
+        raise ConfigError(
+            f"property '{written}' must be a positive duration",
+            key=written,
+            value=value,
+        )
     return {
         "field": field,
         "format": values.get("event.time.format", ("", None))[1],
         "on_error": values.get("event.time.error", ("", "fail"))[1],
-        "watermark": values.get("watermark.strategy", ("", "bounded_out_of_orderness"))[1],
+        "watermark": strategy,
         "max_out_of_orderness_ms": millis("watermark.max_out_of_orderness") or 0,
         "idle_timeout_ms": millis("watermark.idle_timeout"),
         "late": late,
@@ -430,10 +474,11 @@ class Query:
 
     @property
     def watermark(self) -> int | None:
-        """The current watermark in epoch millis.
+        """The current watermark in epoch millis (SPEC section 5).
 
-        ``None`` before the first record, and for queries that do not use event time
-        (no ``event.time.field`` and no window).
+        Tracked for every query with ``event.time.field`` (or a window, which without
+        it runs on processing time). ``None`` before the first record, under
+        ``'watermark.strategy' = 'none'``, and for queries that do not use time.
         """
         if self._legacy is not None:
             return self._legacy.watermark

@@ -645,6 +645,16 @@ class Application:
                 if ctype.endswith("_sink") and cname != dead_letter_sink
             }
             query = self._compile(statement, merged)
+            time = query.plan.get("time") or {}
+            for key in ("event.time.error", "late.data.strategy"):
+                routed = time.get("on_error" if key == "event.time.error" else "late")
+                if routed == "dead_letter" and dead_letter_sink is None and dead_letter_path is None:
+                    raise _config_error(
+                        f"{key!r} = 'dead_letter' needs a destination: set 'dead_letter.path' "
+                        "(a JSON Lines file) or 'dead_letter.sink' (a declared sink)",
+                        key=key,
+                        value="dead_letter",
+                    )
         return StatementInfo(
             name=name,
             statement=statement,
@@ -886,7 +896,7 @@ class Application:
             ]
             query = self._compile(info.statement, info.properties)
             runners[info.name] = StatementRunner(
-                info.name, query, sinks, sources=sources, bad_records=policy
+                info.name, query, sinks, sources=sources, bad_records=policy, dead_letters=writer
             )
         for info in self.statements:
             for upstream in info.upstream:

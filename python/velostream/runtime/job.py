@@ -17,7 +17,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from velostream.io.bad_records import BadRecordPolicy
+from velostream.errors import InternalError
+from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
 from velostream.runtime.report import StatementReport
 
@@ -32,6 +33,8 @@ class StatementRunner:
         downstream: runners reading this statement's output.
         sources: the external sources feeding it (for counters).
         bad_records: the statement's bad-record policy (its count is the error count).
+        dead_letters: where the records its query routes to the dead letters go (late
+            records, unreadable event time), with their reason.
 
     """
 
@@ -43,8 +46,10 @@ class StatementRunner:
         *,
         sources: Sequence[Source] = (),
         bad_records: BadRecordPolicy | None = None,
+        dead_letters: DeadLetterWriter | None = None,
     ) -> None:
         """Create the runner; downstream runners are added to :attr:`downstream`."""
+        self.dead_letters = dead_letters
         self.name = name
         self.query = query
         self.sinks = list(sinks)
@@ -77,8 +82,29 @@ class StatementRunner:
         if batch.num_rows == 0:
             return
         with self._lock:
+            first = self.records_in
             self.records_in += batch.num_rows
             self._emit(self.query.process(batch))
+            self._route_dead_letters(first)
+
+    def _route_dead_letters(self, first: int) -> None:
+        """Write what the query routed to its dead letters (records after ``first``)."""
+        routed = self.query.dead_letters()
+        if routed.num_rows == 0:
+            return
+        if self.dead_letters is None:  # the application checks this before running
+            raise InternalError(
+                f"statement {self.name!r} routes records to dead letters it has no "
+                "destination for",
+                component="runtime",
+            )
+        records = routed.column("record").to_pylist()
+        self.dead_letters.write(
+            self.name,
+            [f"statement {self.name}, after input record {first:,}"] * len(records),
+            routed.column("reason").to_pylist(),
+            [record.encode() for record in records],
+        )
 
     def _emit(self, output: pa.RecordBatch) -> None:
         if output.num_rows == 0:
@@ -97,6 +123,7 @@ class StatementRunner:
             self._finished = True
             output = self.query.flush()
             self._emit(output)
+            self._route_dead_letters(self.records_in)
             if output.num_columns > 0:
                 # An empty batch still gives a CSV sink its header row.
                 for sink in self.sinks:
@@ -126,6 +153,8 @@ class StatementRunner:
             records_in=self.records_in,
             records_out=self.records_out,
             errors=self.bad_records.count if self.bad_records is not None else 0,
+            late_dropped=int(self.query.metrics().get("late_dropped", 0)),
+            dead_lettered=int(self.query.metrics().get("dead_lettered", 0)),
             duration=max(0.0, end - start),
             sources={s.name: s.metrics() for s in self.sources},
             sinks={s.name: s.metrics() for s in self.sinks},

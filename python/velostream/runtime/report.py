@@ -14,6 +14,9 @@ class StatementReport:
         records_in: records the query received.
         records_out: records the query emitted (each written to every sink).
         errors: bad input records (undecodable, type errors), whatever the strategy.
+        late_dropped: late records dropped by the statement's windows (counted, SPEC 12).
+        dead_lettered: records its query routed to the dead letters (late, or event
+            time unreadable).
         duration: seconds from the statement's start (its first source starting to read)
             to its end (its inputs ended and its query flushed), its own time.
         sources: source name -> its counters.
@@ -25,6 +28,8 @@ class StatementReport:
     records_in: int = 0
     records_out: int = 0
     errors: int = 0
+    late_dropped: int = 0
+    dead_lettered: int = 0
     duration: float = 0.0
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     sinks: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -72,8 +77,15 @@ class RunReport:
                 f"{report.errors:>8,}  {report.duration:>8.3f}"
             )
         status = "failed" if self.error is not None else "finished"
-        lines.append(
+        end = (
             f"{status} in {self.duration:.3f}s: {self.records_in:,} records in, "
             f"{self.records_out:,} out, {self.errors:,} bad records"
         )
+        late = sum(s.late_dropped for s in self.statements.values())
+        dead = sum(s.dead_lettered for s in self.statements.values())
+        if late:
+            end += f", {late:,} late records dropped"
+        if dead:
+            end += f", {dead:,} records sent to the dead letters by their query"
+        lines.append(end)
         return "\n".join(lines)

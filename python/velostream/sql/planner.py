@@ -372,11 +372,15 @@ def _contains_column(node: exp.Expr) -> bool:
     return any(True for _ in node.find_all(exp.Column))
 
 
-def _contains_window_bound(node: exp.Expr) -> bool:
-    """Whether `node` reads ``_window_start``/``_window_end`` (or TUMBLE_START(), ...)."""
+def _contains_window_bound(node: exp.Expr, windowed: bool) -> bool:
+    """Whether `node` reads ``_window_start``/``_window_end`` (or TUMBLE_START(), ...;
+    in a windowed query also ksqlDB's bare WINDOWSTART / WINDOWEND)."""
     for sub in node.walk():
-        if isinstance(sub, exp.Column) and sub.name.lower() in _WINDOW_COLUMNS:
-            return True
+        if isinstance(sub, exp.Column):
+            if sub.name.lower() in _WINDOW_COLUMNS:
+                return True
+            if windowed and not sub.table and sub.name.upper() in ("WINDOWSTART", "WINDOWEND"):
+                return True
         if isinstance(sub, exp.Anonymous) and str(sub.this).upper() in WINDOW_BOUND_FUNCTIONS:
             return True
     return False
@@ -590,6 +594,15 @@ class _SelectPlanner:
 
         if type(node) is exp.Column and node.name.lower() in _WINDOW_COLUMNS:
             return self._window_bound(node, "window_" + node.name.lower()[len("_window_") :], scope)
+        if (
+            type(node) is exp.Column
+            and self.window is not None
+            and not node.table
+            and node.name.upper() in ("WINDOWSTART", "WINDOWEND")
+        ):
+            # ksqlDB's pseudo columns, written without parentheses.
+            op = "window_start" if node.name.upper() == "WINDOWSTART" else "window_end"
+            return self._window_bound(node, op, scope)
 
         if scope.grouped:
             # An expression over the window's bounds is computed per window, from its
@@ -597,7 +610,7 @@ class _SelectPlanner:
             if (
                 _contains_column(node)
                 and not _contains_aggregate(node)
-                and not _contains_window_bound(node)
+                and not _contains_window_bound(node, self.window is not None)
             ):
                 shape = _shape(self.expr(node, _Scope(scope.clause)))
                 if shape in self.group_keys:

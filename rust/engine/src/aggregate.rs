@@ -603,12 +603,25 @@ impl Accumulator {
     /// Fold group `from`'s state into group `into`'s and free `from`. `into` holds the
     /// earlier rows (FIRST_VALUE keeps its value, LAST_VALUE takes `from`'s).
     pub fn merge(&mut self, into: u32, from: u32) -> Result<()> {
+        if let AggState::CountDistinct { seen } = &mut self.state {
+            let moved = std::mem::take(&mut seen[from as usize]);
+            seen[into as usize].extend(moved);
+        } else {
+            self.merge_keep(into, from)?;
+        }
+        self.free(from);
+        Ok(())
+    }
+
+    /// Fold group `from`'s state into group `into`'s, leaving `from` as it is (a sliding
+    /// window's result, merged from the panes it spans). `into` holds the earlier rows.
+    pub fn merge_keep(&mut self, into: u32, from: u32) -> Result<()> {
         let (a, b) = (into as usize, from as usize);
         match &mut self.state {
             AggState::CountStar(c) | AggState::Count(c) => c[a] += c[b],
             AggState::CountDistinct { seen } => {
-                let moved = std::mem::take(&mut seen[b]);
-                seen[a].extend(moved);
+                let copied: Vec<Box<[u8]>> = seen[b].iter().cloned().collect();
+                seen[a].extend(copied);
             }
             AggState::SumInt(s, h) => {
                 s[a] = s[a].checked_add(s[b]).ok_or_else(|| overflow("SUM"))?;
@@ -639,11 +652,11 @@ impl Accumulator {
                         !x.is_nan() && (y.is_nan() || x < y)
                     }),
                     Values::Str(v) => {
-                        let (x, y) = (v[a].take(), v[b].take());
+                        let (x, y) = (v[a].take(), v[b].clone());
                         v[a] = merge_option(pick, x, y);
                     }
                     Values::Bool(v) => {
-                        let (x, y) = (v[a].take(), v[b].take());
+                        let (x, y) = (v[a].take(), v[b]);
                         v[a] = merge_option(pick, x, y);
                     }
                 }
@@ -662,7 +675,6 @@ impl Accumulator {
                 }
             }
         }
-        self.free(from);
         Ok(())
     }
 

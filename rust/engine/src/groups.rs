@@ -225,7 +225,7 @@ impl GroupTable {
     /// Heap bytes held by the table.
     pub fn state_bytes(&self) -> usize {
         self.keys.arena.capacity()
-            + self.keys.offsets.capacity() * 4
+            + self.keys.offsets.capacity() * 8
             + self.index.allocation_size()
             + self.filter.as_ref().map_or(0, |f| f.words.capacity() * 8)
     }

@@ -485,7 +485,7 @@ impl Processor {
             if let Some(failed) = failed {
                 keep_rows = Some(failed);
             }
-            if time.windowed {
+            if time.field.is_some() || time.windowed {
                 times = Some((event, time.partition));
             }
         }
@@ -530,11 +530,15 @@ impl Processor {
                     self.marks = all;
                 }
             }
-            chunk.times = Some(Times {
-                event,
-                watermark: Arc::new(Int64Array::from(std::mem::take(&mut self.marks))),
-                row: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
-            });
+            // Only window operators read the rows' times; other queries just move the
+            // watermark (`Query.watermark`).
+            if bound.time.as_ref().is_some_and(|t| t.windowed) {
+                chunk.times = Some(Times {
+                    event,
+                    watermark: Arc::new(Int64Array::from(std::mem::take(&mut self.marks))),
+                    row: Arc::new(UInt32Array::from_iter_values(0..n as u32)),
+                });
+            }
         }
         if let Some(keep) = &keep_rows {
             chunk = chunk.filter(keep, None)?;
@@ -711,11 +715,18 @@ impl Processor {
             if let Some(t) = self.tracker.as_mut() {
                 t.tick(ctx.now_ms);
             }
-        } else {
+        } else if let Some(chunk) = self.scan(batch, &mut ctx)? {
+            // Counted once the batch's event time was read (a failing batch is not in).
             self.metrics.records_in += batch.num_rows() as u64;
-            if let Some(chunk) = self.scan(batch, &mut ctx)? {
-                let out = self.run_ops(0, chunk, &mut ctx)?;
-                outputs.push(out);
+            let out = self.run_ops(0, chunk, &mut ctx)?;
+            outputs.push(out);
+        }
+        if self.bound.as_ref().is_some_and(|b| {
+            b.time.as_ref().is_some_and(|t| t.windowed && t.field.is_none())
+        }) {
+            // Processing time: the clock moves the watermark, with or without rows.
+            if let Some(t) = self.tracker.as_mut() {
+                t.observe(ctx.now_ms);
             }
         }
         if self

@@ -93,6 +93,19 @@ impl WatermarkTracker {
         }
     }
 
+    /// Processing time: the clock itself is the event time (one partition).
+    pub fn observe(&mut self, now_ms: i64) {
+        if self.strategy == WatermarkStrategy::None {
+            return;
+        }
+        let p = self.partition(0, now_ms);
+        let mark = &mut self.state.partitions[p];
+        mark.last_seen_ms = now_ms;
+        mark.max_event_time = mark.max_event_time.max(now_ms);
+        let c = self.candidate(now_ms);
+        self.raise(c);
+    }
+
     fn partition(&mut self, id: i64, now_ms: i64) -> usize {
         if let Some(&i) = self.index.get(&id) {
             return i;

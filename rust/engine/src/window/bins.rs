@@ -24,6 +24,13 @@ pub trait Assigner: Send + 'static {
     fn last_start(&self, ts: i64) -> i64;
     /// The start of the window before the one starting at `start`.
     fn previous(&self, start: i64) -> i64;
+    /// How far apart windows start.
+    fn advance(&self) -> i64;
+    /// The start of the first (earliest) window containing `ts`.
+    fn first_start(&self, ts: i64) -> i64;
+    /// The length of a pane: the slices every window is a whole number of (the
+    /// greatest common divisor of size and advance).
+    fn pane(&self) -> i64;
 }
 
 /// One window's state.
@@ -38,11 +45,11 @@ struct Bin {
 }
 
 impl Bin {
-    #[inline]
+    #[inline(always)]
     fn slot(&mut self, key: u32, keys: usize, shared: &mut Shared) -> u32 {
         let k = key as usize;
         if k >= self.slot_of.len() {
-            self.slot_of.resize(keys.max(k + 1), NO_SLOT);
+            self.grow(keys.max(k + 1));
         }
         let s = self.slot_of[k];
         if s != NO_SLOT {
@@ -52,6 +59,11 @@ impl Bin {
         self.slot_of[k] = s;
         self.members.push((key, s));
         s
+    }
+
+    #[cold]
+    fn grow(&mut self, keys: usize) {
+        self.slot_of.resize(keys, NO_SLOT);
     }
 }
 
@@ -139,18 +151,47 @@ impl Bins {
 }
 
 /// The window aggregate over fixed windows of an [`Assigner`].
+///
+/// Overlapping (sliding) windows under EMIT FINAL keep one bin per *pane* instead of per
+/// window (Flink's sliced windows): a row updates the one pane it falls in, and a
+/// closing window merges the panes it spans, so a row costs the same as in a tumbling
+/// window however many windows contain it. EMIT CHANGES and `update_previous` need
+/// each window's own state, and FIRST_VALUE / LAST_VALUE the rows' arrival order: those
+/// keep a bin per window.
 pub struct FixedWindows<A: Assigner> {
     assigner: A,
     shared: Shared,
     bins: Bins,
+    /// Bins are panes (see above).
+    paned: bool,
+    /// Panes: the start of the next window to emit, and of the last one emitted.
+    next_window: Option<i64>,
+    last_emitted: Option<i64>,
+    /// Panes: rows of windows closed in the middle of a chunk, for the end of the call.
+    pending: Vec<Chunk>,
 }
 
 impl<A: Assigner> FixedWindows<A> {
     pub fn new(assigner: A, def: Arc<WindowDef>) -> Result<Self> {
+        // FIRST_VALUE / LAST_VALUE follow arrival order, which panes do not keep.
+        let ordered = def.grouping.aggs.iter().any(|a| {
+            matches!(
+                a.func,
+                crate::plan::AggFunc::FirstValue | crate::plan::AggFunc::LastValue
+            )
+        });
+        let paned = !A::SINGLE
+            && !ordered
+            && def.emit == EmitMode::Final
+            && def.late != LateStrategy::UpdatePrevious;
         Ok(FixedWindows {
             assigner,
             shared: Shared::new(def)?,
             bins: Bins::default(),
+            paned,
+            next_window: None,
+            last_emitted: None,
+            pending: Vec::new(),
         })
     }
 
@@ -178,8 +219,182 @@ impl<A: Assigner> FixedWindows<A> {
     }
 }
 
+impl<A: Assigner> FixedWindows<A> {
+    /// Fold a chunk into panes (EMIT FINAL of overlapping windows).
+    ///
+    /// When a row's watermark closes a window, the rows before it are folded and the
+    /// window is closed right there (its rows kept for the end of the call), so that no
+    /// later row of the chunk reaches a window that closed before it arrived.
+    fn process_panes(&mut self, chunk: Chunk, ctx: &mut Ctx) -> Result<Chunk> {
+        let (keys, args) = self.shared.key_and_args(&chunk, ctx)?;
+        let def = self.shared.def.clone();
+        let size = self.assigner.size();
+        let pane = self.assigner.pane();
+        let (event, marks, input_rows) = times(&chunk);
+        let n = chunk.rows;
+        let key_ids = std::mem::take(&mut self.shared.key_ids);
+        // The rows placed since the last fold, and their slots.
+        let mut rows: Vec<u32> = Vec::new();
+        let mut slots: Vec<u32> = Vec::with_capacity(n);
+        let mut current: Option<(i64, usize)> = None;
+        for i in 0..n {
+            let (ts, mark, key) = (event[i], marks[i], key_ids[i]);
+            if self.next_window.is_some_and(|w| w.saturating_add(size) <= mark) {
+                self.fold_panes(&args, &mut rows, &mut slots, n)?;
+                if let Some(out) = self.close_panes(mark)? {
+                    self.pending.push(out);
+                }
+                current = None;
+            }
+            let mut place = ts;
+            let last_end = self.assigner.last_start(ts) + size;
+            if last_end <= mark {
+                if def.late == LateStrategy::IncludeInNextWindow {
+                    place = mark;
+                } else {
+                    route_late(ctx, def.late, input_rows[i], ts, mark, last_end);
+                    continue;
+                }
+            }
+            let b = match current {
+                Some((start, b)) if place >= start && place - start < pane => b,
+                _ => {
+                    let start = super::floor_div(place, pane) * pane;
+                    let b = self.bins.at(start, false);
+                    current = Some((start, b));
+                    // The first window this row counts in, if none is due before it.
+                    let mut first = self.assigner.first_start(place);
+                    while first.saturating_add(size) <= mark {
+                        first += self.assigner.advance();
+                    }
+                    if let Some(w) = self.last_emitted {
+                        first = first.max(w + self.assigner.advance());
+                    }
+                    self.next_window = Some(self.next_window.map_or(first, |w| w.min(first)));
+                    b
+                }
+            };
+            let key_count = self.shared.keys.len();
+            let s = self.bins.slab[b].slot(key, key_count, &mut self.shared);
+            rows.push(i as u32);
+            slots.push(s);
+        }
+        self.shared.key_ids = key_ids;
+        self.fold_panes(&args, &mut rows, &mut slots, n)?;
+        Ok(empty_like(&keys, &self.shared, n))
+    }
+
+    /// Fold the rows placed so far into their panes, emptying `rows` and `slots`.
+    fn fold_panes(
+        &mut self,
+        args: &[Option<arrow::array::ArrayRef>],
+        rows: &mut Vec<u32>,
+        slots: &mut Vec<u32>,
+        chunk_rows: usize,
+    ) -> Result<()> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        // Rows only grow: as many as the chunk has means all of them, in order.
+        let order = (rows.len() != chunk_rows).then_some(&rows[..]);
+        self.shared.fold(args, order, slots, false)?;
+        rows.clear();
+        slots.clear();
+        Ok(())
+    }
+
+    /// Live (window, key) states of panes: each open window's distinct keys.
+    fn paned_state_groups(&self) -> usize {
+        let (Some(first), Some((&last, _))) =
+            (self.next_window, self.bins.index.last_key_value())
+        else {
+            return 0;
+        };
+        let size = self.assigner.size();
+        let mut total = 0;
+        let mut keys = hashbrown::HashSet::new();
+        let mut w = first;
+        while w <= last {
+            keys.clear();
+            for (_, &b) in self.bins.index.range(w..w.saturating_add(size)) {
+                keys.extend(self.bins.slab[b].members.iter().map(|m| m.0));
+            }
+            total += keys.len();
+            w += self.assigner.advance();
+        }
+        total
+    }
+
+    /// Emit every window the watermark closed, each merged from its panes; free the
+    /// panes no open window spans any more.
+    fn close_panes(&mut self, watermark: i64) -> Result<Option<Chunk>> {
+        let size = self.assigner.size();
+        let advance = self.assigner.advance();
+        let mut rows = Vec::new();
+        let mut merged = Vec::new();
+        let mut out_of: Vec<u32> = Vec::new();
+        while let Some(w) = self.next_window {
+            if w.saturating_add(size) > watermark {
+                break;
+            }
+            let panes: Vec<usize> = self.bins.index.range(w..w + size).map(|(_, &b)| b).collect();
+            if panes.is_empty() {
+                // No row in this window: skip to the first window of the next pane.
+                self.next_window = self
+                    .bins
+                    .index
+                    .range(w + size..)
+                    .next()
+                    .map(|(&p, _)| self.assigner.first_start(p).max(w + advance));
+                continue;
+            }
+            out_of.clear();
+            out_of.resize(self.shared.keys.len(), NO_SLOT);
+            let first = rows.len();
+            for b in panes {
+                for &(key, slot) in &self.bins.slab[b].members {
+                    let k = key as usize;
+                    if out_of[k] == NO_SLOT {
+                        out_of[k] = self.shared.allocate();
+                        for acc in &mut self.shared.accumulators {
+                            acc.reserve_groups(self.shared.slots as usize);
+                        }
+                        merged.push(out_of[k]);
+                        rows.push((w, w + size, key, out_of[k]));
+                    }
+                    for acc in &mut self.shared.accumulators {
+                        acc.merge_keep(out_of[k], slot)?;
+                    }
+                }
+            }
+            debug_assert!(rows.len() > first);
+            self.last_emitted = Some(w);
+            self.next_window = Some(w + advance);
+        }
+        let out = self.shared.emit_rows(&mut rows)?;
+        for slot in merged {
+            self.shared.release(slot);
+        }
+        // A pane is done once the last window spanning it has closed.
+        while let Some((&p, _)) = self.bins.index.first_key_value() {
+            if self.assigner.last_start(p).saturating_add(size) > watermark {
+                break;
+            }
+            let bin = self.bins.remove(p).expect("listed above");
+            for &(_, slot) in &bin.members {
+                self.shared.release(slot);
+            }
+        }
+        self.compact()?;
+        Ok(out)
+    }
+}
+
 impl<A: Assigner> Operator for FixedWindows<A> {
     fn process(&mut self, chunk: Chunk, ctx: &mut Ctx) -> Result<Chunk> {
+        if self.paned {
+            return self.process_panes(chunk, ctx);
+        }
         let (keys, args) = self.shared.key_and_args(&chunk, ctx)?;
         let def = self.shared.def.clone();
         let size = self.assigner.size();
@@ -327,6 +542,11 @@ impl<A: Assigner> Operator for FixedWindows<A> {
     }
 
     fn on_watermark(&mut self, watermark: i64, _ctx: &mut Ctx) -> Result<Option<Chunk>> {
+        if self.paned {
+            let mut out = std::mem::take(&mut self.pending);
+            out.extend(self.close_panes(watermark)?);
+            return super::concat_chunks(out);
+        }
         let size = self.assigner.size();
         let def = self.shared.def.clone();
         let Some(last_closing) = watermark.checked_sub(size) else {
@@ -374,6 +594,8 @@ impl<A: Assigner> Operator for FixedWindows<A> {
             .iter()
             .map(|(s, b)| (s, b.closed, b.members.clone()))
             .collect();
+        state.next_window = self.next_window;
+        state.last_emitted = self.last_emitted;
         OpState::Window(Box::new(state))
     }
 
@@ -397,6 +619,8 @@ impl<A: Assigner> Operator for FixedWindows<A> {
             ));
         }
         self.shared.restore(&mut state, &used)?;
+        self.next_window = state.next_window;
+        self.last_emitted = state.last_emitted;
         self.bins = Bins::default();
         for (start, closed, members) in state.bins {
             let b = self.bins.at(start, closed);
@@ -411,7 +635,11 @@ impl<A: Assigner> Operator for FixedWindows<A> {
     }
 
     fn state_groups(&self) -> usize {
-        self.shared.live()
+        if self.paned {
+            self.paned_state_groups()
+        } else {
+            self.shared.live()
+        }
     }
 
     fn state_bytes(&self) -> usize {

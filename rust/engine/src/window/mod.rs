@@ -60,6 +60,11 @@ pub struct WindowState {
     pub bins: Vec<SavedBin>,
     /// Sessions: (key id, start, end, slot).
     pub sessions: Vec<(u32, i64, i64, u32)>,
+    /// Panes of sliding windows: the next window to emit and the last one emitted.
+    #[serde(default)]
+    pub next_window: Option<i64>,
+    #[serde(default)]
+    pub last_emitted: Option<i64>,
 }
 
 /// A fixed window in a snapshot: start, whether it was emitted, members as
@@ -204,8 +209,7 @@ impl Shared {
             return Ok(None);
         }
         self.rank_keys()?;
-        let ranks = &self.ranks;
-        closed.sort_unstable_by_key(|c| (c.1, ranks[c.2 as usize]));
+        sort_closed(closed, &self.ranks);
         let key_ids: Vec<u32> = closed.iter().map(|c| c.2).collect();
         let slots: Vec<u32> = closed.iter().map(|c| c.3).collect();
         let mut columns = self.keys.key_columns(&key_ids)?;
@@ -244,6 +248,8 @@ impl Shared {
             free: self.free.clone(),
             bins: Vec::new(),
             sessions: Vec::new(),
+            next_window: None,
+            last_emitted: None,
         }
     }
 
@@ -301,6 +307,43 @@ impl Shared {
         self.keys = fresh;
         self.ranked = 0;
         Ok(map)
+    }
+}
+
+/// Order closed windows' rows by window end, then key rank. Rows of one window end (the
+/// common case: a window closes) are placed by rank in one pass when the window holds a
+/// good share of the keys, instead of being compared.
+fn sort_closed(closed: &mut [(i64, i64, u32, u32)], ranks: &[u32]) {
+    if !closed.windows(2).all(|w| w[0].1 <= w[1].1) {
+        closed.sort_by_key(|c| c.1);
+    }
+    let mut start = 0;
+    while start < closed.len() {
+        let end = closed[start..]
+            .iter()
+            .position(|c| c.1 != closed[start].1)
+            .map_or(closed.len(), |p| start + p);
+        let group = &mut closed[start..end];
+        if group.len() * 4 >= ranks.len() && group.len() > 64 {
+            // Each key appears once per window: place rows at their rank.
+            let mut at = vec![u32::MAX; ranks.len()];
+            for (i, c) in group.iter().enumerate() {
+                at[ranks[c.2 as usize] as usize] = i as u32;
+            }
+            let sorted: Vec<_> = at
+                .iter()
+                .filter(|&&i| i != u32::MAX)
+                .map(|&i| group[i as usize])
+                .collect();
+            if sorted.len() == group.len() {
+                group.copy_from_slice(&sorted);
+            } else {
+                group.sort_unstable_by_key(|c| ranks[c.2 as usize]);
+            }
+        } else {
+            group.sort_unstable_by_key(|c| ranks[c.2 as usize]);
+        }
+        start = end;
     }
 }
 

@@ -27,6 +27,27 @@ impl Assigner for Sliding {
     fn previous(&self, start: i64) -> i64 {
         start.saturating_sub(self.advance)
     }
+
+    fn advance(&self) -> i64 {
+        self.advance
+    }
+
+    fn first_start(&self, ts: i64) -> i64 {
+        // Windows containing ts start in (ts - size, ts], at multiples of advance.
+        floor_div(ts - self.size, self.advance) * self.advance + self.advance
+    }
+
+    fn pane(&self) -> i64 {
+        gcd(self.size, self.advance)
+    }
+}
+
+fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,18 @@ impl Assigner for Tumbling {
     fn previous(&self, start: i64) -> i64 {
         start.saturating_sub(self.size)
     }
+
+    fn advance(&self) -> i64 {
+        self.size
+    }
+
+    fn first_start(&self, ts: i64) -> i64 {
+        self.last_start(ts)
+    }
+
+    fn pane(&self) -> i64 {
+        self.size
+    }
 }
 
 #[cfg(test)]
