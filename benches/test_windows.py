@@ -35,7 +35,7 @@ WINDOWS: dict[str, tuple[str, int, float]] = {
     ),
     "session_final": (
         "SELECT symbol, COUNT(*) AS n, SUM(qty) AS total, AVG(price) AS avg_price "
-        f"FROM trades GROUP BY symbol WINDOW SESSION(500ms) EMIT FINAL {TIME}",
+        f"FROM trades GROUP BY symbol WINDOW SESSION(2s) EMIT FINAL {TIME}",
         10_000,
         15e6,
     ),

@@ -82,7 +82,8 @@ def test_validate_and_explain_demo(tmp_path):
     assert result.returncode == 0, result.stderr
     result = velostream("explain", DEMO, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "wave 1: big_trades, cancelled_trades, symbol_stats" in result.stdout
+    assert "wave 1: big_trades, cancelled_trades, minute_bars, symbol_stats" in result.stdout
+    assert "window TUMBLING(1m)" in result.stdout
     assert "wave 2: whale_alerts" in result.stdout
     assert "file_source" in result.stdout and "file_sink" in result.stdout
 

@@ -19,7 +19,7 @@ def test_bench_json_has_the_specified_shape_for_every_workload_so_far() -> None:
     done = _bench("--records", "20000", "--legacy-records", "500", "--format", "json")
     assert done.returncode == 0, done.stderr
     results = json.loads(done.stdout)
-    assert set(results) == {"select_where", "group_by_continuous"}
+    assert set(results) == {"select_where", "group_by_continuous", "tumbling_window"}
     for figures in results.values():
         assert set(figures) == {"direct_rps", "legacy_rps", "ratio"}
         assert all(isinstance(v, float) and v > 0 for v in figures.values())

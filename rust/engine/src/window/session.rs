@@ -5,12 +5,14 @@
 //! that bridges two sessions merges them: their accumulator states are merged). A
 //! session is `[first ts, last ts + gap)` and closes when the watermark reaches its end.
 //!
-//! Each key's sessions are a short vector ordered by start; a `BTreeSet` of
-//! (time to act, key) says which key to look at next (bytewax's and Arroyo's "next
-//! time to act" index), so the watermark finds the closing sessions without a scan. A
-//! session whose end grew after it was scheduled is re-scheduled when its entry comes up.
+//! Each key's sessions are a short vector ordered by start; an index of the next time
+//! to act per key (bytewax's and Arroyo's) says which keys to look at, so the watermark
+//! finds the closing sessions without a scan. The index is a timer wheel: keys in
+//! buckets of a quarter gap, ordered in a `BTreeMap`, so scheduling a key is a push
+//! onto a bucket's vector. A session whose end grew after it was scheduled is
+//! re-scheduled when its bucket comes up.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use arrow::array::ArrayRef;
@@ -36,7 +38,9 @@ pub struct Sessions {
     sessions: Vec<Vec<Session>>,
     /// Key id → the time its entry in `schedule` is for (`i64::MAX`: none).
     scheduled: Vec<i64>,
-    schedule: BTreeSet<(i64, u32)>,
+    /// Bucket (`time / bucket`) → keys due in it (possibly superseded entries too).
+    schedule: BTreeMap<i64, Vec<u32>>,
+    bucket: i64,
     live_keys: usize,
     /// Sessions the watermark closed in the middle of a chunk: (start, end, key, slot),
     /// emitted with the others when the watermark is offered after the chunk.
@@ -50,7 +54,8 @@ impl Sessions {
             shared: Shared::new(def)?,
             sessions: Vec::new(),
             scheduled: Vec::new(),
-            schedule: BTreeSet::new(),
+            schedule: BTreeMap::new(),
+            bucket: (gap / 4).max(1),
             live_keys: 0,
             closed: Vec::new(),
         })
@@ -63,7 +68,10 @@ impl Sessions {
             return;
         };
         if first_end < self.scheduled[k] {
-            self.schedule.insert((first_end, key));
+            self.schedule
+                .entry(super::floor_div(first_end, self.bucket))
+                .or_default()
+                .push(key);
             self.scheduled[k] = first_end;
         }
     }
@@ -138,6 +146,22 @@ impl Operator for Sessions {
         let mut out = Vec::new();
         for i in 0..chunk.rows {
             let (ts, mark, key) = (event[i], marks[i], key_ids[i]);
+            // The common case: the key has one session, open, and the row extends it
+            // (no merge, no closing, never late; its scheduled time stays before its end).
+            if let Some([s]) = self.sessions.get_mut(key as usize).map(Vec::as_mut_slice) {
+                let end = ts.saturating_add(self.gap);
+                if s.end > mark && s.end > ts && s.start < end {
+                    s.start = s.start.min(ts);
+                    s.end = s.end.max(end);
+                    run.rows.push(i as u32);
+                    run.slots.push(s.slot);
+                    if changes {
+                        run.starts.push(s.start);
+                        run.ends.push(s.end);
+                    }
+                    continue;
+                }
+            }
             // Sessions of this key the watermark has closed are closed now: a row may not
             // join them (they are emitted after the chunk, as every closed window).
             if self
@@ -178,30 +202,40 @@ impl Operator for Sessions {
 
     fn on_watermark(&mut self, watermark: i64, _ctx: &mut Ctx) -> Result<Option<Chunk>> {
         let mut closed = std::mem::take(&mut self.closed);
-        while let Some(&(at, key)) = self.schedule.first() {
-            if at > watermark {
-                break;
-            }
-            self.schedule.pop_first();
-            let k = key as usize;
-            if self.scheduled[k] != at {
-                continue; // superseded by an earlier entry
-            }
-            self.scheduled[k] = i64::MAX;
-            let list = &mut self.sessions[k];
-            list.retain(|s| {
-                if s.end <= watermark {
-                    closed.push((s.start, s.end, key, s.slot));
-                    false
-                } else {
-                    true
+        let last = super::floor_div(watermark, self.bucket);
+        let due: Vec<i64> = self.schedule.range(..=last).map(|(b, _)| *b).collect();
+        let mut later = Vec::new();
+        for b in due {
+            for key in self.schedule.remove(&b).unwrap_or_default() {
+                let k = key as usize;
+                let at = self.scheduled[k];
+                if at == i64::MAX || super::floor_div(at, self.bucket) != b {
+                    continue; // superseded by an entry in another bucket
                 }
-            });
-            if list.is_empty() {
-                self.live_keys -= 1;
-            } else {
-                self.schedule_key(key);
+                if at > watermark {
+                    later.push(key); // due later in this bucket
+                    continue;
+                }
+                self.scheduled[k] = i64::MAX;
+                let list = &mut self.sessions[k];
+                list.retain(|s| {
+                    if s.end <= watermark {
+                        closed.push((s.start, s.end, key, s.slot));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if list.is_empty() {
+                    self.live_keys -= 1;
+                } else {
+                    self.schedule_key(key);
+                }
             }
+        }
+        for key in later {
+            let b = super::floor_div(self.scheduled[key as usize], self.bucket);
+            self.schedule.entry(b).or_default().push(key);
         }
         let out = if self.shared.def.emit == EmitMode::Final {
             self.shared.emit_rows(&mut closed)?
@@ -280,7 +314,7 @@ impl Operator for Sessions {
                 .map(|l| l.capacity() * std::mem::size_of::<Session>())
                 .sum::<usize>()
             + self.scheduled.capacity() * 8
-            + self.schedule.len() * 32
+            + self.schedule.values().map(|v| v.capacity() * 4 + 48).sum::<usize>()
     }
 }
 
