@@ -3,6 +3,8 @@
 
 use arrow::error::ArrowError;
 
+use crate::time::parse::{EventTimeError, TimeErrorKind, TimeFormat};
+
 /// A 1-based (line, column) position in the SQL text.
 pub type Pos = Option<(u32, u32)>;
 
@@ -29,6 +31,11 @@ pub enum EngineError {
     /// The API was used out of order (`process` after `flush`).
     #[error("{0}")]
     Usage(String),
+    /// Event time cannot be read from a record (SPEC sections 2 and 5), with the fields of
+    /// `velostream.errors.EventTimeError`. Boxed: inline, its six fields would nearly triple
+    /// the size of every `Result` of the engine (136 bytes, over clippy's limit of 128).
+    #[error("{}", .0.message)]
+    EventTime(Box<EventTimeError>),
     /// An Arrow kernel failed for a reason not attributable to a value.
     #[error("arrow: {0}")]
     Arrow(#[from] ArrowError),
@@ -41,6 +48,20 @@ impl EngineError {
             message: message.into(),
             pos,
         }
+    }
+
+    /// An event-time error of `kind` for the field `field` whose value is `value` (the
+    /// failure's value text, `""` for a missing field), expected in `format`; the message
+    /// names all of them and `available_fields`, the fields the record does have. It does
+    /// not name a row: `time::parse::TimeFailure::to_error` is this with the row index.
+    pub fn event_time(
+        kind: TimeErrorKind,
+        field: &str,
+        value: &str,
+        format: &TimeFormat,
+        available_fields: Vec<String>,
+    ) -> Self {
+        EventTimeError::new(kind, field, value, format, available_fields, None).into()
     }
 
     /// Wrap an Arrow kernel error raised while evaluating `what` on data.

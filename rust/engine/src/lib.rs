@@ -10,6 +10,7 @@ pub mod expr;
 pub mod groups;
 pub mod plan;
 pub mod processor;
+pub mod time;
 
 pub use error::{EngineError, Result};
 pub use plan::Plan;
