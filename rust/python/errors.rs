@@ -60,21 +60,14 @@ pub fn to_py(err: EngineError) -> PyErr {
             let _ = kwargs.set_item("value", value);
             velostream_error(py, "DataError", message, Some(&kwargs))
         }
-        EngineError::EventTime {
-            message,
-            kind,
-            field,
-            value,
-            format,
-            available_fields,
-        } => {
+        EngineError::EventTime(error) => {
             let kwargs = PyDict::new(py);
-            let _ = kwargs.set_item("kind", kind);
-            let _ = kwargs.set_item("field", field);
-            let _ = kwargs.set_item("value", value);
-            let _ = kwargs.set_item("format", format);
-            let _ = kwargs.set_item("available_fields", available_fields);
-            velostream_error(py, "EventTimeError", message, Some(&kwargs))
+            let _ = kwargs.set_item("kind", error.kind);
+            let _ = kwargs.set_item("field", &error.field);
+            let _ = kwargs.set_item("value", &error.value);
+            let _ = kwargs.set_item("format", &error.format);
+            let _ = kwargs.set_item("available_fields", &error.available_fields);
+            velostream_error(py, "EventTimeError", &error.message, Some(&kwargs))
         }
         EngineError::Snapshot(message) => velostream_error(py, "SnapshotError", message, None),
         EngineError::Usage(message) => velostream_error(py, "VelostreamError", message, None),

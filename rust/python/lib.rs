@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod codec;
 mod errors;
 mod processor;
+mod time;
 
 /// Panics reach Python as `InternalError` carrying their message (`errors::catch_panic`),
 /// so Rust's default report (a message and a backtrace on stderr) is kept for debugging
@@ -39,5 +40,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     quiet_panics();
     processor::register(m)?;
     codec::register(m)?;
+    time::register(m)?;
     Ok(())
 }

@@ -8,4 +8,4 @@
 
 pub mod parse;
 
-pub use parse::{parse_event_times, TimeErrorKind, TimeFailure, TimeFormat};
+pub use parse::{parse_event_times, EventTimeError, TimeErrorKind, TimeFailure, TimeFormat};

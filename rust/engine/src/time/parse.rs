@@ -30,10 +30,12 @@
 //!   i.e. the instant rounded down toward the past. For text this is truncating the fraction
 //!   digits (`.9999` → 999 ms, never rounded up); for timestamps in µs or ns it is
 //!   `div_euclid` (−1 µs → −1 ms); for negative epoch numbers with a fraction it is a floor
-//!   too (`-1.0005` seconds → −1001 ms).
+//!   too (the text `-1.0005` under `epoch_seconds` → −1001 ms).
 //! - **Floats** are first rounded to the nearest microsecond, then rounded down to the
 //!   millisecond: `1700000000.123` is stored as `1700000000.12299990…` and must still give
-//!   `…123` ms. NaN and ±infinity are `invalid_timestamp`.
+//!   `…123` ms. This is exact (the whole part is scaled in integers, only the fraction in
+//!   floating point), so `851792873617.0` seconds is `851792873617000` ms, not `…616999`.
+//!   NaN and ±infinity are `invalid_timestamp`.
 //! - **Numeric strings** (epoch formats): an optional `-`, at least one digit, optionally a
 //!   `.` and at least one digit. No `+`, no exponent, no surrounding whitespace (text that
 //!   carries spaces is more likely a misconfigured column than a number). Under
@@ -71,10 +73,14 @@
 //!
 //! # Why a hand-written ISO 8601 parser
 //!
-//! The common RFC 3339 layouts are parsed at fixed byte positions with range checks and
-//! Howard Hinnant's days-from-civil arithmetic, without chrono: chrono's general parser
-//! walks a list of format items and fills a `Parsed` struct per value (~100 ns), while the
-//! target here is ≥ 40 M values/s per core (25 ns). `speedate` would be fast too, but it
+//! The common RFC 3339 layouts are parsed at fixed byte positions, without chrono: the
+//! twelve digits and four separators of `YYYY-MM-DD?HH:MM` are checked and decoded with two
+//! 8-byte loads (SWAR), the rest byte by byte, and the date becomes days with Howard
+//! Hinnant's days-from-civil in unsigned arithmetic. chrono's general parser walks a list
+//! of format items and fills a `Parsed` struct per value (5-7 M values/s here, with the
+//! pattern `%Y-%m-%dT%H:%M:%S`), while the target is ≥ 40 M values/s per core (25 ns);
+//! this parser does 45-50 M (`cargo run --release -p velostream-engine --example
+//! time_parse`). `speedate` would be fast too, but it
 //! decides differently on several points above (it accepts missing offsets and other
 //! layouts) and the fixed layouts are short enough to own. Patterns, which are arbitrary,
 //! go through chrono.
@@ -258,21 +264,54 @@ impl TimeFailure {
         format: &TimeFormat,
         available_fields: Vec<String>,
     ) -> EngineError {
-        EngineError::EventTime {
-            message: failure_message(
-                self.kind,
-                field,
-                &self.value,
-                format,
-                &available_fields,
-                Some(self.row),
-            ),
-            kind: self.kind.as_str(),
+        let row = Some(self.row);
+        EventTimeError::new(self.kind, field, &self.value, format, available_fields, row).into()
+    }
+}
+
+/// The payload of `EngineError::EventTime`: the fields of Python's
+/// `velostream.errors.EventTimeError` (SPEC section 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventTimeError {
+    /// Names the field, the value, the expected format and the fields that do exist.
+    pub message: String,
+    /// A [`TimeErrorKind::as_str`] name: `missing_field`, `null_value`, ...
+    pub kind: &'static str,
+    /// The configured event-time field.
+    pub field: String,
+    /// The offending value as text (`NULL` for a null, `""` for a missing field).
+    pub value: String,
+    /// The expected format, as [`TimeFormat::name`] shows it.
+    pub format: String,
+    /// The fields the record does have.
+    pub available_fields: Vec<String>,
+}
+
+impl EventTimeError {
+    /// The error of `kind` for `field` holding `value` in `format`, its message built by
+    /// [`failure_message`] (naming `row` when given).
+    pub fn new(
+        kind: TimeErrorKind,
+        field: &str,
+        value: &str,
+        format: &TimeFormat,
+        available_fields: Vec<String>,
+        row: Option<usize>,
+    ) -> Self {
+        EventTimeError {
+            message: failure_message(kind, field, value, format, &available_fields, row),
+            kind: kind.as_str(),
             field: field.to_string(),
-            value: self.value.clone(),
+            value: value.to_string(),
             format: format.name(),
             available_fields,
         }
+    }
+}
+
+impl From<EventTimeError> for EngineError {
+    fn from(error: EventTimeError) -> Self {
+        EngineError::EventTime(Box::new(error))
     }
 }
 
@@ -428,17 +467,17 @@ fn parse_array(values: &dyn Array, mode: &Mode, out: &mut Vec<i64>, fails: &mut 
             );
         }
         DataType::Float32 if epoch => {
-            let scale = if seconds { 1e6 } else { 1e3 };
+            let scale = if seconds { 1_000_000 } else { 1_000 };
             floats(
                 values.as_primitive::<Float32Type>(),
-                |x| f64::from(x),
+                f64::from,
                 scale,
                 out,
                 fails,
             );
         }
         DataType::Float64 if epoch => {
-            let scale = if seconds { 1e6 } else { 1e3 };
+            let scale = if seconds { 1_000_000 } else { 1_000 };
             floats(
                 values.as_primitive::<Float64Type>(),
                 |x| x,
@@ -454,14 +493,8 @@ fn parse_array(values: &dyn Array, mode: &Mode, out: &mut Vec<i64>, fails: &mut 
         DataType::LargeUtf8 => offset_strings(values.as_string::<i64>(), mode, out, fails),
         DataType::Utf8View => {
             let array = values.as_string_view();
-            strings(
-                array.len(),
-                array.nulls(),
-                |i| array.value(i).as_bytes(),
-                mode,
-                out,
-                fails,
-            );
+            let texts = (0..array.len()).map(|i| array.value(i).as_bytes());
+            strings(texts, array.nulls(), mode, out, fails);
         }
         DataType::Dictionary(_, _) => dictionary(values, mode, out, fails),
         DataType::Timestamp(unit, _) => match unit {
@@ -579,7 +612,7 @@ const SECONDS_LIMIT: i64 = i64::MAX / 1000;
 
 /// The rows whose value slot is NULL, then a fix-up pass: called only when there are nulls
 /// or invalid values, so the common path stays a straight vectorised loop.
-fn fix_up<N: Copy + std::fmt::Display>(
+fn fix_up<N: Copy + std::fmt::Debug>(
     values: &[N],
     nulls: Option<&NullBuffer>,
     valid: impl Fn(N) -> bool,
@@ -595,7 +628,8 @@ fn fix_up<N: Copy + std::fmt::Display>(
             fails.push(TimeFailure {
                 row,
                 kind: TimeErrorKind::InvalidTimestamp,
-                value: value.to_string(),
+                // Debug: a float as `1e300`, not 301 digits; an integer as itself.
+                value: format!("{value:?}"),
             });
         }
     }
@@ -638,7 +672,7 @@ fn convert_valid<T: ArrowPrimitiveType>(
     out: &mut Vec<i64>,
     fails: &mut Vec<TimeFailure>,
 ) where
-    T::Native: std::fmt::Display,
+    T::Native: std::fmt::Debug,
 {
     let values = array.values();
     out.extend(values.iter().map(|&x| convert(x)));
@@ -655,22 +689,22 @@ fn small_ints<T: ArrowPrimitiveType>(
     out: &mut Vec<i64>,
     fails: &mut Vec<TimeFailure>,
 ) where
-    T::Native: Into<i64> + std::fmt::Display,
+    T::Native: Into<i64> + std::fmt::Debug,
 {
     let array = values.as_primitive::<T>();
     let scale = if seconds { 1000 } else { 1 };
     convert_valid(array, |x| x.into() * scale, |_| true, out, fails);
 }
 
-/// Floats under the epoch formats; `micros_per_unit` is 1e3 for millis, 1e6 for seconds.
+/// Floats under the epoch formats; `micros_per_unit` is 1000 for millis, 10^6 for seconds.
 fn floats<T: ArrowPrimitiveType>(
     array: &PrimitiveArray<T>,
     to_f64: impl Fn(T::Native) -> f64 + Copy,
-    micros_per_unit: f64,
+    micros_per_unit: i64,
     out: &mut Vec<i64>,
     fails: &mut Vec<TimeFailure>,
 ) where
-    T::Native: std::fmt::Display,
+    T::Native: std::fmt::Debug,
 {
     let convert = |x: T::Native| float_millis(to_f64(x), micros_per_unit);
     let values = array.values();
@@ -684,19 +718,46 @@ fn floats<T: ArrowPrimitiveType>(
 /// A float number of units as epoch millis: rounded to the nearest microsecond (absorbs
 /// the binary representation error of decimal fractions), then down to the millisecond.
 /// `None` for NaN, infinities and values whose millis do not fit in an `i64`.
-fn float_millis(value: f64, micros_per_unit: f64) -> Option<i64> {
+///
+/// Exact: the whole part (exactly representable) is scaled in integers and only the
+/// fraction, below one unit, is scaled in floating point (`851792873617.0` seconds × 1e6
+/// is not representable as an f64; scaling the float first would give `…616999` ms).
+fn float_millis(value: f64, micros_per_unit: i64) -> Option<i64> {
     // 2^63 as f64, exactly; every f64 strictly below it in magnitude converts losslessly.
     const LIMIT: f64 = 9_223_372_036_854_775_808.0;
     if !value.is_finite() {
         return None;
     }
-    let micros = (value * micros_per_unit).round();
-    if micros.abs() < LIMIT {
-        return Some((micros as i64).div_euclid(1000));
+    let whole = value.trunc();
+    if !(-LIMIT..LIMIT).contains(&whole) {
+        return None;
     }
-    // Beyond ±2^63 µs a float has no fraction of a millisecond left to round.
-    let millis = (value * (micros_per_unit / 1000.0)).floor();
-    (millis >= -LIMIT && millis < LIMIT).then_some(millis as i64)
+    let fraction = ((value - whole) * micros_per_unit as f64).round();
+    let micros = i128::from(whole as i64) * i128::from(micros_per_unit) + fraction as i128;
+    i64::try_from(micros.div_euclid(1000)).ok()
+}
+
+/// The leading ASCII digits of `text` as a `u64`: (value, digits read, overflowed).
+#[inline(always)]
+fn leading_digits(text: &[u8]) -> (u64, usize, bool) {
+    let mut value: u64 = 0;
+    let mut overflow = false;
+    let mut read = 0;
+    for &c in text {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            break;
+        }
+        match value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(digit)))
+        {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+        read += 1;
+    }
+    (value, read, overflow)
 }
 
 /// A decimal number of milliseconds (`seconds` false) or seconds (true) as epoch millis:
@@ -706,36 +767,34 @@ fn decimal_millis(text: &[u8], seconds: bool) -> Result<i64, TimeErrorKind> {
         Some((b'-', rest)) => (true, rest),
         _ => (false, text),
     };
-    let (int, fraction) = match body.iter().position(|&c| c == b'.') {
-        Some(dot) => (&body[..dot], &body[dot + 1..]),
-        None => (body, &[][..]),
-    };
-    let has_dot = int.len() != body.len();
-    if int.is_empty()
-        || (has_dot && fraction.is_empty())
-        || !int.iter().all(u8::is_ascii_digit)
-        || !fraction.iter().all(u8::is_ascii_digit)
-    {
+    let (whole, read, overflow) = leading_digits(body);
+    if read == 0 {
         return Err(TimeErrorKind::ParseError);
     }
-    // The magnitude in whole milliseconds, and whether anything below a millisecond is left.
-    let mut magnitude: u128 = 0;
-    for &c in int {
-        magnitude = magnitude * 10 + u128::from(c - b'0');
-        if magnitude > u128::from(u64::MAX) {
-            return Err(TimeErrorKind::InvalidTimestamp);
+    let fraction = match body.get(read) {
+        None => &[][..],
+        Some(b'.') => {
+            let fraction = &body[read + 1..];
+            if fraction.is_empty() || !fraction.iter().all(u8::is_ascii_digit) {
+                return Err(TimeErrorKind::ParseError);
+            }
+            fraction
         }
+        Some(_) => return Err(TimeErrorKind::ParseError),
+    };
+    if overflow {
+        return Err(TimeErrorKind::InvalidTimestamp);
     }
-    let below = if seconds {
-        let split = fraction.len().min(3);
-        let mut millis = 0u128;
+    // The magnitude in whole milliseconds, and what is left below a millisecond.
+    let (magnitude, below) = if seconds {
+        let mut millis = 0u64;
         for k in 0..3 {
-            millis = millis * 10 + fraction.get(k).map_or(0, |&c| u128::from(c - b'0'));
+            millis = millis * 10 + fraction.get(k).map_or(0, |&c| u64::from(c - b'0'));
         }
-        magnitude = magnitude * 1000 + millis;
-        &fraction[split..]
+        let magnitude = u128::from(whole) * 1000 + u128::from(millis);
+        (magnitude, fraction.get(3..).unwrap_or_default())
     } else {
-        fraction
+        (u128::from(whole), fraction)
     };
     let remainder = below.iter().any(|&c| c != b'0');
     let signed = if negative {
@@ -746,20 +805,41 @@ fn decimal_millis(text: &[u8], seconds: bool) -> Result<i64, TimeErrorKind> {
     i64::try_from(signed).map_err(|_| TimeErrorKind::InvalidTimestamp)
 }
 
-/// `-?[0-9]+`: what auto-detection reads as epoch millis.
-fn is_integer_text(text: &[u8]) -> bool {
-    let digits = match text.split_first() {
-        Some((b'-', rest)) => rest,
-        _ => text,
+/// `-?[0-9]+` as epoch millis (what auto-detection reads as a number), or `None` when
+/// the text is not of that shape.
+#[inline(always)]
+fn integer_millis(text: &[u8]) -> Option<Result<i64, TimeErrorKind>> {
+    let (negative, body) = match text.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, text),
     };
-    !digits.is_empty() && digits.iter().all(u8::is_ascii_digit)
+    let (magnitude, read, overflow) = leading_digits(body);
+    if read == 0 || read != body.len() {
+        return None;
+    }
+    let signed = if negative {
+        -i128::from(magnitude)
+    } else {
+        i128::from(magnitude)
+    };
+    Some(match i64::try_from(signed) {
+        Ok(millis) if !overflow => Ok(millis),
+        _ => Err(TimeErrorKind::InvalidTimestamp),
+    })
 }
 
 // ---- ISO 8601 ------------------------------------------------------------------------------
 
+/// Two ASCII digits as a number.
+#[inline(always)]
+fn digit_pair(a: u8, b: u8) -> Option<u32> {
+    let (a, b) = (a.wrapping_sub(b'0'), b.wrapping_sub(b'0'));
+    (a <= 9 && b <= 9).then(|| u32::from(a * 10 + b))
+}
+
 /// Two ASCII digits at `at` as a number.
 #[inline(always)]
-fn two_digits(text: &[u8], at: usize) -> Result<i64, TimeErrorKind> {
+fn two_digits(text: &[u8], at: usize) -> Result<u32, TimeErrorKind> {
     let (Some(&a), Some(&b)) = (text.get(at), text.get(at + 1)) else {
         return Err(TimeErrorKind::ParseError);
     };
@@ -767,14 +847,16 @@ fn two_digits(text: &[u8], at: usize) -> Result<i64, TimeErrorKind> {
     if a > 9 || b > 9 {
         return Err(TimeErrorKind::ParseError);
     }
-    Ok(i64::from(a * 10 + b))
+    Ok(u32::from(a * 10 + b))
 }
 
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+#[inline(always)]
+fn is_leap(year: u32) -> bool {
+    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
 }
 
-fn days_in_month(year: i64, month: i64) -> i64 {
+#[inline(always)]
+fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
         2 if is_leap(year) => 29,
         2 => 28,
@@ -783,56 +865,97 @@ fn days_in_month(year: i64, month: i64) -> i64 {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let month_from_march = (month + 9) % 12;
-    let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+/// Days since 1970-01-01 of a proleptic Gregorian date of year 0 to 9999 (Howard
+/// Hinnant's days_from_civil, with years counted from March and shifted by 400 so all
+/// arithmetic is unsigned: the divisions by constants become multiplications).
+#[inline(always)]
+fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
+    let march_year = year + 400 - u32::from(month <= 2);
+    // Days from March 1 to the first of each month, January and February last.
+    const BEFORE_MONTH: [u32; 12] = [306, 337, 0, 31, 61, 92, 122, 153, 184, 214, 245, 275];
+    let day_of_year = BEFORE_MONTH[(month as usize - 1) % 12] + day - 1;
+    let days =
+        march_year * 365 + march_year / 4 - march_year / 100 + march_year / 400 + day_of_year;
+    // 719_468: days from 0000-03-01 to 1970-01-01; 146_097: the 400 years of the shift.
+    i64::from(days) - (719_468 + 146_097)
+}
+
+/// `YYYY-MM-DD?HH:MM` at the start of `text` (`?` any byte, checked by the caller), all
+/// 12 digits and 4 separators checked with two 8-byte loads: (year, month, day, hour,
+/// minute). `text` must be at least 16 bytes long.
+#[inline(always)]
+fn date_hour_minute(text: &[u8]) -> Option<(u32, u32, u32, u32, u32)> {
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const SIX: u64 = 0x0606_0606_0606_0606;
+    // Little-endian: byte i of the text is bits 8i..8i+8. 0xFF marks a digit position.
+    const DATE_DIGITS: u64 = 0x00FF_FF00_FFFF_FFFF; // "YYYY-MM-"
+    const DATE_SEPARATORS: u64 = 0x2D00_002D_0000_0000; // '-' at 4 and 7
+    const TIME_DIGITS: u64 = 0xFFFF_00FF_FF00_FFFF; // "DD?HH:MM"
+    const TIME_SEPARATORS: u64 = 0x0000_3A00_0000_0000; // ':' at 13 (byte 5 here)
+    const TIME_CHECKED: u64 = 0x0000_FF00_0000_0000; // byte 2 (the date/time separator) is not
+    let first = u64::from_le_bytes(text.get(0..8)?.try_into().ok()?);
+    let second = u64::from_le_bytes(text.get(8..16)?.try_into().ok()?);
+    if first & !DATE_DIGITS != DATE_SEPARATORS || second & TIME_CHECKED != TIME_SEPARATORS {
+        return None;
+    }
+    // Non-digit positions set to '0', then every byte must be '0'..='9'.
+    let first = (first & DATE_DIGITS) | (ZEROS & !DATE_DIGITS);
+    let second = (second & TIME_DIGITS) | (ZEROS & !TIME_DIGITS);
+    let digits_ok = |x: u64| x & HIGH == ZEROS && (x + SIX) & HIGH == ZEROS;
+    if !digits_ok(first) || !digits_ok(second) {
+        return None;
+    }
+    let (first, second) = (first - ZEROS, second - ZEROS);
+    // Byte i becomes 10 × digit i + digit i+1 (no carries: at most 99 per byte).
+    let first = first * 10 + (first >> 8);
+    let second = second * 10 + (second >> 8);
+    let byte = |x: u64, i: u32| ((x >> (8 * i)) & 0xFF) as u32;
+    Some((
+        byte(first, 0) * 100 + byte(first, 2),
+        byte(first, 5),
+        byte(second, 0),
+        byte(second, 3),
+        byte(second, 6),
+    ))
 }
 
 /// An ISO 8601 / RFC 3339 timestamp as epoch millis (layouts in the module doc). `lenient`
 /// (auto-detection) also reads a time without an offset, and a bare date, as UTC.
+#[inline(always)]
 fn iso_millis(text: &[u8], lenient: bool) -> Result<i64, TimeErrorKind> {
     use TimeErrorKind::{InvalidTimestamp as Invalid, ParseError as Shape};
     let n = text.len();
-    if n < 10 || text[4] != b'-' || text[7] != b'-' {
-        return Err(Shape);
-    }
-    let year = two_digits(text, 0)? * 100 + two_digits(text, 2)?;
-    let month = two_digits(text, 5)?;
-    let day = two_digits(text, 8)?;
-    let (mut hour, mut minute, mut second, mut millis, mut offset) = (0, 0, 0, 0, 0);
-    if n == 10 {
-        if !lenient {
+    let (year, month, day, hour, minute) = if n >= 16 {
+        if !matches!(text[10], b'T' | b't' | b' ') {
             return Err(Shape);
         }
+        date_hour_minute(text).ok_or(Shape)?
+    } else if n == 10 && lenient && text[4] == b'-' && text[7] == b'-' {
+        let year = two_digits(text, 0)? * 100 + two_digits(text, 2)?;
+        (year, two_digits(text, 5)?, two_digits(text, 8)?, 0, 0)
     } else {
-        if n < 16 || !matches!(text[10], b'T' | b't' | b' ') || text[13] != b':' {
-            return Err(Shape);
-        }
-        hour = two_digits(text, 11)?;
-        minute = two_digits(text, 14)?;
-        let mut at = 16;
-        if text.get(at) == Some(&b':') {
-            second = two_digits(text, at + 1)?;
-            at += 3;
-            if matches!(text.get(at), Some(b'.' | b',')) {
-                at += 1;
-                let start = at;
-                while at < n && text[at].is_ascii_digit() {
+        return Err(Shape);
+    };
+    let (mut second, mut millis, mut offset) = (0, 0, 0i64);
+    let mut at = 16;
+    if n != 10 {
+        if n > 18 && text[16] == b':' {
+            second = digit_pair(text[17], text[18]).ok_or(Shape)?;
+            at = 19;
+            if n > 19 && matches!(text[19], b'.' | b',') {
+                at = 20;
+                // 1 to 9 digits; the first three are the milliseconds, the rest truncated.
+                let end = n.min(30);
+                while at < end && text[at].is_ascii_digit() {
                     at += 1;
                 }
-                let digits = &text[start..at];
+                let digits = &text[20..at];
                 if digits.is_empty() || digits.len() > 9 {
                     return Err(Shape);
                 }
-                for k in 0..3 {
-                    millis = millis * 10 + digits.get(k).map_or(0, |&c| i64::from(c - b'0'));
-                }
+                let digit = |k: usize| digits.get(k).map_or(0, |&c| u32::from(c - b'0'));
+                millis = digit(0) * 100 + digit(1) * 10 + digit(2);
             }
         }
         match text.get(at) {
@@ -850,7 +973,7 @@ fn iso_millis(text: &[u8], lenient: bool) -> Result<i64, TimeErrorKind> {
                 if hours > 23 || minutes > 59 {
                     return Err(Invalid);
                 }
-                offset = (hours * 3600 + minutes * 60) * 1000;
+                offset = i64::from(hours * 3600 + minutes * 60) * 1000;
                 if sign == b'-' {
                     offset = -offset;
                 }
@@ -859,8 +982,8 @@ fn iso_millis(text: &[u8], lenient: bool) -> Result<i64, TimeErrorKind> {
         }
     }
     if !(1..=12).contains(&month)
-        || day < 1
-        || day > days_in_month(year, month)
+        || day == 0
+        || (day > 28 && day > days_in_month(year, month))
         || hour > 23
         || minute > 59
         || second > 59
@@ -868,7 +991,8 @@ fn iso_millis(text: &[u8], lenient: bool) -> Result<i64, TimeErrorKind> {
         return Err(Invalid);
     }
     let days = days_from_civil(year, month, day);
-    Ok(days * MILLIS_PER_DAY + (hour * 3600 + minute * 60 + second) * 1000 + millis - offset)
+    let time = i64::from((hour * 3600 + minute * 60 + second) * 1000 + millis);
+    Ok(days * MILLIS_PER_DAY + time - offset)
 }
 
 // ---- patterns ------------------------------------------------------------------------------
@@ -956,48 +1080,42 @@ fn offset_strings<O: OffsetSizeTrait>(
     out: &mut Vec<i64>,
     fails: &mut Vec<TimeFailure>,
 ) {
-    let offsets = array.value_offsets();
     let data = array.value_data();
-    let value = |i: usize| -> &[u8] {
-        let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
-        data.get(start..end).unwrap_or_default()
-    };
-    strings(array.len(), array.nulls(), value, mode, out, fails);
+    let texts = array.value_offsets().windows(2).map(|w| {
+        data.get(w[0].as_usize()..w[1].as_usize())
+            .unwrap_or_default()
+    });
+    strings(texts, array.nulls(), mode, out, fails);
 }
 
 /// One string column in `mode`: a loop specialised per format.
 fn strings<'a>(
-    len: usize,
+    texts: impl Iterator<Item = &'a [u8]>,
     nulls: Option<&NullBuffer>,
-    value: impl Fn(usize) -> &'a [u8],
     mode: &Mode,
     out: &mut Vec<i64>,
     fails: &mut Vec<TimeFailure>,
 ) {
     let nulls = nulls.filter(|n| n.null_count() > 0);
     match mode {
-        Mode::Millis => each_string(len, nulls, value, |t| decimal_millis(t, false), out, fails),
-        Mode::Seconds => each_string(len, nulls, value, |t| decimal_millis(t, true), out, fails),
-        Mode::Iso => each_string(len, nulls, value, |t| iso_millis(t, false), out, fails),
+        Mode::Millis => each_string(texts, nulls, |t| decimal_millis(t, false), out, fails),
+        Mode::Seconds => each_string(texts, nulls, |t| decimal_millis(t, true), out, fails),
+        Mode::Iso => each_string(texts, nulls, |t| iso_millis(t, false), out, fails),
         Mode::Pattern(Some(items)) => {
-            each_string(len, nulls, value, |t| pattern_millis(t, items), out, fails)
+            each_string(texts, nulls, |t| pattern_millis(t, items), out, fails)
         }
-        Mode::Pattern(None) => each_string(
-            len,
-            nulls,
-            value,
-            |_| Err(TimeErrorKind::ParseError),
-            out,
-            fails,
-        ),
-        Mode::Auto => each_string(len, nulls, value, auto_text_millis, out, fails),
+        Mode::Pattern(None) => {
+            each_string(texts, nulls, |_| Err(TimeErrorKind::ParseError), out, fails)
+        }
+        Mode::Auto => each_string(texts, nulls, auto_text_millis, out, fails),
     }
 }
 
 /// Auto-detection of one text value: digits are epoch millis, anything else ISO 8601.
+#[inline(always)]
 fn auto_text_millis(text: &[u8]) -> Result<i64, TimeErrorKind> {
-    if is_integer_text(text) {
-        return decimal_millis(text, false);
+    if let Some(millis) = integer_millis(text) {
+        return millis;
     }
     iso_millis(text, true).map_err(|kind| match kind {
         TimeErrorKind::ParseError => TimeErrorKind::AutoDetectFailed,
@@ -1005,35 +1123,53 @@ fn auto_text_millis(text: &[u8]) -> Result<i64, TimeErrorKind> {
     })
 }
 
+/// Parse each text (a null row is `null_value`) into `out`, failures into `fails`.
 #[inline(always)]
 fn each_string<'a>(
-    len: usize,
+    texts: impl Iterator<Item = &'a [u8]>,
     nulls: Option<&NullBuffer>,
-    value: impl Fn(usize) -> &'a [u8],
     parse: impl Fn(&[u8]) -> Result<i64, TimeErrorKind>,
     out: &mut Vec<i64>,
     fails: &mut Vec<TimeFailure>,
 ) {
-    out.reserve(len);
-    for row in 0..len {
-        if nulls.is_some_and(|n| n.is_null(row)) {
-            out.push(0);
+    // Two instances of one loop: without nulls `valid` is a constant and its test vanishes.
+    match nulls {
+        None => each_row(texts.map(|text| (text, true)), parse, out, fails),
+        Some(nulls) => each_row(texts.zip(nulls.iter()), parse, out, fails),
+    }
+}
+
+#[inline(always)]
+fn each_row<'a>(
+    rows: impl Iterator<Item = (&'a [u8], bool)>,
+    parse: impl Fn(&[u8]) -> Result<i64, TimeErrorKind>,
+    out: &mut Vec<i64>,
+    fails: &mut Vec<TimeFailure>,
+) {
+    out.extend(rows.enumerate().map(|(row, (text, valid))| {
+        if !valid {
             fails.push(null_failure(row));
-            continue;
+            return 0;
         }
-        let text = value(row);
         match parse(text) {
-            Ok(millis) => out.push(millis),
+            Ok(millis) => millis,
             Err(kind) => {
-                out.push(0);
-                fails.push(TimeFailure {
-                    row,
-                    kind,
-                    value: text_value(text),
-                });
+                text_failure(fails, row, kind, text);
+                0
             }
         }
-    }
+    }));
+}
+
+/// Kept out of line: the hot loop stays small.
+#[cold]
+#[inline(never)]
+fn text_failure(fails: &mut Vec<TimeFailure>, row: usize, kind: TimeErrorKind, text: &[u8]) {
+    fails.push(TimeFailure {
+        row,
+        kind,
+        value: text_value(text),
+    });
 }
 
 // ---- dictionaries --------------------------------------------------------------------------
@@ -1055,11 +1191,11 @@ fn dictionary(values: &dyn Array, mode: &Mode, out: &mut Vec<i64>, fails: &mut V
     let mut parsed = Vec::with_capacity(dict_values.len());
     let mut value_fails = Vec::new();
     parse_array(dict_values.as_ref(), mode, &mut parsed, &mut value_fails);
-    // For each dictionary value, the index of its failure + 1 (0 = parsed fine).
-    let mut failure_of = vec![0u32; parsed.len()];
-    for (index, failure) in value_fails.iter().enumerate() {
+    // For each dictionary value, its failure, if it failed.
+    let mut failure_of: Vec<Option<&TimeFailure>> = vec![None; parsed.len()];
+    for failure in &value_fails {
         if let Some(slot) = failure_of.get_mut(failure.row) {
-            *slot = u32::try_from(index + 1).unwrap_or(u32::MAX);
+            *slot = Some(failure);
         }
     }
     let keys = dict.normalized_keys();
@@ -1070,17 +1206,16 @@ fn dictionary(values: &dyn Array, mode: &Mode, out: &mut Vec<i64>, fails: &mut V
             fails.push(null_failure(row));
             continue;
         }
-        let failed = failure_of.get(key).copied().unwrap_or(0);
-        if failed == 0 {
-            out.push(parsed.get(key).copied().unwrap_or(0));
-        } else {
-            out.push(0);
-            let source = &value_fails[(failed - 1) as usize];
-            fails.push(TimeFailure {
-                row,
-                kind: source.kind,
-                value: source.value.clone(),
-            });
+        match failure_of.get(key).copied().flatten() {
+            None => out.push(parsed.get(key).copied().unwrap_or(0)),
+            Some(source) => {
+                out.push(0);
+                fails.push(TimeFailure {
+                    row,
+                    kind: source.kind,
+                    value: source.value.clone(),
+                });
+            }
         }
     }
 }
@@ -1287,7 +1422,8 @@ mod tests {
         while date <= end {
             use chrono::Datelike;
             let expected = date.and_time(NaiveTime::MIN).and_utc().timestamp() / 86_400;
-            let got = days_from_civil(date.year().into(), date.month().into(), date.day().into());
+            let year = u32::try_from(date.year()).unwrap();
+            let got = days_from_civil(year, date.month(), date.day());
             assert_eq!(got, expected, "{date}");
             date = date.succ_opt().unwrap();
         }
@@ -1497,17 +1633,18 @@ mod tests {
                 (2, NullValue, "NULL"),
                 (3, InvalidTimestamp, "NaN"),
                 (4, InvalidTimestamp, "inf"),
-                (5, InvalidTimestamp, "1000000000000000000")
+                (5, InvalidTimestamp, "1e18")
             ]
         );
         let (out, fails) = run(&values, &TimeFormat::EpochMillis);
         assert_eq!(out[0], 1_700_000_000);
-        assert_eq!(out[1], -2);
+        // -1.0005 is stored as -1.000499999…: -1000.4999… µs is -1000 µs to the nearest µs.
+        assert_eq!(out[1], -1);
         assert_eq!(out[5], 1_000_000_000_000_000_000);
         assert_eq!(out[6], 0);
         assert_eq!(fails.len(), 3);
         let (out, fails) = run(
-            &Float64Array::from(vec![9.3e18, -9.223372036854775808e18]),
+            &Float64Array::from(vec![9.3e18, i64::MIN as f64]),
             &TimeFormat::EpochMillis,
         );
         assert_eq!(out, vec![0, i64::MIN]);
@@ -1683,14 +1820,15 @@ mod tests {
             "{text}"
         );
         match error {
-            EngineError::EventTime {
-                kind,
-                field,
-                value,
-                format,
-                available_fields,
-                ..
-            } => {
+            EngineError::EventTime(error) => {
+                let EventTimeError {
+                    kind,
+                    field,
+                    value,
+                    format,
+                    available_fields,
+                    ..
+                } = *error;
                 assert_eq!(
                     (kind, field.as_str(), value.as_str(), format.as_str()),
                     ("parse_error", "ts", "abc", "iso8601")
