@@ -63,6 +63,11 @@ def _time_plan(statement: Statement, properties: Mapping[str, str]) -> dict[str,
                 values[key] = (written, properties[written])
     if not values:
         return None
+    from velostream import config
+
+    for key, (written, value) in values.items():
+        # Prefixed keys are the source's: checked here, as the unprefixed ones are.
+        config.STATEMENT_PROPERTIES[key].check(written, value)
 
     def millis(key: str) -> int | None:
         if key not in values:

@@ -630,7 +630,9 @@ def check_fail(case: TimeCase, expectations: list[Exp]) -> None:
         )
         assert list(error.available_fields) == ["k", "ts"], f"{error.available_fields}\n{context}"
         if case.fmt is not None:
-            assert error.format == case.fmt, f"format {error.format!r}\n{context}"
+            # The format by its canonical name (the aliases epoch and ISO8601 resolved).
+            expected = {"epoch": "epoch_seconds", "ISO8601": "iso8601"}.get(case.fmt, case.fmt)
+            assert error.format == expected, f"format {error.format!r}\n{context}"
     elif error is not None:
         assert isinstance(error, vs.VelostreamError), describe(error)
 

@@ -427,9 +427,11 @@ class Disorder:
         props = {
             "event.time.field": "ts",
             "watermark.strategy": self.watermark,
-            "watermark.max_out_of_orderness": f"{self.bound}ms",
             "late.data.strategy": self.late,
         }
+        if self.watermark == "bounded_out_of_orderness":
+            # The bound of any other strategy would be ignored: a ConfigError.
+            props["watermark.max_out_of_orderness"] = f"{self.bound}ms"
         if self.late == "update_previous":
             props["late.data.allowed_lateness"] = f"{self.lateness}ms"
         if self.idle is not None:
@@ -636,7 +638,10 @@ FOREIGN_QUERIES: list[tuple[str, dict[str, str]]] = [
     (COUNT_SUM.format(window="TUMBLING(20ms)"), TS_PROPS),
     (COUNT_SUM.format(window="TUMBLING(10ms) EMIT CHANGES"), TS_PROPS),
     (COUNT_SUM.format(window="SESSION(5ms)"), TS_PROPS),
-    (COUNT_SUM.format(window="TUMBLING(10ms)"), {**TS_PROPS, "watermark.strategy": "ascending"}),
+    (
+        COUNT_SUM.format(window="TUMBLING(10ms)"),
+        {"event.time.field": "ts", "watermark.strategy": "ascending"},
+    ),
     (COUNT_SUM.format(window="TUMBLING(10ms)"), {"event.time.field": "ts"}),
     (COUNT_SUM.format(window="TUMBLING(10ms)"), {**TS_PROPS, "event.time.error": "dead_letter"}),
     (COUNT_SUM.format(window="TUMBLING(10ms)"), {}),

@@ -648,7 +648,11 @@ class Application:
             time = query.plan.get("time") or {}
             for key in ("event.time.error", "late.data.strategy"):
                 routed = time.get("on_error" if key == "event.time.error" else "late")
-                if routed == "dead_letter" and dead_letter_sink is None and dead_letter_path is None:
+                if (
+                    routed == "dead_letter"
+                    and dead_letter_sink is None
+                    and dead_letter_path is None
+                ):
                     raise _config_error(
                         f"{key!r} = 'dead_letter' needs a destination: set 'dead_letter.path' "
                         "(a JSON Lines file) or 'dead_letter.sink' (a declared sink)",

@@ -94,8 +94,7 @@ class StatementRunner:
             return
         if self.dead_letters is None:  # the application checks this before running
             raise InternalError(
-                f"statement {self.name!r} routes records to dead letters it has no "
-                "destination for",
+                f"statement {self.name!r} routes records to dead letters it has no destination for",
                 component="runtime",
             )
         records = routed.column("record").to_pylist()

@@ -373,8 +373,11 @@ def _contains_column(node: exp.Expr) -> bool:
 
 
 def _contains_window_bound(node: exp.Expr, windowed: bool) -> bool:
-    """Whether `node` reads ``_window_start``/``_window_end`` (or TUMBLE_START(), ...;
-    in a windowed query also ksqlDB's bare WINDOWSTART / WINDOWEND)."""
+    """Whether `node` reads the window's bounds.
+
+    That is ``_window_start``/``_window_end`` or TUMBLE_START(), ..., and in a windowed
+    query also ksqlDB's bare WINDOWSTART / WINDOWEND.
+    """
     for sub in node.walk():
         if isinstance(sub, exp.Column):
             if sub.name.lower() in _WINDOW_COLUMNS:
@@ -446,7 +449,24 @@ _WINDOW_BOUNDS: dict[str, tuple[str | None, str]] = {
 }
 
 
+#: The longest window duration (rust/engine/src/processor.rs MAX_DURATION_MS).
+_MAX_DURATION_MS = 100_000_000_000_000
+
+
 def _window_plan(window: WindowSpec) -> PlanExpr:
+    for what, millis in (
+        ("size", window.size_ms),
+        ("advance", window.advance_ms),
+        ("gap", window.gap_ms),
+    ):
+        if millis is not None and millis > _MAX_DURATION_MS:
+            raise SqlValidationError(
+                f"the {window.kind.upper()} window {what} ({millis}ms) is longer than the "
+                f"longest duration velostream computes with ({_MAX_DURATION_MS}ms, about "
+                "3 000 years)",
+                line=window.line,
+                column=window.column,
+            )
     planned: PlanExpr = {"kind": window.kind, "pos": [window.line, window.column]}
     if window.kind == "tumbling":
         planned["size_ms"] = window.size_ms

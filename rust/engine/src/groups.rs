@@ -551,6 +551,18 @@ impl GroupTable {
         if keys.null_group.is_some_and(|g| g >= keys.len) {
             return bad("name a NULL group that does not exist");
         }
+        if matches!(self.encoding, Encoding::Utf8)
+            && (0..keys.len).any(|g| {
+                Some(g) != keys.null_group && std::str::from_utf8(key_of(&keys, g)).is_err()
+            })
+        {
+            return bad("are not UTF-8 text");
+        }
+        if matches!(self.encoding, Encoding::Int64)
+            && (0..keys.len).any(|g| Some(g) != keys.null_group && key_of(&keys, g).len() != 8)
+        {
+            return bad("are not 8-byte integers");
+        }
         self.keys = keys;
         let mut index = HashTable::with_capacity_in(self.keys.len as usize, Touched);
         for g in 0..self.keys.len {

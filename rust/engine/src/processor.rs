@@ -722,7 +722,9 @@ impl Processor {
             outputs.push(out);
         }
         if self.bound.as_ref().is_some_and(|b| {
-            b.time.as_ref().is_some_and(|t| t.windowed && t.field.is_none())
+            b.time
+                .as_ref()
+                .is_some_and(|t| t.windowed && t.field.is_none())
         }) {
             // Processing time: the clock moves the watermark, with or without rows.
             if let Some(t) = self.tracker.as_mut() {
@@ -870,23 +872,49 @@ impl Processor {
     }
 }
 
-/// Records as JSON objects, one string each (dead letters).
+/// Records as JSON objects, one string each (dead letters): every field, NULL ones
+/// too, non-finite doubles as `NaN`/`Infinity` (the sinks' JSON), and times, dates and
+/// timestamps as their integer value, which any value of them has (a value beyond the
+/// calendar, which cannot be shown as a date, is often why a record is here).
 fn records_as_json(batch: &RecordBatch) -> Vec<String> {
-    let mut buf = Vec::new();
-    let written = {
-        // Every field, NULL ones too: the record as it arrived.
-        let mut writer = arrow::json::WriterBuilder::new()
-            .with_explicit_nulls(true)
-            .build::<_, arrow::json::writer::LineDelimited>(&mut buf);
-        writer.write(batch).and_then(|_| writer.finish())
-    };
-    match written {
-        Ok(()) => String::from_utf8_lossy(&buf)
+    let columns: Result<Vec<ArrayRef>> = batch
+        .columns()
+        .iter()
+        .map(|c| {
+            let as_int = match c.data_type() {
+                DataType::Timestamp(_, _) | DataType::Date64 | DataType::Time64(_) => {
+                    Some(DataType::Int64)
+                }
+                DataType::Date32 | DataType::Time32(_) => Some(DataType::Int32),
+                _ => None,
+            };
+            Ok(match as_int {
+                Some(t) => arrow::compute::cast(c.as_ref(), &t)?,
+                None => c.clone(),
+            })
+        })
+        .collect();
+    let encoded = columns.and_then(|columns| {
+        let fields: Vec<Field> = batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(&columns)
+            .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), true))
+            .collect();
+        let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
+        velostream_codec::json::encode(&batch).map_err(|e| EngineError::Data(e.to_string()))
+    });
+    match encoded {
+        Ok(bytes) => String::from_utf8_lossy(&bytes)
             .lines()
             .map(str::to_string)
             .collect(),
         Err(e) => (0..batch.num_rows())
-            .map(|_| format!("{{\"error\": \"the record cannot be written as JSON: {e}\"}}"))
+            .map(|_| {
+                serde_json::json!({ "error": format!("the record cannot be written as JSON: {e}") })
+                    .to_string()
+            })
             .collect(),
     }
 }
@@ -1001,6 +1029,22 @@ fn schema_to_bytes(schema: &SchemaRef) -> Result<Vec<u8>> {
 }
 
 fn schema_from_bytes(bytes: &[u8]) -> Result<SchemaRef> {
+    // The stream's first message length must lie within the bytes (a corrupted length
+    // would make the reader allocate it before finding out).
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+    };
+    let length = match word(0) {
+        Some(-1) => word(4),
+        other => other,
+    };
+    if !length.is_some_and(|n| n >= 0 && (n as usize) <= bytes.len()) {
+        return Err(snapshot_error(
+            "its input schema's length does not fit its bytes",
+        ));
+    }
     let reader = arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)?;
     Ok(reader.schema())
 }

@@ -239,7 +239,10 @@ impl<A: Assigner> FixedWindows<A> {
         let mut current: Option<(i64, usize)> = None;
         for i in 0..n {
             let (ts, mark, key) = (event[i], marks[i], key_ids[i]);
-            if self.next_window.is_some_and(|w| w.saturating_add(size) <= mark) {
+            if self
+                .next_window
+                .is_some_and(|w| w.saturating_add(size) <= mark)
+            {
                 self.fold_panes(&args, &mut rows, &mut slots, n)?;
                 if let Some(out) = self.close_panes(mark)? {
                     self.pending.push(out);
@@ -305,8 +308,7 @@ impl<A: Assigner> FixedWindows<A> {
 
     /// Live (window, key) states of panes: each open window's distinct keys.
     fn paned_state_groups(&self) -> usize {
-        let (Some(first), Some((&last, _))) =
-            (self.next_window, self.bins.index.last_key_value())
+        let (Some(first), Some((&last, _))) = (self.next_window, self.bins.index.last_key_value())
         else {
             return 0;
         };
@@ -337,7 +339,12 @@ impl<A: Assigner> FixedWindows<A> {
             if w.saturating_add(size) > watermark {
                 break;
             }
-            let panes: Vec<usize> = self.bins.index.range(w..w + size).map(|(_, &b)| b).collect();
+            let panes: Vec<usize> = self
+                .bins
+                .index
+                .range(w..w + size)
+                .map(|(_, &b)| b)
+                .collect();
             if panes.is_empty() {
                 // No row in this window: skip to the first window of the next pane.
                 self.next_window = self

@@ -314,7 +314,11 @@ impl Operator for Sessions {
                 .map(|l| l.capacity() * std::mem::size_of::<Session>())
                 .sum::<usize>()
             + self.scheduled.capacity() * 8
-            + self.schedule.values().map(|v| v.capacity() * 4 + 48).sum::<usize>()
+            + self
+                .schedule
+                .values()
+                .map(|v| v.capacity() * 4 + 48)
+                .sum::<usize>()
     }
 }
 
