@@ -101,6 +101,7 @@ class EventTimeError(VelostreamError):
         value: the offending value, as a string.
         format: the expected format, as a string.
         available_fields: the fields the record does have.
+        row: the record's row in the batch it came in (0-based), when known.
     """
 
     def __init__(
@@ -112,8 +113,10 @@ class EventTimeError(VelostreamError):
         value: str | None = None,
         format: str | None = None,
         available_fields: Sequence[str] = (),
+        row: int | None = None,
     ) -> None:
         self.message = message
+        self.row = row
         self.kind = kind
         self.field = field
         self.value = value

@@ -67,6 +67,7 @@ pub fn to_py(err: EngineError) -> PyErr {
             let _ = kwargs.set_item("value", &error.value);
             let _ = kwargs.set_item("format", &error.format);
             let _ = kwargs.set_item("available_fields", &error.available_fields);
+            let _ = kwargs.set_item("row", error.row);
             velostream_error(py, "EventTimeError", &error.message, Some(&kwargs))
         }
         EngineError::Snapshot(message) => velostream_error(py, "SnapshotError", message, None),

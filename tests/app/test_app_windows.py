@@ -104,3 +104,25 @@ def test_explain_shows_the_window_and_the_time_settings(tmp_path) -> None:
     assert "window TUMBLING(100ms)" in out
     assert "time: event time from ts (auto-detect), watermark = max event time - 0ms" in out
     assert "late data: drop" in out
+
+
+def test_an_unreadable_event_time_names_its_file_and_line(tmp_path) -> None:
+    write_app(tmp_path, "drop")
+    text = (tmp_path / "app.sql").read_text().replace("'dead_letter'", "'fail'")
+    # A blank line and a bad record before it: lines are counted as in the file.
+    data = (tmp_path / "clicks.jsonl").read_text().splitlines()
+    data.insert(1, "")
+    data.insert(2, "not json")
+    (tmp_path / "clicks.jsonl").write_text("\n".join(data) + "\n")
+    text = text.replace(
+        "'dead_letter.path'", "'error.strategy' = 'log_and_continue', 'dead_letter.path'"
+    )
+    with pytest.raises(vs.EventTimeError) as info:
+        vs.Application.from_sql(text, base_dir=tmp_path).run(until_end=True)
+    assert str(info.value).startswith(f"{tmp_path / 'clicks.jsonl'}:8: ")
+    assert (info.value.kind, info.value.field, info.value.value) == (
+        "auto_detect_failed",
+        "ts",
+        "yesterday",
+    )
+    assert info.value.available_fields == ["user", "ts"]

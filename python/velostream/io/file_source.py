@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +46,9 @@ logger = logging.getLogger("velostream.io")
 
 #: Rows read to infer column types, unless ``schema.inference.rows`` says otherwise.
 DEFAULT_INFERENCE_ROWS = 1000
+
+#: Line ends as the decoders count them: LF, CRLF, and a lone CR.
+_LINE_ENDS = re.compile(rb"\r\n|\n|\r")
 
 #: Bytes read for the first block of a file, before the line size is known.
 _FIRST_BLOCK = 1 << 20
@@ -333,10 +337,34 @@ class FileSource:
                     return
                 lines = count_line_ends(chunk) or 1
                 block = min(_MAX_BLOCK, max(_MIN_BLOCK, len(chunk) // lines * self.batch_size))
-                batch = self._decode(file, chunk, line_no, header, csv_decoder)
+                bad: set[int] = set()
+                batch = self._decode(file, chunk, line_no, header, csv_decoder, bad)
+                first_line = line_no
                 line_no += lines
                 for offset in range(0, batch.num_rows, self.batch_size):
+                    # Where the batch's records come from, for errors about one of them.
+                    self._origin = (file, first_line, chunk, bad, offset)
                     yield batch.slice(offset, self.batch_size)
+
+    def locate(self, row: int) -> str | None:
+        """``path:line`` of record ``row`` of the batch this source yielded last.
+
+        Only for messages about one record (it walks the batch's lines in Python): the
+        rows are the chunk's lines without the blank and the bad ones.
+        """
+        origin = getattr(self, "_origin", None)
+        if origin is None or row < 0:
+            return None
+        file, first_line, chunk, bad, offset = origin
+        wanted = offset + row
+        seen = 0
+        for index, line in enumerate(_LINE_ENDS.split(chunk)):
+            if index in bad or not line.strip(b" \t\r\n"):
+                continue
+            if seen == wanted:
+                return f"{file}:{first_line + index + 1}"
+            seen += 1
+        return None
 
     def _header_names(self, file: Path, header: bytes) -> list[str]:
         try:
@@ -434,6 +462,7 @@ class FileSource:
         line_no: int,
         header: bytes | None,
         csv_decoder: _codec.CsvDecoder | None,
+        bad: set[int] | None = None,
     ) -> pa.RecordBatch:
         decoder: _codec.JsonDecoder | _codec.CsvDecoder
         if csv_decoder is not None:
@@ -445,6 +474,8 @@ class FileSource:
         batch, bad_lines = decoder.decode(chunk)
         self._records += batch.num_rows
         if bad_lines:
+            if bad is not None:
+                bad.update(index for index, *_ in bad_lines)
             self._bad += len(bad_lines)
             self.bad_records.handle(
                 self.name,

@@ -17,10 +17,27 @@ from typing import Any
 
 import pyarrow as pa
 
-from velostream.errors import InternalError
+from velostream.errors import EventTimeError, InternalError
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
 from velostream.runtime.report import StatementReport
+
+
+def _located(error: EventTimeError, source: Source | None) -> EventTimeError:
+    """``error`` with the file and line of its record, when the source knows them."""
+    locate = getattr(source, "locate", None)
+    where = locate(error.row) if locate is not None and error.row is not None else None
+    if where is None:
+        return error
+    return EventTimeError(
+        f"{where}: {error.message}",
+        kind=error.kind,
+        field=error.field,
+        value=error.value,
+        format=error.format,
+        available_fields=error.available_fields,
+        row=error.row,
+    )
 
 
 class StatementRunner:
@@ -77,14 +94,24 @@ class StatementRunner:
             for runner in self.downstream:
                 runner.mark_started(at)
 
-    def push(self, batch: pa.RecordBatch) -> None:
-        """Process one input batch and emit its output to the sinks and downstream."""
+    def push(self, batch: pa.RecordBatch, source: Source | None = None) -> None:
+        """Process one input batch and emit its output to the sinks and downstream.
+
+        Args:
+            batch: the records.
+            source: the source that read them, which can tell where a record came from
+                (an event-time error then names the file and line).
+        """
         if batch.num_rows == 0:
             return
         with self._lock:
             first = self.records_in
             self.records_in += batch.num_rows
-            self._emit(self.query.process(batch))
+            try:
+                output = self.query.process(batch)
+            except EventTimeError as error:
+                raise _located(error, source) from None
+            self._emit(output)
             self._route_dead_letters(first)
 
     def _route_dead_letters(self, first: int) -> None:
@@ -169,6 +196,6 @@ def run_source(
 ) -> None:
     """Read ``source`` to its end (or until ``stop``), pushing every batch into ``runner``."""
     for batch in source.batches(until_end=until_end, stop=stop):
-        runner.push(batch)
+        runner.push(batch, source)
         if stop.is_set():
             return

@@ -285,6 +285,9 @@ pub struct EventTimeError {
     pub format: String,
     /// The fields the record does have.
     pub available_fields: Vec<String>,
+    /// The record's row in the batch it came in, when known (a caller that knows the
+    /// batch's origin, e.g. a file's lines, turns it into a location).
+    pub row: Option<usize>,
 }
 
 impl EventTimeError {
@@ -305,6 +308,7 @@ impl EventTimeError {
             value: value.to_string(),
             format: format.name(),
             available_fields,
+            row,
         }
     }
 }

@@ -1,8 +1,8 @@
 """Event-time parsing (issue 10): velostream's Rust kernels beside pyarrow's own parsing.
 
-Run explicitly (the file name keeps it out of ``pytest benches``' default collection)::
+Part of ``pytest benches --benchmark-only``; alone::
 
-    pytest benches/bench_time.py --benchmark-only
+    pytest benches/test_time_parse.py --benchmark-only
 
 1 M values per case, the same array for both sides, results checked equal before timing:
 
