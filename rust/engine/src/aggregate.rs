@@ -678,6 +678,65 @@ impl Accumulator {
         Ok(())
     }
 
+    /// Empty the slots of `groups` (their windows closed), ready for reuse: one match
+    /// on the kind of state, then a loop.
+    pub fn free_all(&mut self, groups: &[u32]) {
+        fn reset<T: Copy>(v: &mut [T], groups: &[u32], zero: T) {
+            for &g in groups {
+                v[g as usize] = zero;
+            }
+        }
+        match &mut self.state {
+            AggState::CountStar(c) | AggState::Count(c) => reset(c, groups, 0),
+            AggState::SumInt(s, h) => {
+                reset(s, groups, 0);
+                reset(h, groups, false);
+            }
+            AggState::SumFloat(s, h) => {
+                reset(s, groups, 0.0);
+                reset(h, groups, false);
+            }
+            AggState::SumDecimal(s, h) => {
+                reset(s, groups, 0);
+                reset(h, groups, false);
+            }
+            AggState::AvgInt(s, c) | AggState::AvgDecimal(s, c) => {
+                reset(s, groups, 0);
+                reset(c, groups, 0);
+            }
+            AggState::AvgFloat(s, c) => {
+                reset(s, groups, 0.0);
+                reset(c, groups, 0);
+            }
+            AggState::Pick(_, Values::Int(v, h)) => {
+                reset(v, groups, 0);
+                reset(h, groups, false);
+            }
+            AggState::Pick(_, Values::Float(v, h)) => {
+                reset(v, groups, 0.0);
+                reset(h, groups, false);
+            }
+            AggState::Pick(_, Values::Decimal(v, h)) => {
+                reset(v, groups, 0);
+                reset(h, groups, false);
+            }
+            AggState::Pick(_, Values::Bool(v)) => reset(v, groups, None),
+            AggState::Moments {
+                count, mean, m2, ..
+            } => {
+                reset(count, groups, 0);
+                reset(mean, groups, 0.0);
+                reset(m2, groups, 0.0);
+            }
+            // Heap values: one at a time.
+            AggState::CountDistinct { .. } | AggState::Pick(_, Values::Str(_)) => {
+                for &g in groups {
+                    self.free(g);
+                }
+            }
+        }
+    }
+
     /// Empty group `g`'s slot (its window closed), ready for reuse.
     pub fn free(&mut self, g: u32) {
         let g = g as usize;

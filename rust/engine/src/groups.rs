@@ -498,7 +498,11 @@ impl GroupTable {
             Encoding::Utf8 => {
                 let strings: StringArray = gids
                     .iter()
-                    .map(|&g| bytes(g).map(|b| std::str::from_utf8(b).expect("UTF-8 key")))
+                    .map(|&g| {
+                        // SAFETY: a Utf8 table's keys are the bytes of valid strings (from
+                        // string arrays, or checked by `restore`).
+                        bytes(g).map(|b| unsafe { std::str::from_utf8_unchecked(b) })
+                    })
                     .collect();
                 let strings: ArrayRef = Arc::new(strings);
                 vec![if self.types[0] == DataType::Utf8 {

@@ -144,8 +144,9 @@ impl WatermarkTracker {
             let mut max = mark.max_event_time;
             let mut wm = self.state.watermark.unwrap_or(i64::MIN);
             let mut seen = self.state.watermark.is_some();
-            for &ts in event {
-                before.push(wm);
+            before.resize(event.len(), 0);
+            for (slot, &ts) in before.iter_mut().zip(event) {
+                *slot = wm;
                 if ts > max {
                     max = ts;
                     let c = max.saturating_sub(self.bound);

@@ -583,9 +583,7 @@ impl<A: Assigner> Operator for FixedWindows<A> {
             }
         }
         let out = self.shared.emit_rows(&mut rows)?;
-        for slot in release {
-            self.shared.release(slot);
-        }
+        self.shared.release_all(&release);
         self.compact()?;
         Ok(out)
     }

@@ -115,10 +115,15 @@ impl Shared {
 
     /// Free a closed window's slot for reuse.
     pub fn release(&mut self, slot: u32) {
+        self.release_all(&[slot]);
+    }
+
+    /// Free closed windows' slots for reuse, each accumulator in one pass.
+    pub fn release_all(&mut self, slots: &[u32]) {
         for acc in &mut self.accumulators {
-            acc.free(slot);
+            acc.free_all(slots);
         }
-        self.free.push(slot);
+        self.free.extend_from_slice(slots);
     }
 
     /// Slots in use.

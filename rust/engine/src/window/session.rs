@@ -242,9 +242,8 @@ impl Operator for Sessions {
         } else {
             None
         };
-        for c in &closed {
-            self.shared.release(c.3);
-        }
+        let slots: Vec<u32> = closed.iter().map(|c| c.3).collect();
+        self.shared.release_all(&slots);
         self.compact()?;
         Ok(out)
     }
