@@ -396,6 +396,38 @@ impl Processor {
         self.to_pyarrow(py, out)
     }
 
+    /// The legacy path (SPEC section 6): the batch's records one at a time, each under
+    /// the engine lock, each output through a channel; no Python per record.
+    fn process_per_record<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let batch = match self.import_pyarrow_batch(py, batch)? {
+            Some(b) => b,
+            None => batch.extract::<PyRecordBatch>()?.into_inner(),
+        };
+        let out = py.detach(|| -> Result<RecordBatch, Failure> {
+            if let Some(cause) = self
+                .broken
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                return Err(Failure::Broken(cause));
+            }
+            match catch_panic(|| velostream_engine::legacy::process_per_record(&self.inner, &batch))
+            {
+                Ok(result) => result.map_err(Failure::Engine),
+                Err(message) => {
+                    *self.broken.lock().unwrap_or_else(|p| p.into_inner()) = Some(message.clone());
+                    Err(Failure::Panic(message))
+                }
+            }
+        })?;
+        self.to_pyarrow(py, out)
+    }
+
     /// Process every batch of a stream in turn, in one call; returns all emitted rows.
     fn process_stream<'py>(
         &self,

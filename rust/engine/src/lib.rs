@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod error;
 pub mod expr;
 pub mod groups;
+pub mod legacy;
 pub mod operator;
 pub mod plan;
 pub mod processor;
