@@ -144,13 +144,10 @@ def test_unknown_application_property_is_rejected(app_dir):
     assert info.value.key == "trades.pth"
 
 
-@pytest.mark.parametrize("kind", ["kafka_source", "kafka_sink"])
-def test_kafka_connectors_are_not_supported_yet(kind):
-    if kind == "kafka_source":
-        with_clause = "'t.type'='kafka_source', 's.type'='file_sink', 's.path'='o.jsonl'"
-    else:
-        with_clause = "'t.type'='file_source', 't.path'='t.jsonl', 's.type'='kafka_sink'"
-    with pytest.raises(ConfigError, match=f"{kind} is not supported yet"):
+def test_kafka_sources_are_not_supported_yet():
+    # (Kafka sinks are: tests/kafka/test_kafka_sink.py.)
+    with_clause = "'t.type'='kafka_source', 's.type'='file_sink', 's.path'='o.jsonl'"
+    with pytest.raises(ConfigError, match="kafka_source is not supported yet"):
         Application.from_sql(f"CREATE STREAM s AS SELECT x FROM t WITH ({with_clause})")
 
 

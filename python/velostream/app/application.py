@@ -58,7 +58,7 @@ from velostream.sql.dialect import node_position
 
 logger = logging.getLogger("velostream.app")
 
-_UNSUPPORTED_CONNECTORS = ("kafka_source", "kafka_sink")
+_UNSUPPORTED_CONNECTORS = ("kafka_source",)
 
 
 @dataclass(frozen=True)
@@ -577,7 +577,7 @@ class Application:
                 if ctype in _UNSUPPORTED_CONNECTORS:
                     raise _config_error(
                         f"{ctype} is not supported yet (connector {cname!r} of {name!r}); "
-                        "use file_source / file_sink for now",
+                        "use file_source for now",
                         key=f"{cname}.type",
                         value=ctype,
                     )
@@ -852,6 +852,9 @@ class Application:
         return "\n".join(lines)
 
     def _describe_connector(self, props: Mapping[str, str]) -> str:
+        if props.get("type") == "kafka_sink":
+            topic = props.get("topic") or "named after the sink"
+            return f"kafka_sink topic {topic} (format json)"
         path = props.get("path")
         where = f" {resolve_path(path, self.base_dir)}" if path else ""
         return f"{props.get('type')}{where} (format {props.get('format', 'json')})"
@@ -895,7 +898,13 @@ class Application:
                 for name, props in info.sources.items()
             ]
             sinks = [
-                create_sink(name, props, base_dir=self.base_dir, source_paths=reads)
+                create_sink(
+                    name,
+                    props,
+                    base_dir=self.base_dir,
+                    source_paths=reads,
+                    key_fields=info.statement.primary_key,
+                )
                 for name, props in info.sinks.items()
             ]
             query = self._compile(info.statement, info.properties)

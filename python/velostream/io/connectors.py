@@ -122,6 +122,7 @@ def create_sink(
     *,
     base_dir: str | os.PathLike[str] | None = None,
     source_paths: Sequence[str | os.PathLike[str]] = (),
+    key_fields: Sequence[str] = (),
 ) -> Sink:
     """Create the sink ``name`` from its properties (relative keys, including ``type``).
 
@@ -131,6 +132,7 @@ def create_sink(
         base_dir: what relative paths resolve against.
         source_paths: the resolved paths and globs the application's file sources read;
             the sink refuses to write a file they designate.
+        key_fields: the output's ``PRIMARY KEY`` columns (a Kafka sink's message key).
 
     Raises:
         ConfigError: bad properties, a source type, or a connector type not supported yet.
@@ -145,6 +147,10 @@ def create_sink(
             value=kind,
             allowed=SINK_TYPES,
         )
+    if kind == "kafka_sink":
+        from velostream.io.kafka_sink import KafkaSink
+
+        return KafkaSink(name, properties, key_fields=key_fields)
     if kind != "file_sink":
         raise _not_supported(name, kind)
     return FileSink(
