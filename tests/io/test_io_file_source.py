@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import threading
 import time
 
@@ -72,7 +73,15 @@ def test_missing_file_is_a_source_error_naming_the_path(tmp_path):
 
 def test_wait_timeout_waits_for_the_file(tmp_path):
     path = tmp_path / "late.jsonl"
-    timer = threading.Timer(0.3, write_jsonl, args=(path, ROWS[:2]))
+
+    def appear() -> None:
+        # The whole file at once (written aside, then renamed): a source that finds the
+        # file must find its lines too, or the test races the writer.
+        aside = tmp_path / "late.jsonl.part"
+        write_jsonl(aside, ROWS[:2])
+        os.replace(aside, path)
+
+    timer = threading.Timer(0.3, appear)
     timer.start()
     try:
         batches = read_all(FileSource("t", path, wait_timeout_ms=5000))
