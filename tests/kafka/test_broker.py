@@ -56,6 +56,7 @@ def test_consume_returns_at_its_timeout_on_an_empty_topic(kafka_broker: Broker) 
         start = time.monotonic()
         assert consumer.consume(100, 0.5) == []
         elapsed = time.monotonic() - start
-        assert 0.4 <= elapsed < 3.0, elapsed
+        # Generous bounds: this checks that the call returns (2.13.0 blocked), not speed.
+        assert 0.25 <= elapsed < 15.0, elapsed
     finally:
         consumer.close()

@@ -134,7 +134,8 @@ class KafkaSink:
         if len(self.key_fields) == 1:
             column = batch.column(self.key_fields[0])
             if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-                return [None if v is None else v.encode() for v in column.to_pylist()]
+                # The UTF-8 bytes as they are (bytes objects made by Arrow, no Python loop).
+                return column.cast(pa.binary()).to_pylist()
         keys = _codec.encode_json(batch.select(list(self.key_fields)))
         return list(keys.split(b"\n")[:-1])
 

@@ -582,8 +582,7 @@ impl<A: Assigner> Operator for FixedWindows<A> {
                 release.extend(bin.members.iter().map(|m| m.1));
             }
         }
-        let out = self.shared.emit_rows(&mut rows)?;
-        self.shared.release_all(&release);
+        let out = self.shared.close(&mut rows, &release)?;
         self.compact()?;
         Ok(out)
     }

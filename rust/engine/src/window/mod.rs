@@ -126,6 +126,22 @@ impl Shared {
         self.free.extend_from_slice(slots);
     }
 
+    /// Close windows: their rows (under EMIT FINAL, ordered as [`Self::emit_rows`]
+    /// orders them), then their slots freed.
+    pub fn close(
+        &mut self,
+        rows: &mut [(i64, i64, u32, u32)],
+        released: &[u32],
+    ) -> Result<Option<Chunk>> {
+        let out = if self.def.emit == EmitMode::Final {
+            self.emit_rows(rows)?
+        } else {
+            None
+        };
+        self.release_all(released);
+        Ok(out)
+    }
+
     /// Slots in use.
     pub fn live(&self) -> usize {
         self.slots as usize - self.free.len()

@@ -237,13 +237,8 @@ impl Operator for Sessions {
             let b = super::floor_div(self.scheduled[key as usize], self.bucket);
             self.schedule.entry(b).or_default().push(key);
         }
-        let out = if self.shared.def.emit == EmitMode::Final {
-            self.shared.emit_rows(&mut closed)?
-        } else {
-            None
-        };
         let slots: Vec<u32> = closed.iter().map(|c| c.3).collect();
-        self.shared.release_all(&slots);
+        let out = self.shared.close(&mut closed, &slots)?;
         self.compact()?;
         Ok(out)
     }
