@@ -167,32 +167,41 @@ def _load(args: argparse.Namespace) -> Application:
 def _run(args: argparse.Namespace) -> int:
     app = _load(args)
     report: RunReport | None
-    if args.until_end:
-        report = app.run(until_end=True)
-    else:
-        # Long-running: stop gracefully (drain, flush, close) on SIGINT/SIGTERM.
-        stop = threading.Event()
+    # Stop gracefully on SIGINT/SIGTERM: stop reading, drain what was read, flush the
+    # sinks, commit the offsets the sinks acknowledged, close.
+    stop = threading.Event()
+    received: list[int] = []
 
-        def on_signal(_signum: int, _frame: FrameType | None) -> None:
-            stop.set()
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        stop.set()
 
-        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            app.start()
-            while not app.wait(0.2):
-                if stop.is_set():
-                    app.stop()
-                    break
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        report = app.report
-        if report is None:
-            print("velostream: the application ended without a report", file=sys.stderr)
-            return EXIT_RUNTIME
-        if report.error is not None:
-            raise report.error
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        app.start(until_end=args.until_end)
+        while not app.wait(0.2):
+            if stop.is_set():
+                app.stop()
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    report = app.report
+    if report is None:
+        print("velostream: the application ended without a report", file=sys.stderr)
+        return EXIT_RUNTIME
+    if report.error is not None:
+        raise report.error
     _print(report.summary())
+    if received and args.until_end:
+        # The bounded run did not reach its end: say so, as the shell does (128 + signal).
+        name = signal.Signals(received[0]).name
+        print(
+            f"velostream: interrupted ({name}): stopped reading, drained what was read, "
+            "flushed the sinks and committed what they acknowledged",
+            file=sys.stderr,
+        )
+        return 128 + received[0]
     return EXIT_OK
 
 

@@ -270,6 +270,13 @@ _STATEMENT_SPECS: tuple[PropertySpec, ...] = (
         default="fail",
     ),
     _spec(
+        "commit.interval",
+        "how often a statement reading Kafka flushes its sinks and commits its offsets",
+        _duration,
+        "a duration such as 5s",
+        default="5s",
+    ),
+    _spec(
         "dead_letter.sink",
         "name of the sink connector (declared in the same WITH) receiving dead letters",
         _non_empty,
@@ -431,9 +438,56 @@ CONNECTOR_PROPERTIES: dict[str, dict[str, PropertySpec]] = {
             _spec("config_file", "YAML file holding more keys", _non_empty, "a file path"),
         )
     },
-    "kafka_source": {},
-    "kafka_sink": {},
+    # Kafka connectors: velostream's own keys are checked here; any other key goes to
+    # librdkafka, which validates it when the connector is built.
+    "kafka_source": {
+        spec.key: spec
+        for spec in (
+            _enum("format", "message format", "json", default="json"),
+            _spec("topic", "topic(s), comma-separated", _non_empty, "a topic name"),
+            _spec(
+                "topic.wait.timeout",
+                "how long to wait for a topic that does not exist yet",
+                _duration,
+                "a duration such as 30s",
+            ),
+            _spec(
+                "topic.retry.interval",
+                "how often to look for a topic being waited for",
+                _duration,
+                "a duration such as 1s",
+                default="1s",
+            ),
+            _spec(
+                "batch.size",
+                "messages per consume call (and at most per batch)",
+                _positive_int,
+                "a positive integer",
+                default="10000",
+            ),
+            _spec(
+                "schema.inference.rows",
+                "messages read to infer the column types",
+                _positive_int,
+                "a positive integer",
+                default="1000",
+            ),
+            _spec("config_file", "YAML file holding more keys", _non_empty, "a file path"),
+            *(STATEMENT_PROPERTIES[k] for k in _EVENT_TIME_KEYS),
+        )
+    },
+    "kafka_sink": {
+        spec.key: spec
+        for spec in (
+            _enum("format", "message format", "json", default="json"),
+            _spec("topic", "topic", _non_empty, "a topic name"),
+            _spec("config_file", "YAML file holding more keys", _non_empty, "a file path"),
+        )
+    },
 }
+
+#: Connector types whose unknown keys are passed on to their client (librdkafka).
+PASSTHROUGH_TYPES = ("kafka_source", "kafka_sink")
 
 
 def connector_name_of(key: str, connector_names: Iterable[str]) -> str | None:
@@ -559,13 +613,13 @@ def validate_connector_properties(name: str, properties: Mapping[str, str]) -> s
             allowed=CONNECTOR_TYPES,
         )
     specs = CONNECTOR_PROPERTIES[connector_type]
-    if not specs:  # Kafka: any librdkafka key; the client validates them.
-        return connector_type
     for key, value in properties.items():
         if key == "type":
             continue
         spec = specs.get(key)
         full_key = f"{name}.{key}"
+        if spec is None and connector_type in PASSTHROUGH_TYPES:
+            continue  # a librdkafka key: the client validates it
         if spec is None:
             known = [f"{name}.{k}" for k in ("type", *specs)]
             raise _unknown_key_error(full_key, value, known, f"{connector_type} property")

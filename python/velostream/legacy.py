@@ -59,6 +59,14 @@ class LegacyEngine:
         """The engine's dead letters, emptied."""
         return self._engine.dead_letters()
 
+    def expect_partitions(self, ids: list[int]) -> None:
+        """Declare partitions with records to come to the engine's watermark."""
+        self._engine.expect_partitions(ids)
+
+    def take_progress(self) -> tuple[int | None, int | None]:
+        """The engine's (latest row time since the last call, earliest held row time)."""
+        return self._engine.take_progress()
+
     def metrics(self) -> dict[str, int]:
         """The engine's counters."""
         return dict(self._engine.metrics())

@@ -504,6 +504,40 @@ class Query:
             return self._legacy.dead_letters()
         return self._processor.dead_letters()
 
+    def expect_partitions(self, ids: list[int]) -> None:
+        """Declare input partitions that have records to come (a runtime's sources).
+
+        Each holds the watermark back until its first record arrives (or until it is
+        idle, ``watermark.idle_timeout``), so a partition read later than the others
+        does not find its windows already closed by them. Without event time, nothing.
+
+        Args:
+            ids: the partitions' ``_partition`` values (or ``_source_partition`` when the
+                input carries that column).
+        """
+        if self._legacy is not None:
+            self._legacy.expect_partitions(ids)
+        else:
+            self._processor.expect_partitions(ids)
+
+    def take_progress(self) -> tuple[int | None, int | None]:
+        """What the input processed so far still holds open, for a runtime's commits.
+
+        Returns:
+            ``(latest, held)``: ``latest`` is the latest row time (event time, or
+            processing time for windows on it) of the records processed since the last
+            call (None: none, or the query reads no time), and is reset by the call;
+            ``held`` is the earliest row time of a record still held in open state (a
+            window not closed yet, a session), None when no record is held, and
+            ``-2**63`` when every record is (a GROUP BY without a window keeps its
+            running aggregates to the end of the input). Input whose ``latest`` is
+            below ``held`` (or with ``held`` None) has given every output row it ever
+            will (SPEC section 1).
+        """
+        if self._legacy is not None:
+            return self._legacy.take_progress()
+        return self._processor.take_progress()
+
     def metrics(self) -> dict[str, int]:
         """Counters: records_in, records_out, late_dropped, state_groups, ...
 

@@ -476,6 +476,22 @@ impl Processor {
         Ok(self.with(|p| Ok(p.watermark()))?)
     }
 
+    /// Declare partitions (`_source_partition` or `_partition` ids) with records to
+    /// come: each holds the watermark back until its first record (or until idle).
+    fn expect_partitions(&self, ids: Vec<i64>) -> PyResult<()> {
+        Ok(self.with(|p| {
+            p.expect_partitions(&ids);
+            Ok(())
+        })?)
+    }
+
+    /// `(latest row time read since the last call, earliest row time still held in
+    /// open state)`, epoch millis or None; the first is reset. `held` is `-2**63` when
+    /// every record read so far is held (a GROUP BY without a window).
+    fn take_progress(&self) -> PyResult<(Option<i64>, Option<i64>)> {
+        Ok(self.with(|p| Ok((p.take_max_time(), p.held_since())))?)
+    }
+
     /// The records routed to the dead letters since the last call, as a batch of
     /// (`record` JSON text, `reason`); the buffer is emptied.
     fn dead_letters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

@@ -90,7 +90,7 @@ def test_an_exception_from_outside_the_hierarchy_becomes_an_internal_error(tmp_p
     (tmp_path / "b.jsonl").write_text('{"id": 3}\n')
     from velostream.runtime import job
 
-    def broken(self, batch, source=None):
+    def broken(self, batch, *args):
         raise ValueError("a defect")
 
     monkeypatch.setattr(job.StatementRunner, "push", broken)

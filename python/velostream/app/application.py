@@ -3,7 +3,8 @@
 Statements come from :func:`velostream.sql.parse_script`. Each statement's ``WITH``
 clause declares its connectors by name prefix (SPEC section 7):
 
-- a ``FROM`` name with ``'<name>.type'`` = ``file_source`` is read from that source;
+- a ``FROM`` name with ``'<name>.type'`` = ``file_source`` or ``kafka_source`` is read
+  from that source;
 - a ``FROM`` name that is another stream of the application reads that stream's output
   in-process (the statements then run in dependency waves);
 - any other ``FROM`` name is a :class:`~velostream.errors.ConfigError` naming it;
@@ -13,7 +14,7 @@ clause declares its connectors by name prefix (SPEC section 7):
 Application-level properties (``properties=``, ``velostream run --set``) override the
 ``WITH`` keys: unprefixed keys apply to every statement, ``<name>.`` keys to the
 statements that declare or read ``<name>``. Relative paths resolve against the directory
-of the SQL file. Kafka connectors and ``CREATE TABLE`` are rejected until they land.
+of the SQL file. ``CREATE TABLE`` is rejected until it lands.
 """
 
 from __future__ import annotations
@@ -51,14 +52,13 @@ from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
 from velostream.io.file_source import FileSource
-from velostream.runtime.job import StatementRunner, run_source
+from velostream.runtime.graph import JobGraph
+from velostream.runtime.job import StatementRunner
 from velostream.runtime.report import RunReport
 from velostream.sql import Statement, declared_schema, parse_script
 from velostream.sql.dialect import node_position
 
 logger = logging.getLogger("velostream.app")
-
-_UNSUPPORTED_CONNECTORS = ("kafka_source",)
 
 
 @dataclass(frozen=True)
@@ -170,6 +170,13 @@ def _time_summary(plan: Mapping[str, Any]) -> str | None:
     if time.get("on_error") == "dead_letter":
         text += ", unreadable event time: dead letters"
     return text
+
+
+def _read_columns(info: StatementInfo) -> set[str]:
+    """The column names a statement reads (its SQL's columns and its event-time fields)."""
+    names = {column.name for column in info.statement.query.find_all(exp.Column)}
+    names |= {v for k, v in info.properties.items() if k.endswith("event.time.field")}
+    return names
 
 
 def _config_error(message: str, key: str, value: str | None = None, **extra: Any) -> ConfigError:
@@ -453,13 +460,6 @@ class Application:
                     key=f"{name}.type",
                     value=ctype,
                 )
-            if ctype in _UNSUPPORTED_CONNECTORS:
-                raise _config_error(
-                    f"{ctype} is not supported yet (declared source {name!r}); use "
-                    "file_source for now",
-                    key=f"{name}.type",
-                    value=ctype,
-                )
         return props
 
     def _declared_schema(self, source: str) -> pa.Schema | None:
@@ -573,14 +573,6 @@ class Application:
                 cname: config.validate_connector_properties(cname, cprops)
                 for cname, cprops in connectors.items()
             }
-            for cname, ctype in types.items():
-                if ctype in _UNSUPPORTED_CONNECTORS:
-                    raise _config_error(
-                        f"{ctype} is not supported yet (connector {cname!r} of {name!r}); "
-                        "use file_source for now",
-                        key=f"{cname}.type",
-                        value=ctype,
-                    )
             dead_letter_sink = merged.get("dead_letter.sink")
             if dead_letter_sink is not None and not types.get(dead_letter_sink, "").endswith(
                 "_sink"
@@ -852,9 +844,11 @@ class Application:
         return "\n".join(lines)
 
     def _describe_connector(self, props: Mapping[str, str]) -> str:
-        if props.get("type") == "kafka_sink":
-            topic = props.get("topic") or "named after the sink"
-            return f"kafka_sink topic {topic} (format json)"
+        if props.get("type") in ("kafka_sink", "kafka_source"):
+            topic = props.get("topic") or "named after the connector"
+            servers = props.get("bootstrap.servers")
+            at = f" at {servers}" if servers else ""
+            return f"{props['type']} topic {topic}{at} (format json)"
         path = props.get("path")
         where = f" {resolve_path(path, self.base_dir)}" if path else ""
         return f"{props.get('type')}{where} (format {props.get('format', 'json')})"
@@ -886,6 +880,7 @@ class Application:
             if writer is not None:
                 dead_letters.append(writer)
             policy = BadRecordPolicy(info.error_strategy, writer)
+            columns = _read_columns(info)
             sources = [
                 create_source(
                     name,
@@ -894,6 +889,8 @@ class Application:
                     bad_records=policy,
                     schema=self._declared_schema(name),
                     statement_properties=info.properties,
+                    group_id=f"velostream-{info.name}",
+                    columns=columns,
                 )
                 for name, props in info.sources.items()
             ]
@@ -927,56 +924,20 @@ class Application:
             self._report = RunReport(duration=time.monotonic() - started, error=exc)
             raise
         errors: list[BaseException] = []
-        failed = threading.Event()
-        # A statement is finished (flushed) as soon as all its inputs have ended: its
-        # sources and the statements it reads. Its time runs from its start to then.
-        pending = {info.name: len(info.sources) + len(info.upstream) for info in self.statements}
-        pending_lock = threading.Lock()
-
-        def input_ended(runner: StatementRunner) -> None:
-            with pending_lock:
-                pending[runner.name] -= 1
-                ready = pending[runner.name] == 0
-            if ready and not failed.is_set():
-                runner.finish()
-                for reader in runner.downstream:
-                    input_ended(reader)
-
-        def work(source: Any, runner: StatementRunner) -> None:
-            try:
-                runner.mark_started()
-                run_source(source, runner, until_end=until_end, stop=stop)
-                if not failed.is_set():
-                    input_ended(runner)
-            except BaseException as exc:
-                errors.append(exc)
-                failed.set()
-                stop.set()
-
-        jobs = [(source, runner) for runner in runners.values() for source in runner.sources]
-        threads = [
-            threading.Thread(target=work, args=job, name=f"velostream-{job[0].name}")
-            for job in jobs
-        ]
+        graph = JobGraph(
+            runners,
+            self.waves,
+            commit_interval=lambda runner: (
+                config.parse_duration_ms(
+                    self._by_name[runner.name].properties.get("commit.interval", "5s")
+                )
+                / 1000
+            ),
+        )
         try:
-            if len(jobs) == 1:
-                work(*jobs[0])
-            else:
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-            if not errors:
-                for wave in self.waves:
-                    for name in wave:
-                        runners[name].finish()
-        except BaseException as exc:  # KeyboardInterrupt included: stop, then close
-            errors.append(exc)
-            failed.set()
-            stop.set()
-            for thread in threads:
-                if thread.is_alive():
-                    thread.join()  # the sources stop at their next block
+            graph.run(until_end=until_end, stop=stop)
+        except BaseException:  # KeyboardInterrupt included: the graph stopped and drained
+            errors.extend(graph.errors or [])
         finally:
             for runner in runners.values():
                 try:
@@ -993,6 +954,7 @@ class Application:
             statements={name: runner.report(started) for name, runner in runners.items()},
             duration=time.monotonic() - started,
             error=error,
+            commits=graph.commits,
         )
         self._report = report
         if error is not None:
@@ -1020,8 +982,12 @@ class Application:
         self._stop = threading.Event()
         return self._execute(until_end=until_end, stop=self._stop)
 
-    def start(self) -> None:
+    def start(self, until_end: bool = False) -> None:
         """Run in the background (long-running mode); :meth:`stop` ends it.
+
+        Args:
+            until_end: make every source bounded, as :meth:`run` does (the run then ends
+                on its own; :meth:`stop` still stops it early).
 
         Raises:
             RuntimeError: already running.
@@ -1033,7 +999,7 @@ class Application:
 
         def background() -> None:
             try:
-                self._execute(until_end=False, stop=self._stop)
+                self._execute(until_end=until_end, stop=self._stop)
             except BaseException as exc:
                 logger.error("application stopped on error: %s", exc)
 

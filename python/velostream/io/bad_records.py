@@ -65,6 +65,11 @@ class DeadLetterWriter:
             self.sink.write(batch)
             self.count += len(locations)
 
+    def flush(self) -> None:
+        """Make the dead letters written so far durable."""
+        with self._lock:
+            self.sink.flush()
+
     def close(self) -> None:
         """Flush and close the dead-letter sink."""
         with self._lock:

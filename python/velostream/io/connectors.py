@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import pyarrow as pa
 
@@ -24,16 +24,6 @@ __all__ = ["SINK_TYPES", "SOURCE_TYPES", "create_sink", "create_source", "resolv
 
 SOURCE_TYPES = ("file_source", "kafka_source")
 SINK_TYPES = ("file_sink", "kafka_sink")
-
-
-def _not_supported(name: str, connector_type: str) -> ConfigError:
-    return ConfigError(
-        f"{connector_type} is not supported yet (connector {name!r}, '{name}.type' = "
-        f"'{connector_type}'); use file_source / file_sink for now",
-        key=f"{name}.type",
-        value=connector_type,
-        allowed=("file_source", "file_sink"),
-    )
 
 
 def _required_path(name: str, properties: Mapping[str, str]) -> str:
@@ -61,6 +51,8 @@ def create_source(
     bad_records: BadRecordPolicy | None = None,
     schema: pa.Schema | None = None,
     statement_properties: Mapping[str, str] | None = None,
+    group_id: str | None = None,
+    columns: Collection[str] = (),
 ) -> Source:
     """Create the source ``name`` from its properties (relative keys, including ``type``).
 
@@ -73,10 +65,13 @@ def create_source(
             exactly as declared, with no inference. None: inferred.
         statement_properties: the statement's ``WITH`` keys; its unprefixed
             ``schema.inference.rows`` applies when the connector sets none.
+        group_id: a Kafka source's consumer group when ``group.id`` is not set (default
+            ``velostream-<name>``).
+        columns: the column names the query reads (a Kafka source adds the metadata
+            columns among them: ``_key``, ``_headers``, ...).
 
     Raises:
-        ConfigError: bad properties, a sink type, a connector type not supported yet, a
-            declared type the format cannot read, or ``<name>.schema.inference.rows`` with
+        ConfigError: bad properties, a sink type, a declared type the format cannot read, or ``<name>.schema.inference.rows`` with
             declared columns (they are not inferred).
 
     """
@@ -88,9 +83,6 @@ def create_source(
             value=kind,
             allowed=SOURCE_TYPES,
         )
-    if kind != "file_source":
-        raise _not_supported(name, kind)
-    wait = properties.get("file.wait.timeout")
     inference = properties.get("schema.inference.rows")
     if inference is not None and schema is not None:
         raise ConfigError(
@@ -103,6 +95,19 @@ def create_source(
         inference = statement_properties.get("schema.inference.rows")
         if inference is not None:
             STATEMENT_PROPERTIES["schema.inference.rows"].check("schema.inference.rows", inference)
+    if kind == "kafka_source":
+        from velostream.io.kafka_source import METADATA_COLUMNS, KafkaSource
+
+        return KafkaSource(
+            name,
+            properties,
+            group_id=group_id or f"velostream-{name}",
+            bad_records=bad_records,
+            schema=schema,
+            inference_rows=int(inference) if inference is not None else DEFAULT_INFERENCE_ROWS,
+            metadata=[c for c in METADATA_COLUMNS if c in columns],
+        )
+    wait = properties.get("file.wait.timeout")
     return FileSource(
         name,
         resolve_path(_required_path(name, properties), base_dir),
@@ -135,7 +140,7 @@ def create_sink(
         key_fields: the output's ``PRIMARY KEY`` columns (a Kafka sink's message key).
 
     Raises:
-        ConfigError: bad properties, a source type, or a connector type not supported yet.
+        ConfigError: bad properties or a source type.
         SinkError: the sink's path designates a file one of ``source_paths`` reads.
 
     """
@@ -151,8 +156,6 @@ def create_sink(
         from velostream.io.kafka_sink import KafkaSink
 
         return KafkaSink(name, properties, key_fields=key_fields)
-    if kind != "file_sink":
-        raise _not_supported(name, kind)
     return FileSink(
         name,
         resolve_path(_required_path(name, properties), base_dir),

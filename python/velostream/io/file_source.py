@@ -25,14 +25,15 @@ line anyway. A record is one line (CSV fields holding newlines are not supported
 
 from __future__ import annotations
 
+import functools
 import glob
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 
@@ -202,6 +203,8 @@ class FileSource:
     def resolve_files(self, stop: threading.Event | None = None) -> list[Path]:
         """Return the files to read, waiting for them up to ``file.wait.timeout``.
 
+        A ``stop`` set while waiting ends the wait with no file.
+
         Raises:
             SourceError: nothing matches the path (after waiting, when configured).
 
@@ -216,11 +219,9 @@ class FileSource:
                 files = [Path(self.path)] if Path(self.path).is_file() else []
             if files:
                 return files
-            if (
-                deadline is None
-                or time.monotonic() >= deadline
-                or (stop is not None and stop.is_set())
-            ):
+            if stop is not None and stop.is_set() and deadline is not None:
+                return []  # stopped while waiting: nothing was there to read
+            if deadline is None or time.monotonic() >= deadline:
                 break
             time.sleep(_POLL_SECONDS)
         what = "no file matches" if has_glob(self.path) else "file not found:"
@@ -346,13 +347,23 @@ class FileSource:
                     self._origin = (file, first_line, chunk, bad, offset)
                     yield batch.slice(offset, self.batch_size)
 
+    def locator(self) -> Callable[[int], str | None]:
+        """:meth:`locate` for the batch this source yielded last, kept for later.
+
+        A runtime that queues batches takes it with the batch: by the time a record of
+        the batch turns out bad, the source may have read further.
+        """
+        return functools.partial(self._locate, getattr(self, "_origin", None))
+
     def locate(self, row: int) -> str | None:
         """``path:line`` of record ``row`` of the batch this source yielded last.
 
         Only for messages about one record (it walks the batch's lines in Python): the
         rows are the chunk's lines without the blank and the bad ones.
         """
-        origin = getattr(self, "_origin", None)
+        return self._locate(getattr(self, "_origin", None), row)
+
+    def _locate(self, origin: Any, row: int) -> str | None:
         if origin is None or row < 0:
             return None
         file, first_line, chunk, bad, offset = origin

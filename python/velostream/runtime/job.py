@@ -12,20 +12,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from velostream.errors import EventTimeError, InternalError
+from velostream.errors import DataError, EventTimeError, InternalError
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
+from velostream.runtime.checkpoint import HOLD_ALL, OffsetTracker
 from velostream.runtime.report import StatementReport
 
+#: Where record ``row`` of a batch came from (``path:line``), when a source can tell.
+Locate = Callable[[int], "str | None"]
 
-def _located(error: EventTimeError, source: Source | None) -> EventTimeError:
+
+def _located(error: EventTimeError, locate: Locate | None) -> EventTimeError:
     """``error`` with the file and line of its record, when the source knows them."""
-    locate = getattr(source, "locate", None)
     where = locate(error.row) if locate is not None and error.row is not None else None
     if where is None:
         return error
@@ -38,6 +41,28 @@ def _located(error: EventTimeError, source: Source | None) -> EventTimeError:
         available_fields=error.available_fields,
         row=error.row,
     )
+
+
+def _row_location(
+    row: pa.RecordBatch, source: Source | None, index: int, locate: Locate | None
+) -> str:
+    """Where a one-row batch's record came from: topic/partition/offset, file:line."""
+    names = row.schema.names
+    if "_partition" in names and "_offset" in names:
+        topic = row.column("_topic")[0].as_py() if "_topic" in names else None
+        topic_text = f"topic {topic} " if topic is not None else ""
+        partition, offset = row.column("_partition")[0].as_py(), row.column("_offset")[0].as_py()
+        return f"{topic_text}partition {partition} offset {offset}"
+    where = locate(index) if locate is not None else None
+    name = source.name if source is not None else "input"
+    return where or f"{name} record {index + 1} of its batch"
+
+
+def _row_json(row: pa.RecordBatch) -> bytes:
+    """A one-row batch as its JSON line (the record as the query saw it)."""
+    from velostream.io import _codec
+
+    return _codec.encode_json(row).rstrip(b"\n")
 
 
 class StatementRunner:
@@ -79,6 +104,46 @@ class StatementRunner:
         self.finished_at: float | None = None
         self._lock = threading.Lock()
         self._finished = False
+        #: The earliest row time its query still holds open (see ``Query.take_progress``).
+        self.held: int | None = None
+        #: The positions of its input batches until they are committed.
+        self.tracker = OffsetTracker()
+
+    def holding(self) -> int | None:
+        """The earliest row time held open by its query or by a statement it feeds.
+
+        A statement reading this one's output in-process holds rows derived from this
+        one's input; their times are not comparable, so any state held there holds all.
+        """
+        held = self.held
+        for runner in self.downstream:
+            if runner.holding() is not None:
+                return HOLD_ALL
+        return held
+
+    def expect_partitions(self, ids: list[int]) -> None:
+        """Partitions of its input with records to come hold its watermark back."""
+        with self._lock:
+            self.query.expect_partitions(ids)
+
+    def chain(self) -> list[StatementRunner]:
+        """The runner and every runner reading its output, transitively (each once)."""
+        seen: dict[int, StatementRunner] = {id(self): self}
+        stack = list(self.downstream)
+        while stack:
+            runner = stack.pop()
+            if id(runner) not in seen:
+                seen[id(runner)] = runner
+                stack.extend(runner.downstream)
+        return list(seen.values())
+
+    def flush_sinks(self) -> None:
+        """Make every row written so far durable (sinks, then dead letters)."""
+        with self._lock:
+            for sink in self.sinks:
+                sink.flush()
+            if self.dead_letters is not None:
+                self.dead_letters.flush()
 
     def mark_started(self, at: float | None = None) -> None:
         """Record when this statement's input began (its first source starting to read).
@@ -94,25 +159,104 @@ class StatementRunner:
             for runner in self.downstream:
                 runner.mark_started(at)
 
-    def push(self, batch: pa.RecordBatch, source: Source | None = None) -> None:
+    def push(
+        self,
+        batch: pa.RecordBatch,
+        source: Source | None = None,
+        positions: Sequence[tuple[str, int, int, int]] = (),
+        locate: Locate | None = None,
+    ) -> None:
         """Process one input batch and emit its output to the sinks and downstream.
 
         Args:
             batch: the records.
             source: the source that read them, which can tell where a record came from
                 (an event-time error then names the file and line).
+            positions: (topic, partition, first offset, last offset) of what the batch
+                holds (bad records and tombstones included), for commits.
+            locate: where a record of the batch came from (default: the source's
+                ``locate``, which knows the batch it yielded last).
         """
-        if batch.num_rows == 0:
-            return
+        if locate is None:
+            locate = getattr(source, "locate", None)
         with self._lock:
-            first = self.records_in
-            self.records_in += batch.num_rows
+            if batch.num_rows > 0:
+                first = self.records_in
+                self.records_in += batch.num_rows
+                try:
+                    output = self.query.process(batch)
+                except EventTimeError as error:
+                    raise _located(error, locate) from None
+                except DataError as error:
+                    output = self._isolate(batch, source, error, locate)
+                latest, self.held = self.query.take_progress()
+                self._emit(output)
+                self._route_dead_letters(first)
+            else:
+                latest = None
+            if positions and source is not None:
+                self.tracker.add(source.name, positions, latest)
+            self.tracker.release(self.holding())
+
+    def _stateless(self) -> bool:
+        plan = self.query.plan
+        return not (
+            plan.get("group_by")
+            or plan.get("aggregates")
+            or plan.get("window")
+            or plan.get("distinct")
+        )
+
+    def _isolate(
+        self,
+        batch: pa.RecordBatch,
+        source: Source | None,
+        error: DataError,
+        locate: Locate | None,
+    ) -> pa.RecordBatch:
+        """Process ``batch`` without the rows the query fails on, under the error strategy.
+
+        A computation that fails for some rows (a failed CAST, an overflow, a division by
+        zero) fails the whole call. Under ``log_and_continue`` or ``dead_letter`` the
+        batch is split in halves until the failing rows are single rows, which follow the
+        strategy (counted, logged or sent to the dead letters with the reason); the
+        other rows are processed in their order. Only a query without state can be
+        called again on part of a batch: a stateful query's state may hold part of the
+        failed call, so there the error fails the run, saying so.
+        """
+        policy = self.bad_records
+        if policy is None or policy.strategy == "fail":
+            raise error
+        if not self._stateless():
+            raise DataError(
+                f"{error.message} (statement {self.name!r}: its query keeps state, so a "
+                f"record it fails on cannot be skipped under 'error.strategy' = "
+                f"'{policy.strategy}': the state may already hold part of the batch)",
+                location=error.location,
+                field=error.field,
+                value=error.value,
+                line=error.line,
+                column=error.column,
+            ) from error
+        outputs: list[pa.RecordBatch] = []
+        bad: list[tuple[str, str, bytes]] = []
+        pending = [(0, batch.num_rows)]
+        while pending:
+            start, length = pending.pop()
+            part = batch.slice(start, length)
             try:
-                output = self.query.process(batch)
-            except EventTimeError as error:
-                raise _located(error, source) from None
-            self._emit(output)
-            self._route_dead_letters(first)
+                outputs.append(self.query.process(part))
+            except DataError as exc:
+                if length == 1:
+                    where = _row_location(part, source, start, locate)
+                    bad.append((where, exc.message, _row_json(part)))
+                else:
+                    half = length // 2
+                    pending.append((start + half, length - half))
+                    pending.append((start, half))
+        policy.handle(source.name if source is not None else self.name, bad)
+        outputs = [o for o in outputs if o.num_rows] or outputs[:1]
+        return pa.concat_batches(outputs) if len(outputs) > 1 else outputs[0]
 
     def _route_dead_letters(self, first: int) -> None:
         """Write what the query routed to its dead letters (records after ``first``)."""
@@ -148,8 +292,11 @@ class StatementRunner:
                 return
             self._finished = True
             output = self.query.flush()
+            self.query.take_progress()
+            self.held = None
             self._emit(output)
             self._route_dead_letters(self.records_in)
+            self.tracker.release(self.holding())
             if output.num_columns > 0:
                 # An empty batch still gives a CSV sink its header row.
                 for sink in self.sinks:

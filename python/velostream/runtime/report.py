@@ -43,12 +43,14 @@ class RunReport:
         statements: statement name -> its report, in application order.
         duration: seconds the whole run took.
         error: the exception that ended the run, if it failed (``stop``/``start`` mode).
+        commits: offset commits made (Kafka sources), after the sinks acknowledged.
 
     """
 
     statements: dict[str, StatementReport] = field(default_factory=dict)
     duration: float = 0.0
     error: BaseException | None = None
+    commits: int = 0
 
     @property
     def records_in(self) -> int:

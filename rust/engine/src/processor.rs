@@ -181,6 +181,16 @@ pub struct Processor {
     fingerprint: u32,
     /// Scratch: the watermark before each row.
     marks: Vec<i64>,
+    /// The latest row time (event or processing time) read since [`Processor::take_max_time`].
+    max_time: Option<i64>,
+}
+
+/// The larger of `current` and the largest value of `values`.
+fn max_of(current: Option<i64>, values: &Int64Array) -> Option<i64> {
+    match (current, arrow::compute::max(values)) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// Processing time now, epoch millis.
@@ -355,6 +365,7 @@ impl Processor {
             dead: Vec::new(),
             ended: false,
             marks: Vec::new(),
+            max_time: None,
         })
     }
 
@@ -386,6 +397,28 @@ impl Processor {
     /// Heap bytes held in state (per-batch scratch buffers excluded).
     pub fn state_bytes(&self) -> usize {
         self.ops.iter().map(|o| o.state_bytes()).sum()
+    }
+
+    /// Partitions (their `_source_partition` or `_partition` ids) with records to come:
+    /// each holds the watermark back until its first record, or until it is idle.
+    pub fn expect_partitions(&mut self, ids: &[i64]) {
+        if let Some(tracker) = self.tracker.as_mut() {
+            tracker.expect(ids, now_millis());
+        }
+    }
+
+    /// The earliest row time of a record still held in open state (see
+    /// [`Operator::held_since`]); `None` when none is, `i64::MIN` when all are.
+    pub fn held_since(&self) -> Option<i64> {
+        self.ops.iter().filter_map(|o| o.held_since()).min()
+    }
+
+    /// The latest row time (event time, or processing time for windows on it) of the
+    /// records read since the last call, and reset. A runtime pairs it with the input
+    /// it just processed: once [`Processor::held_since`] is above it, that input holds
+    /// nothing open any more. `None` when the query reads no time.
+    pub fn take_max_time(&mut self) -> Option<i64> {
+        self.max_time.take()
     }
 
     /// Take the records routed to the dead letters since the last call:
@@ -485,6 +518,7 @@ impl Processor {
             if let Some(failed) = failed {
                 keep_rows = Some(failed);
             }
+
             if time.field.is_some() || time.windowed {
                 times = Some((event, time.partition));
             }
@@ -503,6 +537,7 @@ impl Processor {
             // Rows whose event time failed do not move the watermark.
             match &keep_rows {
                 None => {
+                    self.max_time = max_of(self.max_time, values);
                     tracker.advance(values.values(), partitions, ctx.now_ms, &mut self.marks)?
                 }
                 Some(keep) => {
@@ -512,6 +547,7 @@ impl Processor {
                         None => None,
                     };
                     let kept = kept.as_any().downcast_ref::<Int64Array>().expect("Int64");
+                    self.max_time = max_of(self.max_time, kept);
                     tracker.advance(
                         kept.values(),
                         kept_parts.as_deref(),
@@ -1140,7 +1176,17 @@ fn computed_type(dt: &DataType) -> Option<DataType> {
 pub fn is_system_column(name: &str) -> bool {
     matches!(
         name,
-        "_event_time" | "_timestamp" | "_partition" | "_offset" | "_window_start" | "_window_end"
+        "_event_time"
+            | "_timestamp"
+            | "_partition"
+            | "_offset"
+            | "_window_start"
+            | "_window_end"
+            | "_source_partition"
+            | "_topic"
+            | "_key"
+            | "_kafka_timestamp"
+            | "_headers"
     )
 }
 
@@ -1219,10 +1265,14 @@ fn bind_time(
         field,
         format,
         on_error: spec.on_error,
-        partition: original
-            .index_of("_partition")
-            .ok()
-            .filter(|&i| original.field(i).data_type().is_integer()),
+        // The watermark is tracked per source partition: `_source_partition` when the
+        // runtime numbers the partitions of several topics or sources, else `_partition`.
+        partition: ["_source_partition", "_partition"].iter().find_map(|name| {
+            original
+                .index_of(name)
+                .ok()
+                .filter(|&i| original.field(i).data_type().is_integer())
+        }),
         column,
         windowed: plan.window.is_some(),
         fields: names,

@@ -106,6 +106,16 @@ impl WatermarkTracker {
         self.raise(c);
     }
 
+    /// Partitions known to have records to come (a Kafka source's partitions with
+    /// messages to read): each holds the watermark back from now until its first record
+    /// (or until it is idle), so that a partition read later than the others does not
+    /// find its windows closed by theirs.
+    pub fn expect(&mut self, ids: &[i64], now_ms: i64) {
+        for &id in ids {
+            self.partition(id, now_ms);
+        }
+    }
+
     fn partition(&mut self, id: i64, now_ms: i64) -> usize {
         if let Some(&i) = self.index.get(&id) {
             return i;

@@ -170,6 +170,16 @@ pub trait Operator: Send {
     fn state_bytes(&self) -> usize {
         0
     }
+
+    /// The earliest time (event time, or processing time for windows on it) of a record
+    /// whose output rows are still to come because it is held in open state: a window
+    /// not yet closed, a session, a running aggregate. `None` when no record is held;
+    /// `i64::MIN` when every record read so far is held (a GROUP BY without a window
+    /// keeps its aggregates to the end of the input). A record older than this has given
+    /// every row it ever will, which is what a source may commit (SPEC section 1).
+    fn held_since(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// Evaluate a boolean predicate over a chunk into a mask.

@@ -638,6 +638,12 @@ impl<A: Assigner> Operator for FixedWindows<A> {
         Ok(())
     }
 
+    fn held_since(&self) -> Option<i64> {
+        // Bins (windows, or panes) are kept until every window holding them closed; a
+        // record older than the first bin's start is in no open window.
+        self.bins.index.keys().next().copied()
+    }
+
     fn state_groups(&self) -> usize {
         if self.paned {
             self.paned_state_groups()

@@ -299,6 +299,13 @@ impl Operator for Sessions {
         self.shared.live()
     }
 
+    fn held_since(&self) -> Option<i64> {
+        self.sessions
+            .iter()
+            .filter_map(|list| list.first().map(|s| s.start))
+            .min()
+    }
+
     fn state_bytes(&self) -> usize {
         self.shared.state_bytes()
             + self.sessions.capacity() * 24

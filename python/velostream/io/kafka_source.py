@@ -1,0 +1,539 @@
+"""The Kafka source: JSON messages of one or more topics as record batches (SPEC section 7).
+
+Messages are consumed in batches with ``Consumer.consume(num_messages, timeout)``; the
+whole batch of messages goes to Rust in one call (``_core.decode_kafka``), which takes the
+payloads, partitions and offsets from the messages and decodes the JSON to Arrow with the
+GIL released. No Python runs per message on this path.
+
+Every batch comes with its *positions*: per (topic, partition), the first and last offset
+it holds. The runtime commits a position only when every sink acknowledged every row
+derived from it (:mod:`velostream.runtime.checkpoint`); the source itself never commits on
+its own (``enable.auto.commit`` is off).
+
+Columns: the JSON fields (declared with ``CREATE STREAM s (...)``, or inferred from the
+first messages), then ``_partition`` (int32) and ``_offset`` (int64), then, when the query
+reads them, ``_topic``, ``_key`` (bytes), ``_kafka_timestamp`` (epoch millis) and
+``_headers`` (a JSON object as text). System columns are not part of ``SELECT *``.
+Event time from the Kafka timestamp: ``'event.time.field' = '_kafka_timestamp'``.
+
+Keys of ``<name>.`` (others go to librdkafka, which validates them):
+
+- ``type = 'kafka_source'``; ``topic``: the topic, or several separated by commas
+  (default: the connector's name); ``format = 'json'``;
+- ``group.id`` (default ``velostream-<statement>``), ``auto.offset.reset`` (default
+  ``earliest``), ``bootstrap.servers``, any librdkafka consumer key;
+- ``topic.wait.timeout``: how long to wait for a topic that does not exist yet (default:
+  fail at once), ``topic.retry.interval``: how often to look (default 1 s);
+- ``batch.size``: messages per ``consume`` call (default 10000);
+- ``schema.inference.rows``: messages whose JSON decides the inferred column types.
+
+Bounded reading (``--until-end``, SPEC section 3): the source ends when each partition
+reaches the high watermark it had when the source started; messages beyond it are left
+for the next run (not read, not committed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from velostream import _core
+from velostream.config import parse_duration_ms
+from velostream.errors import ConfigError, SourceError
+from velostream.io import _codec
+from velostream.io.bad_records import BadRecordPolicy
+
+logger = logging.getLogger("velostream.io")
+
+#: Keys of a Kafka source that are velostream's, not librdkafka's.
+OWN_KEYS = (
+    "type",
+    "topic",
+    "format",
+    "topic.wait.timeout",
+    "topic.retry.interval",
+    "batch.size",
+    "schema.inference.rows",
+    "event.time.field",
+    "event.time.format",
+    "event.time.error",
+    "watermark.strategy",
+    "watermark.max_out_of_orderness",
+    "watermark.idle_timeout",
+    "late.data.strategy",
+    "late.data.allowed_lateness",
+)
+
+#: The metadata columns a Kafka source can add besides ``_partition`` and ``_offset``.
+METADATA_COLUMNS = ("_topic", "_key", "_kafka_timestamp", "_headers")
+
+#: Consumer settings of velostream, overridable by the connector's keys. Offsets are
+#: committed by the runtime only (after the sinks acknowledged); fetching is not held
+#: back by a full prefetch queue for a whole second (librdkafka's default backoff).
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "auto.offset.reset": "earliest",
+    "fetch.queue.backoff.ms": 1,
+    "fetch.wait.max.ms": 100,
+}
+
+#: Settings the runtime's commit protocol needs: not overridable.
+CONSUMER_FIXED: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+}
+
+#: How long one ``consume`` call waits for messages, seconds (also how often ``stop``
+#: is looked at).
+CONSUME_TIMEOUT = 0.1
+
+#: librdkafka's "partition EOF" event code.
+_PARTITION_EOF = -191
+
+#: Consumer errors that retrying cannot fix (others are retried by librdkafka).
+_FATAL_CODES = (
+    3,  # UNKNOWN_TOPIC_OR_PART: the topic was deleted
+    29,  # TOPIC_AUTHORIZATION_FAILED
+    30,  # GROUP_AUTHORIZATION_FAILED
+    -150,  # _FATAL
+)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Offsets of one partition held by a batch: ``first`` to ``last`` inclusive."""
+
+    topic: str
+    partition: int
+    first: int
+    last: int
+
+
+def consumer_config(
+    name: str, properties: Mapping[str, str], *, group_id: str, until_end: bool = False
+) -> dict[str, Any]:
+    """The librdkafka settings of source ``name``, checked by the client.
+
+    Raises:
+        ConfigError: the client rejects a key or a value (naming it), or a setting the
+            commit protocol needs is overridden.
+    """
+    from confluent_kafka import Consumer, KafkaException
+
+    settings = {k: v for k, v in properties.items() if k not in OWN_KEYS}
+    for key, value in CONSUMER_FIXED.items():
+        if key in settings and str(settings[key]).lower() != str(value).lower():
+            raise ConfigError(
+                f"kafka source {name!r}: '{name}.{key}' cannot be changed: velostream commits "
+                "offsets itself, once the sinks acknowledged the rows derived from them",
+                key=f"{name}.{key}",
+                value=settings[key],
+            )
+    config: dict[str, Any] = {"group.id": group_id, **CONSUMER_DEFAULTS, **settings}
+    config.update(CONSUMER_FIXED)
+    if until_end:
+        config["enable.partition.eof"] = True
+    config["logger"] = logging.getLogger("velostream.kafka")
+    try:
+        Consumer(config).close()  # the client validates every key and value here
+    except (KafkaException, ValueError, TypeError) as exc:
+        detail = str(exc.args[0] if exc.args else exc)
+        bad = next((k for k in settings if f'"{k}"' in detail or f"'{k}'" in detail), None)
+        raise ConfigError(
+            f"kafka source {name!r}: the Kafka client rejects its settings: {detail}",
+            key=f"{name}.{bad}" if bad else f"{name}.type",
+            value=settings.get(bad) if bad else "kafka_source",
+        ) from None
+    return config
+
+
+class KafkaSource:
+    """Reads JSON messages from Kafka topics as record batches with their positions."""
+
+    def __init__(
+        self,
+        name: str,
+        properties: Mapping[str, str],
+        *,
+        group_id: str,
+        bad_records: BadRecordPolicy | None = None,
+        schema: pa.Schema | None = None,
+        inference_rows: int = 1000,
+        metadata: Sequence[str] = (),
+    ) -> None:
+        """Check the settings of source ``name`` (keys relative to ``<name>.``).
+
+        Nothing connects before :meth:`read`.
+
+        Args:
+            name: the connector name.
+            properties: its keys without the ``<name>.`` prefix.
+            group_id: the consumer group when ``group.id`` is not set.
+            bad_records: the statement's bad-record policy (default: ``fail``).
+            schema: the declared columns (exact types, no inference); None: inferred.
+            inference_rows: messages used to infer the column types.
+            metadata: the metadata columns the query reads (of :data:`METADATA_COLUMNS`).
+
+        Raises:
+            ConfigError: a bad setting, a format other than json, an unknown metadata
+                column.
+        """
+        fmt = properties.get("format", "json")
+        if fmt != "json":
+            raise ConfigError(
+                f"kafka source {name!r} reads JSON messages: format {fmt!r} is not supported",
+                key=f"{name}.format",
+                value=fmt,
+                allowed=("json",),
+            )
+        unknown = [m for m in metadata if m not in METADATA_COLUMNS]
+        if unknown:
+            raise ConfigError(
+                f"kafka source {name!r}: no metadata column {unknown[0]!r}",
+                key=f"{name}.type",
+                allowed=METADATA_COLUMNS,
+            )
+        self.name = name
+        topics = [t.strip() for t in properties.get("topic", name).split(",")]
+        if not all(topics):
+            raise ConfigError(
+                f"kafka source {name!r}: '{name}.topic' = {properties.get('topic')!r} holds "
+                "an empty topic name",
+                key=f"{name}.topic",
+                value=properties.get("topic"),
+            )
+        self.topics = list(dict.fromkeys(topics))
+        self.properties = dict(properties)
+        self.group_id = properties.get("group.id", group_id)
+        wait = properties.get("topic.wait.timeout")
+        self.wait_timeout_ms = parse_duration_ms(wait) if wait is not None else None
+        self.retry_interval_ms = parse_duration_ms(properties.get("topic.retry.interval", "1s"))
+        self.batch_size = int(properties.get("batch.size", "10000"))
+        self.bad_records = bad_records if bad_records is not None else BadRecordPolicy("fail")
+        self.schema = schema
+        self.declared = schema is not None
+        self.inference_rows = inference_rows
+        # Several topics: `_topic` tells their partitions apart (for the watermark).
+        wanted = {*metadata, *(["_topic"] if len(self.topics) > 1 else [])}
+        self.metadata = tuple(m for m in METADATA_COLUMNS if m in wanted)
+        self._config = consumer_config(name, properties, group_id=self.group_id)
+        self._consumer: Any = None
+        self._decoder: Any = _codec.JsonDecoder(schema) if schema is not None else None
+        self._paused = False
+        self._lock = threading.Lock()
+        self._records = 0
+        self._bad = 0
+        self._tombstones = 0
+        self._bytes = 0
+        self._commits = 0
+        #: (topic, partition) -> the next offset to read (after the last one read).
+        self._next: dict[tuple[str, int], int] = {}
+        #: (topic, partition) -> the high watermark seen last.
+        self._high: dict[tuple[str, int], int] = {}
+
+    # ------------------------------------------------------------------ connecting
+
+    def _wait_for_topics(self, consumer: Any, stop: threading.Event | None) -> dict[str, int]:
+        """Topic -> partition count, once every topic exists (or the wait times out)."""
+        deadline = (
+            time.monotonic() + self.wait_timeout_ms / 1000
+            if self.wait_timeout_ms is not None
+            else None
+        )
+        while True:
+            missing: list[str] = []
+            found: dict[str, int] = {}
+            for topic in self.topics:
+                try:
+                    metadata = consumer.list_topics(topic, timeout=10)
+                except Exception as exc:  # KafkaException: broker unreachable
+                    raise SourceError(
+                        f"kafka source {self.name!r}: cannot read the metadata of topic "
+                        f"{topic!r} from {self._config.get('bootstrap.servers')}: {exc}",
+                        source=self.name,
+                        cause=str(exc),
+                    ) from None
+                info = metadata.topics.get(topic)
+                if info is None or info.error is not None or not info.partitions:
+                    missing.append(topic)
+                else:
+                    found[topic] = len(info.partitions)
+            if not missing:
+                return found
+            if deadline is None or time.monotonic() >= deadline:
+                if self.wait_timeout_ms is not None:
+                    waited = (
+                        f" after waiting {self.wait_timeout_ms / 1000:g} s "
+                        f"('{self.name}.topic.wait.timeout')"
+                    )
+                else:
+                    waited = f" (set '{self.name}.topic.wait.timeout' to wait for it)"
+                raise SourceError(
+                    f"kafka source {self.name!r}: topic {missing[0]!r} does not exist{waited}",
+                    source=self.name,
+                    cause=f"unknown topic {missing[0]}",
+                )
+            logger.info(
+                "kafka source %r: waiting for topic %r to be created", self.name, missing[0]
+            )
+            if stop is not None:
+                if stop.wait(self.retry_interval_ms / 1000):
+                    return {}
+            else:
+                time.sleep(self.retry_interval_ms / 1000)
+
+    def _connect(
+        self, until_end: bool, stop: threading.Event | None
+    ) -> tuple[dict[tuple[str, int], int], list[tuple[str, int]]]:
+        """Create the consumer and assign every partition.
+
+        Returns:
+            The end offsets of the partitions with messages to read (bounded runs), and
+            the partitions with messages to read now.
+        """
+        from confluent_kafka import Consumer, TopicPartition
+
+        config = dict(self._config)
+        if until_end:
+            config["enable.partition.eof"] = True
+        consumer = Consumer(config)
+        self._consumer = consumer
+        partitions = self._wait_for_topics(consumer, stop)
+        assignment = [
+            TopicPartition(topic, p) for topic, count in partitions.items() for p in range(count)
+        ]
+        ends: dict[tuple[str, int], int] = {}
+        if assignment:
+            committed = {
+                (tp.topic, tp.partition): tp.offset
+                for tp in consumer.committed(assignment, timeout=10)
+            }
+            reset = str(config.get("auto.offset.reset", "latest")).lower()
+            for tp in assignment:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                key = (tp.topic, tp.partition)
+                start = committed.get(key, -1001)
+                if start < 0:
+                    start = high if reset in ("latest", "largest", "end") else low
+                self._next[key] = start
+                self._high[key] = high
+                if start < high:
+                    ends[key] = high
+        consumer.assign(assignment)
+        return ends, list(ends)
+
+    # ------------------------------------------------------------------ reading
+
+    def read(
+        self,
+        *,
+        until_end: bool = True,
+        stop: threading.Event | None = None,
+        on_partitions: Callable[[list[tuple[str, int]]], None] | None = None,
+    ) -> Iterator[tuple[pa.RecordBatch, list[Position]]]:
+        """Yield ``(batch, positions)`` until ``stop`` or, bounded, the end offsets.
+
+        A batch may be empty (every message bad, or tombstones): its positions still
+        count as read, so they can be committed.
+
+        Args:
+            until_end: end at the high watermarks seen at the start (SPEC section 3).
+            stop: when set, stop at the next ``consume`` call.
+            on_partitions: told, once connected, the (topic, partition) pairs that hold
+                messages to read, before the first batch (their watermarks must wait
+                for them).
+
+        Raises:
+            SourceError: a topic does not exist (after the wait), the broker fails.
+            DataError: a bad message under ``'error.strategy' = 'fail'``.
+        """
+        ends, waiting = self._connect(until_end, stop)
+        if on_partitions is not None and waiting:
+            on_partitions(waiting)
+        limits = dict(ends) if until_end else None
+        if until_end and not ends:
+            return
+        consumer = self._consumer
+        while stop is None or not stop.is_set():
+            messages = consumer.consume(self.batch_size, CONSUME_TIMEOUT)
+            if not messages:
+                continue
+            if self._decoder is None:
+                self._infer(messages)
+            batch, bad, positions, events, counts = _core.decode_kafka(
+                self._decoder, messages, self.metadata, limits
+            )
+            self._bytes += counts["bytes"]
+            self._tombstones += counts["tombstones"]
+            self._records += batch.num_rows
+            for topic, partition, offset, code, text in events:
+                if code == _PARTITION_EOF:
+                    if until_end and offset >= ends.get((topic, partition), 0):
+                        ends.pop((topic, partition), None)
+                    continue
+                self._event(topic, partition, code, text)
+            out = []
+            for topic, partition, first, last, _count in positions:
+                out.append(Position(topic, partition, first, last))
+                self._next[(topic, partition)] = last + 1
+                if until_end and last + 1 >= ends.get((topic, partition), 0):
+                    ends.pop((topic, partition), None)
+            if bad:
+                self._bad += len(bad)
+                self.bad_records.handle(
+                    self.name,
+                    [
+                        (f"topic {t} partition {p} offset {o}", reason, raw, field, value)
+                        for t, p, o, reason, raw, field, value in bad
+                    ],
+                )
+            if out:
+                yield batch, out
+            if until_end and not ends:
+                return
+
+    def _event(self, topic: str, partition: int, code: int, text: str) -> None:
+        """A consumer error: fatal ones end the run, others are logged (librdkafka retries)."""
+        if code in _FATAL_CODES:
+            raise SourceError(
+                f"kafka source {self.name!r}: topic {topic!r} partition {partition}: {text}",
+                source=self.name,
+                cause=text,
+            )
+        logger.warning(
+            "kafka source %r: topic %r partition %d: %s (retried by the client)",
+            self.name,
+            topic,
+            partition,
+            text,
+        )
+
+    def _infer(self, messages: list[Any]) -> None:
+        """Infer the column types from the JSON of the first messages."""
+        sample: list[bytes] = []
+        for message in messages:
+            if message.error() is not None:
+                continue
+            value = message.value()
+            if value:
+                sample.append(value.replace(b"\n", b" ").replace(b"\r", b" "))
+            if len(sample) >= self.inference_rows:
+                break
+        if not sample:
+            return self._set_schema(pa.schema([]))
+        schema, widenings = _codec.infer_json(b"\n".join(sample), self.inference_rows)
+        for column, old, new, index, value in widenings:
+            logger.warning(
+                "kafka source %r: column %r widened from %s to %s by the value %r of message "
+                "%d of the sample (types are inferred from the first %d messages; declare the "
+                "column's type to read it exactly)",
+                self.name,
+                column,
+                old,
+                new,
+                value,
+                index + 1,
+                self.inference_rows,
+            )
+        reserved = [f for f in schema.names if f in ("_partition", "_offset", *METADATA_COLUMNS)]
+        for field in reserved:
+            logger.warning(
+                "kafka source %r: the JSON field %r is not read: the column of that name is "
+                "the message's own metadata",
+                self.name,
+                field,
+            )
+            schema = schema.remove(schema.get_field_index(field))
+        return self._set_schema(schema)
+
+    def _set_schema(self, schema: pa.Schema) -> None:
+        self.schema = schema
+        self._decoder = _codec.JsonDecoder(schema)
+
+    def batches(
+        self, *, until_end: bool = True, stop: threading.Event | None = None
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the batches of :meth:`read` without their positions."""
+        for batch, _positions in self.read(until_end=until_end, stop=stop):
+            yield batch
+
+    # ------------------------------------------------------------------ runtime hooks
+
+    def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        """Commit ``offsets`` ((topic, partition) -> the next offset to read), synchronously.
+
+        Raises:
+            SourceError: the broker refused the commit.
+        """
+        if not offsets or self._consumer is None:
+            return
+        from confluent_kafka import KafkaException, TopicPartition
+
+        partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            self._consumer.commit(offsets=partitions, asynchronous=False)
+        except KafkaException as exc:
+            raise SourceError(
+                f"kafka source {self.name!r}: committing offsets failed: {exc}",
+                source=self.name,
+                cause=str(exc),
+            ) from None
+        self._commits += 1
+
+    def pause(self) -> None:
+        """Stop fetching (the runtime's queue is full): backpressure."""
+        with self._lock:
+            if self._consumer is not None and not self._paused:
+                self._consumer.pause(self._consumer.assignment())
+                self._paused = True
+
+    def resume(self) -> None:
+        """Fetch again."""
+        with self._lock:
+            if self._consumer is not None and self._paused:
+                self._consumer.resume(self._consumer.assignment())
+                self._paused = False
+
+    def lag(self) -> int | None:
+        """Messages behind the high watermarks (None before the first read)."""
+        consumer = self._consumer
+        if consumer is None or not self._next:
+            return None
+        from confluent_kafka import TopicPartition
+
+        total = 0
+        for (topic, partition), position in list(self._next.items()):
+            try:
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except Exception:
+                return None
+            if high >= 0:
+                total += max(0, high - position)
+        return total
+
+    def describe(self) -> str:
+        """One line for ``explain``."""
+        return f"kafka_source topic {','.join(self.topics)} group {self.group_id} (format json)"
+
+    def metrics(self) -> dict[str, int]:
+        """Counters: records_read, bad_records, tombstones, bytes_read, commits."""
+        return {
+            "records_read": self._records,
+            "bad_records": self._bad,
+            "tombstones": self._tombstones,
+            "bytes_read": self._bytes,
+            "commits": self._commits,
+        }
+
+    def close(self) -> None:
+        """Leave the group and close the consumer (idempotent)."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            consumer.close()

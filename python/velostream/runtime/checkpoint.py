@@ -1,0 +1,179 @@
+"""Which source positions may be committed, and the commit order (SPEC sections 1 and 7).
+
+A source hands the runtime each batch with its *positions* (per topic partition, the
+first and last offset it holds). A position may be committed only once every row derived
+from it is durable in every sink. Two things stand between a record and that:
+
+- **open state**: a record folded into a window that has not closed (or a session, or a
+  running aggregate without a window) still has output rows to come. After each batch the
+  query says how far back its open state reaches (``Query.take_progress``: the latest row
+  time of the batch, the earliest row time still held); a batch whose latest row time is
+  older than everything held is *released*: all its rows have been emitted;
+- **acknowledgement**: emitted rows are durable once the sinks are flushed (a Kafka
+  sink's flush waits for the broker's acknowledgements).
+
+:class:`OffsetTracker` keeps the batches not yet committed, in order, per statement.
+:meth:`Checkpoint.run` is the commit order (as Quix Streams' checkpoint): flush every
+sink the rows may have gone to (and the dead letters), then commit, per partition, the
+offset of its oldest record not released (or one past its last record when all are).
+After a crash the job re-reads from there: windows that were open are computed again
+whole; rows already written may be written again (at-least-once), none is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+logger = logging.getLogger("velostream.runtime")
+
+#: ``held`` when every record read so far is held (a GROUP BY without a window).
+HOLD_ALL = -(2**63)
+
+
+class Committer(Protocol):
+    """A source that can commit positions (a Kafka source)."""
+
+    name: str
+
+    def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Commit (topic, partition) -> the next offset to read."""
+        ...
+
+
+@dataclass
+class _Entry:
+    source: str
+    #: (topic, partition, first offset, last offset) per partition of the batch.
+    positions: Sequence[tuple[str, int, int, int]]
+    latest: int | None
+    released: bool = False
+
+
+def releases(latest: int | None, held: int | None) -> bool:
+    """Whether a batch whose latest row time is ``latest`` holds nothing open under ``held``.
+
+    Args:
+        latest: the latest row time of the batch's records (None: none, or no time).
+        held: the earliest row time still held in open state (None: nothing held;
+            :data:`HOLD_ALL`: everything).
+    """
+    if held is None:
+        return True
+    if held == HOLD_ALL:
+        return False
+    return latest is None or latest < held
+
+
+@dataclass
+class OffsetTracker:
+    """The positions of one statement's input batches until they are committed.
+
+    Attributes:
+        committed: (source, topic, partition) -> the offset committed last.
+    """
+
+    _entries: list[_Entry] = field(default_factory=list)
+    committed: dict[tuple[str, str, int], int] = field(default_factory=dict)
+
+    def add(
+        self, source: str, positions: Sequence[tuple[str, int, int, int]], latest: int | None
+    ) -> None:
+        """Record a processed batch of ``source``: its positions and latest row time."""
+        if positions:
+            self._entries.append(_Entry(source, positions, latest))
+
+    def release(self, held: int | None) -> None:
+        """Mark the batches that hold nothing open under ``held`` (after a batch)."""
+        for entry in self._entries:
+            if not entry.released and releases(entry.latest, held):
+                entry.released = True
+
+    @property
+    def pending(self) -> int:
+        """Batches not committed yet."""
+        return len(self._entries)
+
+    def committable(self) -> dict[str, dict[tuple[str, int], int]]:
+        """Source -> (topic, partition) -> next offset, for released batches; forgets them.
+
+        Call it only once every row emitted so far is durable (the sinks flushed): a
+        released batch's rows were all emitted before it was released.
+        """
+        oldest_open: dict[tuple[str, str, int], int] = {}
+        done_to: dict[tuple[str, str, int], int] = {}
+        kept: list[_Entry] = []
+        for entry in self._entries:
+            keys = [(entry.source, t, p) for t, p, _, _ in entry.positions]
+            if entry.released and not any(key in oldest_open for key in keys):
+                for (_, _, _, last), key in zip(entry.positions, keys, strict=True):
+                    done_to[key] = max(done_to.get(key, -1), last + 1)
+                continue
+            # Kept until every older batch of its partitions is released too, so that
+            # the commit then moves past it.
+            kept.append(entry)
+            if not entry.released:
+                for (_, _, first, _), key in zip(entry.positions, keys, strict=True):
+                    oldest_open.setdefault(key, first)
+        offsets: dict[str, dict[tuple[str, int], int]] = {}
+        for key in {*oldest_open, *done_to}:
+            target = oldest_open.get(key, done_to.get(key))
+            assert target is not None
+            if target > self.committed.get(key, -1):
+                source, topic, partition = key
+                offsets.setdefault(source, {})[(topic, partition)] = target
+                self.committed[key] = target
+        self._entries = kept
+        return offsets
+
+
+class Checkpoint:
+    """The commit order of one statement: flush sinks and dead letters, then commit.
+
+    Attributes:
+        commits: commits made (one per source with something new to commit).
+    """
+
+    def __init__(
+        self,
+        tracker: OffsetTracker,
+        flushes: Sequence[Callable[[], None]],
+        sources: Sequence[Any],
+    ) -> None:
+        """Create the checkpoint.
+
+        Args:
+            tracker: the statement's offset tracker.
+            flushes: what makes every emitted row durable: the flush of each sink the
+                statement's rows reach (its own, and those of the statements reading
+                its output in-process), and of its dead letters.
+            sources: the statement's sources; those with a ``commit`` method get their
+                positions committed.
+        """
+        self.tracker = tracker
+        self.flushes = list(flushes)
+        self.sources = {s.name: s for s in sources if hasattr(s, "commit")}
+        self.commits = 0
+
+    def run(self) -> None:
+        """Flush, then commit what the flush made durable.
+
+        Raises:
+            SinkError: a sink could not make its rows durable (nothing is committed).
+            SourceError: the broker refused the commit.
+        """
+        if not self.sources:
+            for flush in self.flushes:
+                flush()
+            return
+        for flush in self.flushes:
+            flush()
+        for name, offsets in self.tracker.committable().items():
+            source = self.sources.get(name)
+            if source is None or not offsets:
+                continue
+            source.commit(offsets)
+            self.commits += 1
+            logger.debug("committed %s: %s", name, offsets)
