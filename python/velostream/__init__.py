@@ -3,6 +3,7 @@
 from velostream import _core
 from velostream.app import Application, RunReport
 from velostream.errors import (
+    CircuitOpenError,
     CircularDependencyError,
     ConfigError,
     DataError,
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Application",
+    "CircuitOpenError",
     "CircularDependencyError",
     "ConfigError",
     "DataError",

@@ -113,6 +113,18 @@ def _duration(text: str) -> None:
     parse_duration_ms(text)
 
 
+# The longest retry or circuit-breaker duration: longer ones are surely a mistake (a unit).
+_MAX_RESILIENCE_MS = 86_400_000
+
+
+def _resilience_duration(text: str) -> None:
+    millis = parse_duration_ms(text)
+    if millis <= 0:
+        raise ValueError("expected a positive duration")
+    if millis > _MAX_RESILIENCE_MS:
+        raise ValueError("expected a duration of at most 1d")
+
+
 def _boolean(text: str) -> None:
     parse_bool(text)
 
@@ -287,6 +299,43 @@ _STATEMENT_SPECS: tuple[PropertySpec, ...] = (
         "JSON Lines file receiving dead letters (shorthand for a dead-letter file sink)",
         _non_empty,
         "a file path",
+    ),
+    # SPEC 7: retries of transient errors and the circuit breaker around sinks
+    # (velostream.runtime.resilience reads them).
+    _spec(
+        "retry.max.attempts",
+        "attempts in all (the first included) at a call failing with a transient error",
+        _positive_int,
+        "a positive integer",
+        default="10",
+    ),
+    _spec(
+        "retry.backoff.initial",
+        "the longest delay before the first retry (each next one doubles, with full jitter)",
+        _resilience_duration,
+        "a positive duration of at most 1d, such as 100ms",
+        default="100ms",
+    ),
+    _spec(
+        "retry.backoff.max",
+        "the longest delay between two attempts",
+        _resilience_duration,
+        "a positive duration of at most 1d, such as 30s",
+        default="30s",
+    ),
+    _spec(
+        "circuit.breaker.failure.threshold",
+        "consecutive failures of a sink that open its circuit breaker",
+        _positive_int,
+        "a positive integer",
+        default="5",
+    ),
+    _spec(
+        "circuit.breaker.reset.timeout",
+        "how long an open circuit breaker waits before a trial call to its sink",
+        _resilience_duration,
+        "a positive duration of at most 1d, such as 30s",
+        default="30s",
     ),
     # SPEC 4: inference of undeclared file sources (also '<source>.schema.inference.rows').
     _spec(
@@ -865,5 +914,5 @@ def describe_statement_properties() -> str:
         key = spec.key + "<col>" if spec.prefix else spec.key
         values = " | ".join(spec.allowed) if spec.allowed else spec.expects
         default = f" (default {spec.default})" if spec.default is not None else ""
-        lines.append(f"{key:32} {values}{default}: {spec.description}")
+        lines.append(f"{key:34} {values}{default}: {spec.description}")
     return "\n".join(lines)

@@ -184,6 +184,31 @@ class SinkError(VelostreamError):
         super().__init__(message)
 
 
+class CircuitOpenError(SinkError):
+    """A sink's circuit breaker is open: the sink kept failing and is not called for now.
+
+    Attributes:
+        sink: the sink name.
+        cause: the sink's last failure, as text.
+        opened_at: when the circuit opened (epoch seconds).
+        retry_after: seconds until the breaker lets a trial call through (0 when a trial
+            is already running).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        sink: str | None = None,
+        cause: str | None = None,
+        opened_at: float | None = None,
+        retry_after: float = 0.0,
+    ) -> None:
+        super().__init__(message, sink=sink, cause=cause)
+        self.opened_at = opened_at
+        self.retry_after = retry_after
+
+
 class TopicNotFoundError(SourceError):
     """A Kafka topic does not exist (after waiting for it, when configured)."""
 
@@ -251,6 +276,7 @@ class InternalError(VelostreamError):
 
 
 __all__ = [
+    "CircuitOpenError",
     "CircularDependencyError",
     "ConfigError",
     "DataError",

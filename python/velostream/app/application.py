@@ -950,11 +950,11 @@ class Application:
                 except Exception as exc:
                     errors.append(exc)
         error = _foreign_error(errors[0], "running the application") if errors else None
+        statements = {name: runner.report(started) for name, runner in runners.items()}
+        for name, checkpoint in graph.checkpoints.items():
+            statements[name].commits = checkpoint.commits
         report = RunReport(
-            statements={name: runner.report(started) for name, runner in runners.items()},
-            duration=time.monotonic() - started,
-            error=error,
-            commits=graph.commits,
+            statements=statements, duration=time.monotonic() - started, error=error
         )
         self._report = report
         if error is not None:

@@ -21,6 +21,12 @@ class StatementReport:
             to its end (its inputs ended and its query flushed), its own time.
         sources: source name -> its counters.
         sinks: sink name -> its counters.
+        retries: calls of its sources and sinks retried after a transient error.
+        dead_letters: dead letters written for it (bad records under
+            ``'error.strategy' = 'dead_letter'`` and what its query routed there).
+        commits: source positions committed (Kafka offset commits).
+        lag: its sources' consumer lag at the end, in records (None: unknown, or no
+            source with a lag, such as a file).
 
     """
 
@@ -33,6 +39,10 @@ class StatementReport:
     duration: float = 0.0
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     sinks: dict[str, dict[str, int]] = field(default_factory=dict)
+    retries: int = 0
+    dead_letters: int = 0
+    commits: int = 0
+    lag: int | None = None
 
 
 @dataclass
@@ -43,14 +53,12 @@ class RunReport:
         statements: statement name -> its report, in application order.
         duration: seconds the whole run took.
         error: the exception that ended the run, if it failed (``stop``/``start`` mode).
-        commits: offset commits made (Kafka sources), after the sinks acknowledged.
 
     """
 
     statements: dict[str, StatementReport] = field(default_factory=dict)
     duration: float = 0.0
     error: BaseException | None = None
-    commits: int = 0
 
     @property
     def records_in(self) -> int:
@@ -66,6 +74,27 @@ class RunReport:
     def errors(self) -> int:
         """Bad input records of every statement together."""
         return sum(s.errors for s in self.statements.values())
+
+    @property
+    def retries(self) -> int:
+        """Retried calls of every statement together."""
+        return sum(s.retries for s in self.statements.values())
+
+    @property
+    def dead_letters(self) -> int:
+        """Dead letters written by every statement together."""
+        return sum(s.dead_letters for s in self.statements.values())
+
+    @property
+    def commits(self) -> int:
+        """Position commits of every statement together."""
+        return sum(s.commits for s in self.statements.values())
+
+    @property
+    def lag(self) -> int | None:
+        """The consumer lag of every statement together (None when none is known)."""
+        known = [s.lag for s in self.statements.values() if s.lag is not None]
+        return sum(known) if known else None
 
     def summary(self) -> str:
         """Return a short human-readable table of the run."""
@@ -89,5 +118,14 @@ class RunReport:
             end += f", {late:,} late records dropped"
         if dead:
             end += f", {dead:,} records sent to the dead letters by their query"
+        if self.dead_letters:
+            end += f", {self.dead_letters:,} dead letters written"
+        if self.retries:
+            end += f", {self.retries:,} retries"
+        if self.commits:
+            end += f", {self.commits:,} commits"
+        lag = self.lag
+        if lag:
+            end += f", consumer lag {lag:,} records"
         lines.append(end)
         return "\n".join(lines)
