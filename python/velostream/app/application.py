@@ -53,8 +53,10 @@ from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
 from velostream.io.file_source import FileSource
 from velostream.runtime.graph import JobGraph
+from velostream.runtime.guarded import GuardedSink
 from velostream.runtime.job import StatementRunner
 from velostream.runtime.report import RunReport
+from velostream.runtime.resilience import RetryPolicy, RetryStats
 from velostream.sql import Statement, declared_schema, parse_script
 from velostream.sql.dialect import node_position
 
@@ -855,26 +857,35 @@ class Application:
 
     # ------------------------------------------------------------------- running
 
-    def _build_runners(self) -> tuple[dict[str, StatementRunner], list[DeadLetterWriter]]:
+    def _build_runners(
+        self, abort: threading.Event
+    ) -> tuple[dict[str, StatementRunner], list[DeadLetterWriter]]:
         runners: dict[str, StatementRunner] = {}
         dead_letters: list[DeadLetterWriter] = []
         # Every sink also refuses, on its own, to write a file a source reads.
         reads = [str(path) for _, path in self._reads(self.statements)]
         for info in self.statements:
+            stats = RetryStats()
+
+            def guarded(sink: Sink, info: StatementInfo = info, stats: RetryStats = stats) -> Sink:
+                return GuardedSink(sink, info.properties, stats=stats, abort=abort)
+
             writer = None
             if info.dead_letter_sink is not None:
                 props = config.connectors(info.properties)[info.dead_letter_sink]
                 dl_sink: Sink = create_sink(
                     info.dead_letter_sink, props, base_dir=self.base_dir, source_paths=reads
                 )
-                writer = DeadLetterWriter(dl_sink)
+                writer = DeadLetterWriter(guarded(dl_sink))
             elif info.dead_letter_path is not None:
                 writer = DeadLetterWriter(
-                    FileSink(
-                        f"{info.name}.dead_letter",
-                        info.dead_letter_path,
-                        append=True,
-                        source_paths=reads,
+                    guarded(
+                        FileSink(
+                            f"{info.name}.dead_letter",
+                            info.dead_letter_path,
+                            append=True,
+                            source_paths=reads,
+                        )
                     )
                 )
             if writer is not None:
@@ -895,19 +906,25 @@ class Application:
                 for name, props in info.sources.items()
             ]
             sinks = [
-                create_sink(
-                    name,
-                    props,
-                    base_dir=self.base_dir,
-                    source_paths=reads,
-                    key_fields=info.statement.primary_key,
+                guarded(
+                    create_sink(
+                        name,
+                        props,
+                        base_dir=self.base_dir,
+                        source_paths=reads,
+                        key_fields=info.statement.primary_key,
+                    )
                 )
                 for name, props in info.sinks.items()
             ]
             query = self._compile(info.statement, info.properties)
-            runners[info.name] = StatementRunner(
+            runner = StatementRunner(
                 info.name, query, sinks, sources=sources, bad_records=policy, dead_letters=writer
             )
+            runner.retries = stats
+            runner.retry_policy = RetryPolicy.from_properties(info.properties)
+            runner.abort = abort
+            runners[info.name] = runner
         for info in self.statements:
             for upstream in info.upstream:
                 runners[upstream].downstream.append(runners[info.name])
@@ -919,7 +936,8 @@ class Application:
             with _defects_as_internal_errors("starting the run"):
                 # Again: a glob may match files that were not there when it was built.
                 self._check_writes(self.statements)
-                runners, dead_letters = self._build_runners()
+                abort = threading.Event()
+                runners, dead_letters = self._build_runners(abort)
         except BaseException as exc:
             self._report = RunReport(duration=time.monotonic() - started, error=exc)
             raise
@@ -927,6 +945,7 @@ class Application:
         graph = JobGraph(
             runners,
             self.waves,
+            failed=abort,
             commit_interval=lambda runner: (
                 config.parse_duration_ms(
                     self._by_name[runner.name].properties.get("commit.interval", "5s")
@@ -953,9 +972,7 @@ class Application:
         statements = {name: runner.report(started) for name, runner in runners.items()}
         for name, checkpoint in graph.checkpoints.items():
             statements[name].commits = checkpoint.commits
-        report = RunReport(
-            statements=statements, duration=time.monotonic() - started, error=error
-        )
+        report = RunReport(statements=statements, duration=time.monotonic() - started, error=error)
         self._report = report
         if error is not None:
             raise error

@@ -68,6 +68,8 @@ class FileSink:
         self.source_paths = tuple(source_paths)
         self._check_not_a_source()
         self._file: BinaryIO | None = None
+        #: Encoded bytes not written yet (after a failed write).
+        self._pending: list[memoryview] = []
         self._header_written = False
         self._records = 0
         self._bytes = 0
@@ -98,7 +100,9 @@ class FileSink:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 existing = self.append and self.path.exists() and self.path.stat().st_size > 0
-                self._file = open(self.path, "ab" if self.append else "wb")
+                # Unbuffered: each batch is one large write, and what a failed write
+                # left unwritten is known exactly (kept in `_pending`).
+                self._file = open(self.path, "ab" if self.append else "wb", buffering=0)
             except OSError as exc:
                 raise self._error("cannot open", exc) from exc
             # Appending CSV to a non-empty file: its header is already there.
@@ -130,17 +134,35 @@ class FileSink:
                 if batch.num_rows == 0:
                     return
                 data = _codec.encode_json(batch)
-            try:
-                handle.write(data)
-            except OSError as exc:
-                raise self._error("cannot write", exc) from exc
             self._records += batch.num_rows
-            self._bytes += len(data)
+            self._pending.append(memoryview(data))
+            self._drain(handle, "cannot write")
+
+    def _drain(self, handle: BinaryIO, what: str) -> None:
+        """Write what is pending; on a failure the unwritten rest stays pending.
+
+        So a write either takes the whole batch or fails having taken it all the same:
+        :meth:`flush` (retried by the runtime after a transient error such as a full
+        disk) writes the rest, and no line is ever written twice or cut.
+        """
+        while self._pending:
+            view = self._pending[0]
+            try:
+                written = handle.write(view)
+            except OSError as exc:
+                raise self._error(what, exc) from exc
+            written = written or 0
+            self._bytes += written
+            if written >= len(view):
+                self._pending.pop(0)
+            else:
+                self._pending[0] = view[written:]
 
     def flush(self) -> None:
-        """Flush buffered bytes to the operating system."""
+        """Write what a failed write left pending, and hand everything to the OS."""
         with self._lock:
             if self._file is not None:
+                self._drain(self._file, "cannot write")
                 try:
                     self._file.flush()
                 except OSError as exc:
@@ -152,6 +174,9 @@ class FileSink:
             handle = self._open()
             self._file = None
             try:
-                handle.close()
+                try:
+                    self._drain(handle, "cannot write")
+                finally:
+                    handle.close()
             except OSError as exc:
                 raise self._error("cannot close", exc) from exc

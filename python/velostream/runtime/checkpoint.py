@@ -22,6 +22,7 @@ whole; rows already written may be written again (at-least-once), none is missin
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +142,8 @@ class Checkpoint:
         tracker: OffsetTracker,
         flushes: Sequence[Callable[[], None]],
         sources: Sequence[Any],
+        *,
+        retry: Callable[[Callable[[], None], str], None] | None = None,
     ) -> None:
         """Create the checkpoint.
 
@@ -151,7 +154,10 @@ class Checkpoint:
                 its output in-process), and of its dead letters.
             sources: the statement's sources; those with a ``commit`` method get their
                 positions committed.
+            retry: runs a commit of the named source, retrying transient failures
+                (default: once).
         """
+        self._retry = retry or (lambda call, _name: call())
         self.tracker = tracker
         self.flushes = list(flushes)
         self.sources = {s.name: s for s in sources if hasattr(s, "commit")}
@@ -174,6 +180,6 @@ class Checkpoint:
             source = self.sources.get(name)
             if source is None or not offsets:
                 continue
-            source.commit(offsets)
+            self._retry(functools.partial(source.commit, offsets), name)
             self.commits += 1
             logger.debug("committed %s: %s", name, offsets)

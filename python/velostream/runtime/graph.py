@@ -132,6 +132,7 @@ class JobGraph:
         *,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         commit_interval: Callable[[StatementRunner], float] | None = None,
+        failed: threading.Event | None = None,
     ) -> None:
         """Wire the runners (their ``downstream`` lists already set).
 
@@ -140,13 +141,14 @@ class JobGraph:
             waves: the dependency waves (statements that read no other statement first).
             queue_size: batches each statement's input queue holds.
             commit_interval: seconds between checkpoints of a statement (default 5 s).
+            failed: set when the run fails (the sinks' retries and breakers wait on it).
         """
         self.runners = runners
         self.waves = [list(w) for w in waves]
         self.queue_size = queue_size
         self._interval = commit_interval or (lambda _r: DEFAULT_COMMIT_INTERVAL)
         self.errors: list[BaseException] = []
-        self._failed = threading.Event()
+        self._failed = failed if failed is not None else threading.Event()
         self._pending = {name: len(r.sources) for name, r in runners.items()}
         for runner in runners.values():
             for reader in runner.downstream:
@@ -157,6 +159,7 @@ class JobGraph:
                 runner.tracker,
                 [r.flush_sinks for r in runner.chain()],
                 runner.sources,
+                retry=runner.retry_source,
             )
             for name, runner in runners.items()
         }

@@ -22,6 +22,7 @@ from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
 from velostream.runtime.checkpoint import HOLD_ALL, OffsetTracker
 from velostream.runtime.report import StatementReport
+from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
 
 #: Where record ``row`` of a batch came from (``path:line``), when a source can tell.
 Locate = Callable[[int], "str | None"]
@@ -63,6 +64,13 @@ def _row_json(row: pa.RecordBatch) -> bytes:
     from velostream.io import _codec
 
     return _codec.encode_json(row).rstrip(b"\n")
+
+
+def _lag(sources: Sequence[Source]) -> int | None:
+    """The consumer lag of the sources that know theirs (None: none does)."""
+    lags = [lag() for s in sources if (lag := getattr(s, "lag", None)) is not None]
+    known = [x for x in lags if x is not None]
+    return sum(known) if known else None
 
 
 class StatementRunner:
@@ -108,6 +116,21 @@ class StatementRunner:
         self.held: int | None = None
         #: The positions of its input batches until they are committed.
         self.tracker = OffsetTracker()
+        #: Retries of its sources' and sinks' calls.
+        self.retries = RetryStats()
+        self.retry_policy = RetryPolicy()
+        self.abort: threading.Event | None = None
+
+    def retry_source(self, call: Callable[[], None], name: str) -> None:
+        """Run a call of source ``name`` (a commit), retrying transient failures."""
+        retry_call(
+            call,
+            policy=self.retry_policy,
+            kind="source",
+            name=name,
+            stop_event=self.abort,
+            stats=self.retries,
+        )
 
     def holding(self) -> int | None:
         """The earliest row time held open by its query or by a statement it feeds.
@@ -328,6 +351,9 @@ class StatementRunner:
             errors=self.bad_records.count if self.bad_records is not None else 0,
             late_dropped=int(self.query.metrics().get("late_dropped", 0)),
             dead_lettered=int(self.query.metrics().get("dead_lettered", 0)),
+            dead_letters=self.dead_letters.count if self.dead_letters is not None else 0,
+            retries=self.retries.retries,
+            lag=_lag(self.sources),
             duration=max(0.0, end - start),
             sources={s.name: s.metrics() for s in self.sources},
             sinks={s.name: s.metrics() for s in self.sinks},

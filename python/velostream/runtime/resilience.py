@@ -524,7 +524,8 @@ class RetryStats:
         self.retries = 0
         self.exhausted = 0
 
-    def _add(self, *, retries: int = 0, exhausted: int = 0) -> None:
+    def add(self, *, retries: int = 0, exhausted: int = 0) -> None:
+        """Count retries made (and calls given up) outside :func:`retry_call`."""
         with self._lock:
             self.retries += retries
             self.exhausted += exhausted
@@ -605,7 +606,7 @@ def retry_call(
             delay = backoff.next_delay()
             if delay is None:
                 if stats is not None:
-                    stats._add(exhausted=1)
+                    stats.add(exhausted=1)
                 raise _failure(
                     kind,
                     name,
@@ -613,7 +614,7 @@ def retry_call(
                     error,
                 ) from error
             if stats is not None:
-                stats._add(retries=1)
+                stats.add(retries=1)
             if on_retry is not None:
                 on_retry(RetryEvent(attempt, delay, error, backoff.elapsed))
             if stop_event is None:
