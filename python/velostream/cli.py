@@ -177,12 +177,16 @@ def _run(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    from velostream.runtime.progress import Progress
+
     try:
         app.start(until_end=args.until_end)
-        while not app.wait(0.2):
-            if stop.is_set():
-                app.stop()
-                break
+        # Live progress on a terminal (stderr), nothing otherwise.
+        with Progress(app.snapshot):
+            while not app.wait(0.2):
+                if stop.is_set():
+                    app.stop()
+                    break
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -55,6 +55,7 @@ from velostream.io.file_source import FileSource
 from velostream.runtime.graph import JobGraph
 from velostream.runtime.guarded import GuardedSink
 from velostream.runtime.job import StatementRunner
+from velostream.runtime.progress import RunSnapshot, StatementProgress
 from velostream.runtime.report import RunReport
 from velostream.runtime.resilience import RetryPolicy, RetryStats
 from velostream.sql import Statement, declared_schema, parse_script
@@ -288,6 +289,7 @@ class Application:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._report: RunReport | None = None
+        self._live: dict[str, StatementRunner] = {}
 
     @classmethod
     def from_file(
@@ -941,6 +943,7 @@ class Application:
         except BaseException as exc:
             self._report = RunReport(duration=time.monotonic() - started, error=exc)
             raise
+        self._live = runners
         errors: list[BaseException] = []
         graph = JobGraph(
             runners,
@@ -1050,6 +1053,34 @@ class Application:
             if self._thread.is_alive():
                 return None
         return self._report
+
+    def snapshot(self) -> RunSnapshot:
+        """Live counters of the run in progress (for a progress display).
+
+        Returns:
+            Per statement records in and out, bad records and consumer lag per source,
+            and the job's retries, dead letters written and commits; empty before a run.
+        """
+        statements: dict[str, StatementProgress] = {}
+        retries = dead = commits = 0
+        for name, runner in list(self._live.items()):
+            lags = {}
+            for source in runner.sources:
+                lag = getattr(source, "lag", None)
+                if lag is not None:  # Kafka: behind the high watermarks; files: no lag
+                    lags[source.name] = lag()
+                commits += int(source.metrics().get("commits", 0))
+            statements[name] = StatementProgress(
+                records_in=runner.records_in,
+                records_out=runner.records_out,
+                bad_records=runner.bad_records.count if runner.bad_records is not None else 0,
+                lag=lags,
+            )
+            retries += runner.retries.retries
+            dead += runner.dead_letters.count if runner.dead_letters is not None else 0
+        return RunSnapshot(
+            statements=statements, retries=retries, dead_letters=dead, commits=commits
+        )
 
     @property
     def report(self) -> RunReport | None:
