@@ -8,16 +8,26 @@ engine on purpose, to be measured against (see :mod:`velostream.legacy`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
+from sqlglot import exp
 
 from velostream import _core
-from velostream.errors import ConfigError, DataError, SnapshotError, SqlSyntaxError
+from velostream.errors import (
+    ConfigError,
+    DataError,
+    SnapshotError,
+    SqlSyntaxError,
+    SqlValidationError,
+)
 from velostream.legacy import LegacyEngine
 from velostream.sql import Statement, parse_statement, plan
+from velostream.sql.dialect import node_position
+from velostream.sql.statements import query_selects, relation_name
 
 Path = Literal["direct", "legacy"]
 
@@ -628,7 +638,234 @@ def compile_statement(
             )
     merged = {**(properties or {}), **statement.properties}
     _validate_properties(statement, merged)
+    if isinstance(statement.query, exp.Union):
+        return UnionQuery._create(statement, merged, path)  # type: ignore[return-value]
     return Query._create(statement, merged, path)
+
+
+def _branches(statement: Statement) -> list[Statement]:
+    """One statement per SELECT of a top-level UNION ALL (sharing WINDOW, EMIT, WITH)."""
+    out = []
+    for select in query_selects(statement.query):
+        source = select.args.get("from_")
+        name = relation_name(source.this) if source is not None else ""
+        out.append(dataclasses.replace(statement, query=select, sources=(name,)))
+    return out
+
+
+class UnionQuery:
+    """``SELECT ... UNION ALL SELECT ...``: one query per SELECT, their outputs together.
+
+    Each SELECT runs as its own :class:`Query` over its own input (its ``FROM`` name), with
+    the statement's ``WINDOW``, ``EMIT`` and properties; a batch goes to the SELECTs that
+    read its input (:meth:`process`'s ``input``), and their outputs are concatenated in
+    SELECT order. The output columns are the first SELECT's names; every SELECT must give
+    the same number of columns with the same types, or the query is refused when their
+    types are known (a :class:`~velostream.errors.SqlValidationError` naming the SELECT).
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("use velostream.compile() to build a query")
+
+    @classmethod
+    def _create(cls, statement: Statement, properties: Mapping[str, str], path: Path) -> UnionQuery:
+        query = object.__new__(cls)
+        query._statement = statement
+        query.branches = [Query._create(b, properties, path) for b in _branches(statement)]
+        query._schema = None
+        return query
+
+    _statement: Statement
+    branches: list[Query]
+    _schema: pa.Schema | None
+
+    @property
+    def statement(self) -> Statement:
+        """The parsed SQL statement."""
+        return self._statement
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The ``FROM`` names, one per SELECT."""
+        return tuple(b.input_name for b in self.branches)
+
+    @property
+    def input_name(self) -> str:
+        """The first SELECT's input (see :attr:`inputs`)."""
+        return self.branches[0].input_name
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        """The first SELECT's plan, with every SELECT's plan under ``"union"``."""
+        return {**self.branches[0].plan, "union": [b.plan for b in self.branches]}
+
+    @property
+    def path(self) -> Path:
+        """``"direct"`` or ``"legacy"``."""
+        return self.branches[0].path
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """Statement properties."""
+        return self.branches[0].properties
+
+    def _readers(self, input: str | None) -> list[tuple[int, Query]]:
+        if input is None:
+            if len(set(self.inputs)) > 1:
+                raise ConfigError(
+                    "this UNION ALL reads several inputs "
+                    f"({', '.join(dict.fromkeys(self.inputs))}): name the one a batch "
+                    "belongs to, e.g. process(batch, input='...')",
+                    key="input",
+                    allowed=tuple(dict.fromkeys(self.inputs)),
+                )
+            input = self.inputs[0]
+        readers = [(i, b) for i, b in enumerate(self.branches) if b.input_name == input]
+        if not readers:
+            raise ConfigError(
+                f"this UNION ALL reads no input {input!r}",
+                key="input",
+                value=input,
+                allowed=tuple(dict.fromkeys(self.inputs)),
+            )
+        return readers
+
+    def _conform(self, index: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """A SELECT's output under the union's column names, its types checked."""
+        schema = batch.schema
+        if self._schema is None:
+            self._schema = schema
+            return batch
+        first = self._schema
+        if len(schema) != len(first) or any(
+            a.type != b.type for a, b in zip(schema, first, strict=True)
+        ):
+            select = query_selects(self._statement.query)[index]
+            position = node_position(select) or (self._statement.line, self._statement.column)
+            raise SqlValidationError(
+                f"SELECT {index + 1} of the UNION ALL gives ({_columns(schema)}) where the "
+                f"first gives ({_columns(first)}): every SELECT must give the same number "
+                "of columns with the same types (CAST them)",
+                line=position[0],
+                column=position[1],
+            )
+        if schema.names != first.names:
+            batch = pa.RecordBatch.from_arrays(batch.columns, schema=first)
+        return batch
+
+    def _gather(self, outputs: list[tuple[int, pa.RecordBatch]]) -> pa.RecordBatch:
+        batches = [self._conform(i, b) for i, b in outputs]
+        kept = [b for b in batches if b.num_rows] or batches[:1]
+        if not kept:
+            return pa.RecordBatch.from_pylist([], schema=self._schema or pa.schema([]))
+        return kept[0] if len(kept) == 1 else pa.concat_batches(kept)
+
+    def process(self, data: Any, input: str | None = None) -> pa.RecordBatch:
+        """Process records of one input; returns the rows every SELECT reading it emits.
+
+        Args:
+            data: as for :meth:`Query.process`.
+            input: the input the records belong to (needed when the SELECTs read
+                different inputs).
+        """
+        return self._gather([(i, b.process(data)) for i, b in self._readers(input)])
+
+    def flush(self) -> pa.RecordBatch:
+        """End of every input: what each SELECT still holds."""
+        return self._gather([(i, b.flush()) for i, b in enumerate(self.branches)])
+
+    def bind(self, schema: pa.Schema, input: str | None = None) -> pa.Schema:
+        """Declare an input's schema; returns the union's output schema (checked)."""
+        out = None
+        for i, branch in self._readers(input):
+            out = self._conform(i, pa.RecordBatch.from_pylist([], schema=branch.bind(schema)))
+        assert out is not None
+        return self._schema or out.schema
+
+    @property
+    def output_schema(self) -> pa.Schema | None:
+        """The output schema, once a SELECT's is known."""
+        return self._schema
+
+    @property
+    def watermark(self) -> int | None:
+        """The lowest watermark of the SELECTs (None when none has one)."""
+        marks = [b.watermark for b in self.branches if b.watermark is not None]
+        return min(marks) if marks else None
+
+    def dead_letters(self) -> pa.RecordBatch:
+        """Every SELECT's dead letters since the last call."""
+        return pa.concat_batches([b.dead_letters() for b in self.branches])
+
+    def expect_partitions(self, ids: list[int], input: str | None = None) -> None:
+        """Declare partitions of ``input`` with records to come (see :class:`Query`)."""
+        for _, branch in self._readers(input):
+            branch.expect_partitions(ids)
+
+    def take_progress(self) -> tuple[int | None, int | None]:
+        """(latest row time since the last call, earliest held) over every SELECT."""
+        latest: int | None = None
+        held: int | None = None
+        for branch in self.branches:
+            b_latest, b_held = branch.take_progress()
+            if b_latest is not None:
+                latest = b_latest if latest is None else max(latest, b_latest)
+            if b_held is not None:
+                held = b_held if held is None else min(held, b_held)
+        return latest, held
+
+    def metrics(self) -> dict[str, int]:
+        """Every SELECT's counters, summed."""
+        out: dict[str, int] = {}
+        for branch in self.branches:
+            for key, value in branch.metrics().items():
+                out[key] = out.get(key, 0) + int(value)
+        return out
+
+    def snapshot(self) -> bytes:
+        """Every SELECT's state, length-prefixed in SELECT order."""
+        parts = [b.snapshot() for b in self.branches]
+        return b"".join(len(p).to_bytes(8, "little") + p for p in parts)
+
+    def restore(self, blob: bytes) -> UnionQuery:
+        """Restore a :meth:`snapshot` of an identical UNION ALL.
+
+        Raises:
+            SnapshotError: the blob is not one (truncated, another query).
+        """
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise SnapshotError(
+                f"restore() takes the bytes of a snapshot, not {type(blob).__name__}"
+            )
+        data = bytes(blob)
+        parts: list[bytes] = []
+        offset = 0
+        while offset < len(data) and len(parts) < len(self.branches):
+            size = int.from_bytes(data[offset : offset + 8], "little")
+            parts.append(data[offset + 8 : offset + 8 + size])
+            offset += 8 + size
+        if (
+            len(parts) != len(self.branches)
+            or offset != len(data)
+            or any(len(p) == 0 for p in parts)
+        ):
+            raise SnapshotError(f"not a snapshot of this UNION ALL of {len(self.branches)} SELECTs")
+        backups = [b.snapshot() for b in self.branches]
+        try:
+            for branch, part in zip(self.branches, parts, strict=True):
+                branch.restore(part)
+        except SnapshotError:
+            for branch, backup in zip(self.branches, backups, strict=True):
+                branch.restore(backup)  # all or nothing
+            raise
+        return self
+
+    def __repr__(self) -> str:
+        return f"<velostream.UnionQuery {self.path} {self._statement.text!r}>"
+
+
+def _columns(schema: pa.Schema) -> str:
+    return ", ".join(f"{f.name} {f.type}" for f in schema)
 
 
 def compile(

@@ -213,7 +213,6 @@ def test_window_bounds_are_validated(sql: str, line: int, column: int, words: st
     [
         ("SELECT o.a FROM o\n  JOIN c ON o.k = c.k", "JOIN", 2, 3),
         ("SELECT o.a FROM o LEFT JOIN c ON o.k = c.k", "LEFT JOIN", 1, 19),
-        ("SELECT a FROM x\nUNION ALL SELECT a FROM y", "UNION ALL", 2, 1),
     ],
 )
 def test_plan_rejects_constructs_of_later_releases(

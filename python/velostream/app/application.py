@@ -52,6 +52,7 @@ from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
 from velostream.io.file_source import FileSource
+from velostream.query import UnionQuery
 from velostream.runtime.graph import JobGraph
 from velostream.runtime.guarded import GuardedSink
 from velostream.runtime.job import StatementRunner
@@ -116,6 +117,8 @@ def _from_position(statement: Statement, source: str) -> tuple[int, int]:
 
 
 def _plan_summary(plan: Mapping[str, Any]) -> str:
+    if plan.get("union"):
+        return " UNION ALL ".join(f"({_plan_summary(p)})" for p in plan["union"])
     columns = ", ".join(item.get("name", "*") for item in plan.get("select", []))
     parts = [f"read {plan.get('input')}"]
     if plan.get("filter") is not None:
@@ -784,14 +787,17 @@ class Application:
             for wave in self.waves:
                 for name in wave:
                     info = self._by_name[name]
-                    inputs = [self.source_schema(name, source) for source in info.sources]
-                    inputs += [outputs[upstream] for upstream in info.upstream]
-                    if not inputs or any(schema is None for schema in inputs):
+                    inputs = [(s, self.source_schema(name, s)) for s in info.sources]
+                    inputs += [(upstream, outputs[upstream]) for upstream in info.upstream]
+                    if not inputs or any(schema is None for _, schema in inputs):
                         outputs[name] = None
                         continue
                     query = self._compile(info.statement, info.properties)
-                    for schema in inputs:
-                        outputs[name] = query.bind(schema)
+                    for input_name, schema in inputs:
+                        if isinstance(query, UnionQuery):
+                            outputs[name] = query.bind(schema, input=input_name)
+                        else:
+                            outputs[name] = query.bind(schema)
             return {info.name: outputs.get(info.name) for info in self.statements}
 
     # ------------------------------------------------------------------- explain
@@ -902,7 +908,7 @@ class Application:
                     bad_records=policy,
                     schema=self._declared_schema(name),
                     statement_properties=info.properties,
-                    group_id=f"velostream-{info.name}",
+                    group_id=f"{info.properties.get('application.id', 'velostream')}-{info.name}",
                     columns=columns,
                 )
                 for name, props in info.sources.items()

@@ -249,7 +249,7 @@ class JobGraph:
                     if batch is _END:
                         live -= 1
                     elif batch is _EXPECT:
-                        runner.expect_partitions(positions)
+                        runner.expect_partitions(positions, source.name)
                     elif not self._failed.is_set():
                         runner.push(batch, source, positions[0], positions[1])
                 if self._failed.is_set():

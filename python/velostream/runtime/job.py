@@ -20,6 +20,7 @@ import pyarrow as pa
 from velostream.errors import DataError, EventTimeError, InternalError
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
+from velostream.query import UnionQuery
 from velostream.runtime.checkpoint import HOLD_ALL, OffsetTracker
 from velostream.runtime.report import StatementReport
 from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
@@ -144,10 +145,13 @@ class StatementRunner:
                 return HOLD_ALL
         return held
 
-    def expect_partitions(self, ids: list[int]) -> None:
-        """Partitions of its input with records to come hold its watermark back."""
+    def expect_partitions(self, ids: list[int], input: str) -> None:
+        """Partitions of input ``input`` with records to come hold its watermark back."""
         with self._lock:
-            self.query.expect_partitions(ids)
+            if isinstance(self.query, UnionQuery):
+                self.query.expect_partitions(ids, input=input)
+            else:
+                self.query.expect_partitions(ids)
 
     def chain(self) -> list[StatementRunner]:
         """The runner and every runner reading its output, transitively (each once)."""
@@ -188,6 +192,7 @@ class StatementRunner:
         source: Source | None = None,
         positions: Sequence[tuple[str, int, int, int]] = (),
         locate: Locate | None = None,
+        input: str | None = None,
     ) -> None:
         """Process one input batch and emit its output to the sinks and downstream.
 
@@ -199,7 +204,11 @@ class StatementRunner:
                 holds (bad records and tombstones included), for commits.
             locate: where a record of the batch came from (default: the source's
                 ``locate``, which knows the batch it yielded last).
+            input: the input the batch belongs to (default: the source's name): a
+                ``UNION ALL`` runs the SELECTs that read it.
         """
+        if input is None and source is not None:
+            input = source.name
         if locate is None:
             locate = getattr(source, "locate", None)
         with self._lock:
@@ -207,11 +216,11 @@ class StatementRunner:
                 first = self.records_in
                 self.records_in += batch.num_rows
                 try:
-                    output = self.query.process(batch)
+                    output = self._process(batch, input)
                 except EventTimeError as error:
                     raise _located(error, locate) from None
                 except DataError as error:
-                    output = self._isolate(batch, source, error, locate)
+                    output = self._isolate(batch, source, error, locate, input)
                 latest, self.held = self.query.take_progress()
                 self._emit(output)
                 self._route_dead_letters(first)
@@ -221,13 +230,16 @@ class StatementRunner:
                 self.tracker.add(source.name, positions, latest)
             self.tracker.release(self.holding())
 
+    def _process(self, batch: pa.RecordBatch, input: str | None) -> pa.RecordBatch:
+        if isinstance(self.query, UnionQuery):
+            return self.query.process(batch, input=input)
+        return self.query.process(batch)
+
     def _stateless(self) -> bool:
-        plan = self.query.plan
-        return not (
-            plan.get("group_by")
-            or plan.get("aggregates")
-            or plan.get("window")
-            or plan.get("distinct")
+        plans = self.query.plan.get("union") or [self.query.plan]
+        return not any(
+            p.get("group_by") or p.get("aggregates") or p.get("window") or p.get("distinct")
+            for p in plans
         )
 
     def _isolate(
@@ -236,6 +248,7 @@ class StatementRunner:
         source: Source | None,
         error: DataError,
         locate: Locate | None,
+        input: str | None,
     ) -> pa.RecordBatch:
         """Process ``batch`` without the rows the query fails on, under the error strategy.
 
@@ -268,7 +281,7 @@ class StatementRunner:
             start, length = pending.pop()
             part = batch.slice(start, length)
             try:
-                outputs.append(self.query.process(part))
+                outputs.append(self._process(part, input))
             except DataError as exc:
                 if length == 1:
                     where = _row_location(part, source, start, locate)
@@ -306,7 +319,7 @@ class StatementRunner:
         for sink in self.sinks:
             sink.write(output)
         for runner in self.downstream:
-            runner.push(output)
+            runner.push(output, input=self.name)
 
     def finish(self) -> None:
         """End of input: flush the query, emit what is left, flush the sinks."""

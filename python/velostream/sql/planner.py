@@ -299,9 +299,10 @@ def _error(
 
 def _reject_not_yet_supported(statement: Statement) -> None:
     for union in statement.query.find_all(exp.Union):
+        # A UNION ALL is planned one SELECT at a time (velostream.query.UnionQuery).
         raise _error(
-            "UNION ALL is not supported yet (several sources per statement arrive in a "
-            "later release)",
+            "a UNION ALL is planned one SELECT at a time (velostream.compile makes a "
+            "UnionQuery of them)",
             union,
             statement,
         )
