@@ -1,5 +1,6 @@
 """Type stubs of the Rust extension ``velostream._core`` (checked by mypy.stubtest)."""
 
+from collections.abc import Sequence
 from typing import Any, final
 
 import pyarrow as pa
@@ -11,8 +12,10 @@ __all__ = [
     "_panic_at_boundary",
     "build_profile",
     "csv_header",
+    "decode_kafka",
     "encode_csv",
     "encode_json",
+    "encode_kafka",
     "infer_csv",
     "infer_csv_schema",
     "infer_json",
@@ -82,4 +85,31 @@ def infer_csv_schema(data: bytes, max_records: int | None = None) -> pa.Schema: 
 def csv_header(line: bytes) -> list[str]: ...
 def encode_json(batch: Any) -> bytes: ...
 def encode_csv(batch: Any, header: bool = True) -> bytes: ...
+
+#: A Kafka message that could not be decoded: (topic, partition, offset, reason, the value
+#: as consumed, the field whose value does not fit or None, that value or None).
+_KafkaBadRecord = tuple[str, int, int, str, bytes, str | None, str | None]
+
+#: What was read of one (topic, partition): (topic, partition, lowest offset, highest
+#: offset, messages read: good, bad and tombstones).
+_KafkaPosition = tuple[str, int, int, int, int]
+
+#: A consumed message carrying an error, e.g. partition EOF (code -191): (topic, partition,
+#: offset, error code, error text); topic, partition and offset are None when the client
+#: does not say.
+_KafkaEvent = tuple[str | None, int | None, int | None, int, str]
+
+def decode_kafka(
+    decoder: JsonDecoder,
+    messages: list[Any],
+    metadata: Sequence[str] = (),
+    limits: dict[tuple[str, int], int] | None = None,
+) -> tuple[
+    pa.RecordBatch,
+    list[_KafkaBadRecord],
+    list[_KafkaPosition],
+    list[_KafkaEvent],
+    dict[str, int],
+]: ...
+def encode_kafka(batch: Any, key_fields: Sequence[str] = ()) -> list[dict[str, bytes]]: ...
 def parse_timestamps(values: Any, format: str | None = None, field: str = "") -> pa.Int64Array: ...

@@ -92,8 +92,15 @@ fn inferred_to_py(
 
 /// Decodes JSON Lines chunks into `pyarrow.RecordBatch`es of a fixed schema.
 #[pyclass(frozen, module = "velostream._core", name = "JsonDecoder")]
-struct PyJsonDecoder {
+pub(crate) struct PyJsonDecoder {
     inner: json::JsonDecoder,
+}
+
+impl PyJsonDecoder {
+    /// The Rust decoder (Kafka message batches decode with it: `kafka.rs`).
+    pub(crate) fn inner(&self) -> &json::JsonDecoder {
+        &self.inner
+    }
 }
 
 #[pymethods]

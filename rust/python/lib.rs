@@ -11,6 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod codec;
 mod errors;
+mod kafka;
 mod processor;
 mod time;
 
@@ -40,6 +41,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     quiet_panics();
     processor::register(m)?;
     codec::register(m)?;
+    kafka::register(m)?;
     time::register(m)?;
     Ok(())
 }

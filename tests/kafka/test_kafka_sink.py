@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 from kafka_support import Broker
 
 import velostream as vs
+from velostream.io.kafka_sink import KafkaSink
 
 TRADES = [
     {"symbol": "AAPL", "price": 150.0, "qty": 10, "status": "open"},
@@ -97,3 +99,66 @@ def test_messages_the_broker_never_acknowledged_are_a_sink_error(tmp_path) -> No
         vs.Application.from_sql(sql, base_dir=tmp_path).run(until_end=True)
     assert info.value.sink == "out"
     assert "not delivered" in str(info.value)
+
+
+def read_all(broker: Broker, topic: str, count: int) -> list[tuple[bytes | None, bytes]]:
+    """The first ``count`` messages of partition 0 of ``topic``, in order."""
+    consumer = Consumer(broker.consumer_config())
+    consumer.assign([TopicPartition(topic, 0, 0)])
+    out: list[tuple[bytes | None, bytes]] = []
+    try:
+        for _ in range(100):
+            for message in consumer.consume(1000, 0.2):
+                assert message.error() is None
+                out.append((message.key(), message.value()))
+            if len(out) >= count:
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def test_a_batch_larger_than_the_producer_queue_is_delivered_whole_and_in_order(
+    kafka_broker: Broker,
+) -> None:
+    """produce_batch queues what fits and refuses the rest with _QUEUE_FULL: exactly the
+    refused messages are produced again once the queue has room, none lost, none twice."""
+    topic = kafka_broker.create_topic()
+    rows = 5_000
+    sink = KafkaSink(
+        "out",
+        {
+            "topic": topic,
+            "bootstrap.servers": kafka_broker.bootstrap,
+            "queue.buffering.max.messages": "100",
+            "batch.num.messages": "100",
+        },
+        key_fields=("id",),
+    )
+    batch = pa.record_batch({"id": [f"k{i}" for i in range(rows)], "n": list(range(rows))})
+    sink.write(batch)
+    sink.flush()
+    assert sink.metrics() == {"records": rows, "batches": 1, "delivery_errors": 0}
+    got = read_all(kafka_broker, topic, rows)
+    assert got == [(f"k{i}".encode(), b'{"id":"k%d","n":%d}' % (i, i)) for i in range(rows)]
+
+
+def test_a_message_the_client_refuses_is_a_sink_error(kafka_broker: Broker) -> None:
+    """A message larger than message.max.bytes is refused by the client when produced: a
+    SinkError naming the sink and the topic, not the client's exception."""
+    topic = kafka_broker.create_topic()
+    sink = KafkaSink(
+        "out",
+        {"topic": topic, "bootstrap.servers": kafka_broker.bootstrap, "message.max.bytes": "1000"},
+    )
+    batch = pa.record_batch({"s": ["small", "x" * 5_000, "small too"]})
+    with pytest.raises(vs.SinkError, match=f"'{topic}'.*MSG_SIZE_TOO_LARGE") as info:
+        sink.write(batch)
+    assert info.value.sink == "out"
+    # The others were queued: flushing delivers them, and still reports the refused one.
+    with pytest.raises(vs.SinkError, match="1 message"):
+        sink.flush()
+    assert [v for _, v in read_all(kafka_broker, topic, 2)] == [
+        b'{"s":"small"}',
+        b'{"s":"small too"}',
+    ]

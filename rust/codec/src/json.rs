@@ -988,6 +988,23 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_byte_in_a_chunk_that_is_utf8_is_a_bad_line() {
+        // NUL is valid UTF-8: the chunk passes a UTF-8 check, the line must still be bad.
+        let data =
+            b"{\"symbol\":\"A\"}\n{\"\0\":\"\"}\n{\"symbol\":\"a\0b\"}\n{\"symbol\":\"B\"}\n";
+        let decoded = JsonDecoder::new(trades_schema()).decode(data).unwrap();
+        let symbols = decoded.batch.column(0).as_string::<i32>();
+        assert_eq!(symbols.iter().collect::<Vec<_>>(), [Some("A"), Some("B")]);
+        let bad: Vec<(usize, bool)> = decoded
+            .bad_lines
+            .iter()
+            .map(|b| (b.index, b.message.contains("NUL byte")))
+            .collect();
+        assert_eq!(bad, [(1, true), (2, true)]);
+        assert_eq!(decoded.bad_lines[0].raw, b"{\"\0\":\"\"}".to_vec());
+    }
+
+    #[test]
     fn declared_types_are_read_exactly() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("zip", DataType::Utf8, true),

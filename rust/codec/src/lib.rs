@@ -1,6 +1,6 @@
 //! Bytes <-> Arrow record batches for velostream sources and sinks.
 //!
-//! The crate owns the data formats of files (and, later, Kafka message values):
+//! The crate owns the data formats of files and of Kafka message values:
 //!
 //! - [`json`]: JSON Lines inference, decoding with a given schema, encoding a batch to JSON
 //!   Lines (one object per row, nulls written as `null`, NaN and infinities as `NaN`,
@@ -19,6 +19,7 @@ pub mod error;
 pub mod infer;
 pub mod json;
 pub mod lines;
+pub mod messages;
 pub(crate) mod values;
 
 pub use error::CodecError;

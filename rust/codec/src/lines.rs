@@ -119,7 +119,7 @@ pub(crate) fn count_rows(data: &[u8], blank: fn(&[u8]) -> bool) -> usize {
 }
 
 /// Why a line cannot be text, if it cannot.
-fn not_text(line: &[u8]) -> Option<String> {
+pub(crate) fn not_text(line: &[u8]) -> Option<String> {
     if let Some(position) = memchr::memchr(0, line) {
         return Some(format!(
             "binary data: a NUL byte at byte {} of the line (is the file UTF-16 or binary? \
@@ -204,7 +204,9 @@ where
     }
     // Lines that are not text, or rejected, become blank lines of a copy, keeping every
     // line's index.
-    let text: Cow<'_, [u8]> = if rejected.is_empty() && std::str::from_utf8(data).is_ok() {
+    // A NUL byte is UTF-8 too: it must be looked for on its own.
+    let is_text = memchr::memchr(0, data).is_none() && std::str::from_utf8(data).is_ok();
+    let text: Cow<'_, [u8]> = if rejected.is_empty() && is_text {
         Cow::Borrowed(data)
     } else {
         let mut copy = Vec::with_capacity(data.len());
