@@ -195,7 +195,8 @@ def test_kafka_metadata_columns_and_event_time_from_the_kafka_timestamp(
     producer.flush(10)
     sql = f"""
     CREATE STREAM meta AS
-    SELECT n, _topic AS topic, _key AS k, _kafka_timestamp AS kts, _headers AS h
+    SELECT n, _topic AS topic, _key AS raw_key, CAST(_key AS STRING) AS k,
+           _kafka_timestamp AS kts, _headers AS h
     FROM src
     WITH ({kafka_source("src", topic, kafka_broker, "g-meta")},
           'meta.type' = 'file_sink', 'meta.path' = 'meta.jsonl');
@@ -212,6 +213,7 @@ def test_kafka_metadata_columns_and_event_time_from_the_kafka_timestamp(
     assert [r["kts"] for r in got] == [1_700_000_000_000 + i * 1000 for i in range(3)]
     assert [json.loads(r["h"]) for r in got] == [{"trace": f"t{i}"} for i in range(3)]
     assert [r["k"] for r in got] == ["k0", "k1", "k2"]
+    assert [r["raw_key"] for r in got] == ["6b30", "6b31", "6b32"]  # bytes: hex in JSON
     windows = sorted(rows(tmp_path / "per_second.jsonl"), key=lambda r: r["ws"])
     assert windows == [{"c": 1, "ws": 1_700_000_000_000 + i * 1000} for i in range(3)]
 
@@ -420,10 +422,9 @@ def test_a_job_killed_halfway_and_restarted_misses_no_window(
             time.sleep(0.3)
         _wait_for(lambda: sum(committed(kafka_broker, "g-kill", topic, 3)) > 0, 60, process)
         process.kill()  # SIGKILL: no drain, no flush, no commit
-        process.wait()
     finally:
         process.kill()
-        process.wait()
+        process.communicate(timeout=30)
     before = committed(kafka_broker, "g-kill", topic, 3)
     assert 0 < sum(before) < 15_000
     for chunk in chunks[5:]:

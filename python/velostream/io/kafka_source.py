@@ -35,6 +35,7 @@ for the next run (not read, not committed).
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -226,11 +227,18 @@ class KafkaSource:
         self._decoder: Any = _codec.JsonDecoder(schema) if schema is not None else None
         self._paused = False
         self._lock = threading.Lock()
+        #: Commits asked by other threads, made by the reading thread (see commit()).
+        self._requests: queue.SimpleQueue[
+            tuple[dict[tuple[str, int], int], threading.Event, list[BaseException]]
+        ] = queue.SimpleQueue()
+        self._service_lock = threading.Lock()
+        self._reading = False
         self._records = 0
         self._bad = 0
         self._tombstones = 0
         self._bytes = 0
         self._commits = 0
+        self._pauses = 0
         #: (topic, partition) -> the next offset to read (after the last one read).
         self._next: dict[tuple[str, int], int] = {}
         #: (topic, partition) -> the high watermark seen last.
@@ -289,12 +297,12 @@ class KafkaSource:
 
     def _connect(
         self, until_end: bool, stop: threading.Event | None
-    ) -> tuple[dict[tuple[str, int], int], list[tuple[str, int]]]:
+    ) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """Create the consumer and assign every partition.
 
         Returns:
-            The end offsets of the partitions with messages to read (bounded runs), and
-            the partitions with messages to read now.
+            Every assigned (topic, partition), and those with messages to read now (by
+            the high watermarks the broker lists).
         """
         from confluent_kafka import Consumer, TopicPartition
 
@@ -307,7 +315,7 @@ class KafkaSource:
         assignment = [
             TopicPartition(topic, p) for topic, count in partitions.items() for p in range(count)
         ]
-        ends: dict[tuple[str, int], int] = {}
+        waiting: list[tuple[str, int]] = []
         if assignment:
             committed = {
                 (tp.topic, tp.partition): tp.offset
@@ -323,9 +331,9 @@ class KafkaSource:
                 self._next[key] = start
                 self._high[key] = high
                 if start < high:
-                    ends[key] = high
+                    waiting.append(key)
         consumer.assign(assignment)
-        return ends, list(ends)
+        return [(tp.topic, tp.partition) for tp in assignment], waiting
 
     # ------------------------------------------------------------------ reading
 
@@ -352,15 +360,33 @@ class KafkaSource:
             SourceError: a topic does not exist (after the wait), the broker fails.
             DataError: a bad message under ``'error.strategy' = 'fail'``.
         """
-        ends, waiting = self._connect(until_end, stop)
+        self._reading = True
+        try:
+            yield from self._read(until_end, stop, on_partitions)
+        finally:
+            self._reading = False
+
+    def _read(
+        self,
+        until_end: bool,
+        stop: threading.Event | None,
+        on_partitions: Callable[[list[tuple[str, int]]], None] | None,
+    ) -> Iterator[tuple[pa.RecordBatch, list[Position]]]:
+        assigned, waiting = self._connect(until_end, stop)
         if on_partitions is not None and waiting:
             on_partitions(waiting)
-        limits = dict(ends) if until_end else None
-        if until_end and not ends:
+        # Bounded: each partition's end is the high watermark of the first fetch answer
+        # that reaches it (a partition-EOF event says it, or the fetch's cached high
+        # watermark): the broker's listed offsets may lag behind the fetched ones.
+        ends: dict[tuple[str, int], int] = {}
+        pending = set(assigned)
+        limits = ends if until_end else None
+        if until_end and not pending:
             return
         consumer = self._consumer
         while stop is None or not stop.is_set():
             messages = consumer.consume(self.batch_size, CONSUME_TIMEOUT)
+            self.service()
             if not messages:
                 continue
             if self._decoder is None:
@@ -373,16 +399,22 @@ class KafkaSource:
             self._records += batch.num_rows
             for topic, partition, offset, code, text in events:
                 if code == _PARTITION_EOF:
-                    if until_end and offset >= ends.get((topic, partition), 0):
-                        ends.pop((topic, partition), None)
+                    key = (topic or "", partition if partition is not None else -1)
+                    if until_end and (offset or 0) >= ends.setdefault(key, offset or 0):
+                        pending.discard(key)
                     continue
                 self._event(topic, partition, code, text)
             out = []
             for topic, partition, first, last, _count in positions:
                 out.append(Position(topic, partition, first, last))
-                self._next[(topic, partition)] = last + 1
-                if until_end and last + 1 >= ends.get((topic, partition), 0):
-                    ends.pop((topic, partition), None)
+                key = (topic, partition)
+                self._next[key] = last + 1
+                self._high[key] = self._fetched_high(key)
+                if until_end:
+                    if key not in ends:
+                        ends[key] = max(last + 1, self._high[key])
+                    if last + 1 >= ends[key]:
+                        pending.discard(key)
             if bad:
                 self._bad += len(bad)
                 self.bad_records.handle(
@@ -394,10 +426,22 @@ class KafkaSource:
                 )
             if out:
                 yield batch, out
-            if until_end and not ends:
+            if until_end and not pending:
                 return
 
-    def _event(self, topic: str, partition: int, code: int, text: str) -> None:
+    def _fetched_high(self, key: tuple[str, int]) -> int:
+        """The high watermark of a partition in the consumer's last fetch answer."""
+        from confluent_kafka import TopicPartition
+
+        try:
+            _low, high = self._consumer.get_watermark_offsets(
+                TopicPartition(key[0], key[1]), cached=True
+            )
+        except Exception:  # KafkaException: no fetch answer cached yet
+            return -1
+        return int(high)
+
+    def _event(self, topic: str | None, partition: int | None, code: int, text: str) -> None:
         """A consumer error: fatal ones end the run, others are logged (librdkafka retries)."""
         if code in _FATAL_CODES:
             raise SourceError(
@@ -406,7 +450,7 @@ class KafkaSource:
                 cause=text,
             )
         logger.warning(
-            "kafka source %r: topic %r partition %d: %s (retried by the client)",
+            "kafka source %r: topic %r partition %s: %s (retried by the client)",
             self.name,
             topic,
             partition,
@@ -467,10 +511,43 @@ class KafkaSource:
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Commit ``offsets`` ((topic, partition) -> the next offset to read), synchronously.
 
+        Callable from any thread. The client's consumer must not be called from two
+        threads at once (a call waits while another thread is in ``consume``, and may
+        starve), so while :meth:`read` runs, the commit is handed to the reading thread,
+        which makes it between two ``consume`` calls (or while it waits for room in the
+        runtime's queue, :meth:`service`), and this call waits for it.
+
         Raises:
             SourceError: the broker refused the commit.
         """
         if not offsets or self._consumer is None:
+            return
+        done = threading.Event()
+        outcome: list[BaseException] = []
+        self._requests.put((dict(offsets), done, outcome))
+        while not done.wait(0.05):
+            if not self._reading:
+                self.service()  # nobody reads any more: the consumer is ours
+        if outcome:
+            raise outcome[0]
+
+    def service(self) -> None:
+        """Make the commits other threads asked for (called by the reading thread)."""
+        with self._service_lock:
+            while True:
+                try:
+                    offsets, done, outcome = self._requests.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    self._commit_now(offsets)
+                except BaseException as exc:
+                    outcome.append(exc)
+                finally:
+                    done.set()
+
+    def _commit_now(self, offsets: Mapping[tuple[str, int], int]) -> None:
+        if self._consumer is None:
             return
         from confluent_kafka import KafkaException, TopicPartition
 
@@ -491,6 +568,7 @@ class KafkaSource:
             if self._consumer is not None and not self._paused:
                 self._consumer.pause(self._consumer.assignment())
                 self._paused = True
+                self._pauses += 1
 
     def resume(self) -> None:
         """Fetch again."""
@@ -500,20 +578,15 @@ class KafkaSource:
                 self._paused = False
 
     def lag(self) -> int | None:
-        """Messages behind the high watermarks (None before the first read)."""
-        consumer = self._consumer
-        if consumer is None or not self._next:
-            return None
-        from confluent_kafka import TopicPartition
+        """Messages behind the high watermarks of the last fetches (None before a read).
 
+        From values the reading thread keeps (the consumer is not called here).
+        """
+        if not self._next:
+            return None
         total = 0
-        for (topic, partition), position in list(self._next.items()):
-            try:
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), cached=True
-                )
-            except Exception:
-                return None
+        for key, position in list(self._next.items()):
+            high = self._high.get(key, -1)
             if high >= 0:
                 total += max(0, high - position)
         return total
@@ -523,13 +596,14 @@ class KafkaSource:
         return f"kafka_source topic {','.join(self.topics)} group {self.group_id} (format json)"
 
     def metrics(self) -> dict[str, int]:
-        """Counters: records_read, bad_records, tombstones, bytes_read, commits."""
+        """Counters: records_read, bad_records, tombstones, bytes_read, commits, pauses."""
         return {
             "records_read": self._records,
             "bad_records": self._bad,
             "tombstones": self._tombstones,
             "bytes_read": self._bytes,
             "commits": self._commits,
+            "pauses": self._pauses,
         }
 
     def close(self) -> None:

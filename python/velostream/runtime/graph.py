@@ -207,6 +207,7 @@ class JobGraph:
     def _put(self, inbox: queue.Queue[Any], item: Any, source: Source) -> bool:
         """Put ``item``, pausing the source while the queue is full; False on failure."""
         paused = False
+        service = getattr(source, "service", None)
         try:
             while True:
                 try:
@@ -215,6 +216,8 @@ class JobGraph:
                 except queue.Full:
                     if self._failed.is_set():
                         return False
+                    if service is not None:
+                        service()  # commits asked meanwhile (the consumer is this thread's)
                     if not paused:
                         pause = getattr(source, "pause", None)
                         if pause is not None:
