@@ -65,13 +65,14 @@ def test_kafka_e2e(benchmark: Any, e2e: KafkaE2E, contender: str) -> None:
         wall_records_per_s=result.wall_rps,
         span_records_per_s=result.span_rps,
         inner_records_per_s=result.inner_rps,
+        steady_records_per_s=result.steady_rps,
+        steady_from=result.steady_from,
         ratio_to_bare_wall=result.ratio_wall,
-        ratio_to_bare_span=result.ratio_span,
+        ratio_to_bare_steady=result.ratio_steady,
     )
     if result.status.startswith("not available"):
         pytest.skip(result.status)
     assert result.ok, result.status
     record_rate(benchmark, ("kafka_e2e", contender), RECORDS)
-    for tag, rate in (("kafka_e2e_span", result.span_rps), ("kafka_e2e_inner", result.inner_rps)):
-        if rate is not None:
-            record_value(benchmark, (tag, contender), tag.removeprefix("kafka_e2e_"), rate)
+    if result.steady_rps is not None:
+        record_value(benchmark, ("kafka_e2e_steady", contender), "steady", result.steady_rps)
