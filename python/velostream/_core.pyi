@@ -8,6 +8,7 @@ import pyarrow as pa
 __all__ = [
     "CsvDecoder",
     "JsonDecoder",
+    "KafkaMessages",
     "Processor",
     "_panic_at_boundary",
     "build_profile",
@@ -21,6 +22,7 @@ __all__ = [
     "infer_json",
     "infer_json_schema",
     "parse_timestamps",
+    "read_kafka",
 ]
 
 build_profile: str
@@ -112,4 +114,21 @@ def decode_kafka(
     dict[str, int],
 ]: ...
 def encode_kafka(batch: Any, key_fields: Sequence[str] = ()) -> list[dict[str, bytes]]: ...
+
+@final
+class KafkaMessages:
+    """Messages of one consume() call, read and not decoded yet (see read_kafka)."""
+
+    @property
+    def positions(self) -> list[_KafkaPosition]: ...
+    def decode(
+        self,
+    ) -> tuple[pa.RecordBatch, list[_KafkaBadRecord], list[_KafkaPosition], dict[str, int]]: ...
+
+def read_kafka(
+    decoder: JsonDecoder,
+    messages: list[Any],
+    metadata: Sequence[str] = (),
+    limits: dict[tuple[str, int], int] | None = None,
+) -> tuple[KafkaMessages, list[_KafkaEvent]]: ...
 def parse_timestamps(values: Any, format: str | None = None, field: str = "") -> pa.Int64Array: ...

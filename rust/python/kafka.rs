@@ -8,6 +8,9 @@
 //! the bad records, the positions read per (topic, partition), the events (messages
 //! carrying an error, such as partition EOF), and counters.
 //!
+//! `read_kafka(...)` is the same in two steps: the reading (GIL held) now, the decoding
+//! (`KafkaMessages.decode()`, GIL released) later, possibly in another thread.
+//!
 //! `encode_kafka(batch, key_fields=())` encodes a batch to the list of message dicts
 //! `Producer.produce_batch(topic, messages)` takes: `{"value": bytes}` plus `"key": bytes`
 //! when the row has a key. Values are the rows in JSON, by the encoder of the file sinks;
@@ -17,6 +20,7 @@
 //! cannot be read are `DataError`, unknown metadata names `ConfigError`, a panic
 //! `InternalError` (component `kafka`).
 use std::collections::HashMap;
+use std::sync::Mutex;
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::DataType;
@@ -226,15 +230,6 @@ impl Reader {
     }
 }
 
-/// The result tuple of `decode_kafka`.
-type Decoded<'py> = (
-    Bound<'py, PyAny>,
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    Bound<'py, PyList>,
-    Bound<'py, PyDict>,
-);
-
 /// Decodes the messages of one `Consumer.consume()` call with a `JsonDecoder`: returns
 /// `(batch, bad, positions, events, counts)`.
 ///
@@ -246,18 +241,15 @@ type Decoded<'py> = (
 /// last_offset, count)` per (topic, partition) read, first seen first. `events`:
 /// `(topic, partition, offset, code, text)` per message carrying an error. `counts`:
 /// `messages`, `tombstones`, `beyond_limit`, `bytes`.
-#[pyfunction]
-#[pyo3(
-    signature = (decoder, messages, metadata=None, limits=None),
-    text_signature = "(decoder, messages, metadata=(), limits=None)"
-)]
-fn decode_kafka<'py>(
+/// Reads the messages of one `consume()` call into a [`MessageBatch`] (GIL held) and
+/// returns it with the events (messages carrying an error).
+fn read_messages<'py>(
     py: Python<'py>,
     decoder: &Bound<'py, PyAny>,
     messages: &Bound<'py, PyAny>,
     metadata: Option<&Bound<'py, PyAny>>,
     limits: Option<&Bound<'py, PyAny>>,
-) -> PyResult<Decoded<'py>> {
+) -> PyResult<(MessageBatch, Vec<Bound<'py, PyTuple>>)> {
     let decoder = decoder.cast::<PyJsonDecoder>().map_err(|_| {
         data_error(
             py,
@@ -312,8 +304,38 @@ fn decode_kafka<'py>(
                 )
             })?;
     }
-    let decoded = run(py, move || batch.decode())?;
+    Ok((batch, events))
+}
 
+/// The positions of a batch as `(topic, partition, first_offset, last_offset, count)`.
+fn positions_list<'py>(
+    py: Python<'py>,
+    topics: &[String],
+    positions: &[velostream_codec::messages::Position],
+) -> PyResult<Bound<'py, PyList>> {
+    let list = PyList::empty(py);
+    for p in positions {
+        list.append((
+            topics[p.topic].as_str(),
+            p.partition,
+            p.first_offset,
+            p.last_offset,
+            p.count,
+        ))?;
+    }
+    Ok(list)
+}
+
+/// Decodes a read batch (GIL released): `(batch, bad, positions, counts)`.
+type Finished<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyDict>,
+);
+
+fn finish<'py>(py: Python<'py>, batch: MessageBatch) -> PyResult<Finished<'py>> {
+    let decoded = run(py, move || batch.decode())?;
     let topics: Vec<Bound<'py, PyString>> = decoded
         .topics
         .iter()
@@ -331,23 +353,107 @@ fn decode_kafka<'py>(
             record.value,
         ))?;
     }
-    let positions = PyList::empty(py);
-    for p in &decoded.positions {
-        positions.append((
-            &topics[p.topic],
-            p.partition,
-            p.first_offset,
-            p.last_offset,
-            p.count,
-        ))?;
-    }
+    let positions = positions_list(py, &decoded.topics, &decoded.positions)?;
     let counts = PyDict::new(py);
     counts.set_item("messages", decoded.counts.messages)?;
     counts.set_item("tombstones", decoded.counts.tombstones)?;
     counts.set_item("beyond_limit", decoded.counts.beyond_limit)?;
     counts.set_item("bytes", decoded.counts.bytes)?;
     let batch = PyRecordBatch::new(decoded.batch).into_pyarrow(py)?;
+    Ok((batch, bad, positions, counts))
+}
+
+/// The result tuple of `decode_kafka`.
+type Decoded<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
+    Bound<'py, PyDict>,
+);
+
+/// Decodes the messages of one `Consumer.consume()` call with a `JsonDecoder`: returns
+/// `(batch, bad, positions, events, counts)`.
+///
+/// `batch`: the good rows in message order, the decoder's columns then `_partition`
+/// (int32), `_offset` (int64) and the `metadata` columns asked for, in the order `_topic`
+/// (utf8), `_key` (binary, nullable), `_kafka_timestamp` (int64 epoch ms, nullable),
+/// `_headers` (utf8 JSON object, nullable). `bad`: `(topic, partition, offset, reason, raw,
+/// field, value)` per bad record. `positions`: `(topic, partition, first_offset,
+/// last_offset, count)` per (topic, partition) read, first seen first. `events`:
+/// `(topic, partition, offset, code, text)` per message carrying an error. `counts`:
+/// `messages`, `tombstones`, `beyond_limit`, `bytes`.
+#[pyfunction]
+#[pyo3(
+    signature = (decoder, messages, metadata=None, limits=None),
+    text_signature = "(decoder, messages, metadata=(), limits=None)"
+)]
+fn decode_kafka<'py>(
+    py: Python<'py>,
+    decoder: &Bound<'py, PyAny>,
+    messages: &Bound<'py, PyAny>,
+    metadata: Option<&Bound<'py, PyAny>>,
+    limits: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Decoded<'py>> {
+    let (batch, events) = read_messages(py, decoder, messages, metadata, limits)?;
+    let (batch, bad, positions, counts) = finish(py, batch)?;
     Ok((batch, bad, positions, PyList::new(py, events)?, counts))
+}
+
+/// The messages of one `consume()` call, read but not decoded yet (see `read_kafka`).
+#[pyclass(frozen, module = "velostream._core", name = "KafkaMessages")]
+struct PyKafkaMessages {
+    batch: Mutex<Option<MessageBatch>>,
+    positions: Py<PyList>,
+}
+
+#[pymethods]
+impl PyKafkaMessages {
+    /// `(topic, partition, first_offset, last_offset, count)` per (topic, partition) read.
+    #[getter]
+    fn positions(&self, py: Python<'_>) -> Py<PyList> {
+        self.positions.clone_ref(py)
+    }
+
+    /// Decodes the values with the GIL released: `(batch, bad, positions, counts)` as
+    /// `decode_kafka` gives them. Once only.
+    fn decode<'py>(&self, py: Python<'py>) -> PyResult<Finished<'py>> {
+        let batch = self
+            .batch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .ok_or_else(|| data_error(py, "these Kafka messages were decoded already"))?;
+        finish(py, batch)
+    }
+}
+
+/// Reads the messages of one `Consumer.consume()` call (GIL held: the message methods are
+/// Python calls) without decoding their JSON: returns `(messages, events)`, where
+/// `messages.decode()` does the rest with the GIL released, in any thread. A runtime
+/// reads in the consuming thread and decodes in another, so that decoding overlaps the
+/// next `consume()`. Arguments and results as `decode_kafka`.
+#[pyfunction]
+#[pyo3(
+    signature = (decoder, messages, metadata=None, limits=None),
+    text_signature = "(decoder, messages, metadata=(), limits=None)"
+)]
+fn read_kafka<'py>(
+    py: Python<'py>,
+    decoder: &Bound<'py, PyAny>,
+    messages: &Bound<'py, PyAny>,
+    metadata: Option<&Bound<'py, PyAny>>,
+    limits: Option<&Bound<'py, PyAny>>,
+) -> PyResult<(PyKafkaMessages, Bound<'py, PyList>)> {
+    let (batch, events) = read_messages(py, decoder, messages, metadata, limits)?;
+    let positions = positions_list(py, batch.topics(), batch.positions())?.unbind();
+    Ok((
+        PyKafkaMessages {
+            batch: Mutex::new(Some(batch)),
+            positions,
+        },
+        PyList::new(py, events)?,
+    ))
 }
 
 /// The key of each row: none, a string column's text, or a JSON object per row.
@@ -495,6 +601,8 @@ fn text_at(column: &dyn Array, row: usize) -> Option<&[u8]> {
 /// Adds the Kafka functions to `velostream._core`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(decode_kafka, m)?)?;
+    m.add_function(wrap_pyfunction!(read_kafka, m)?)?;
+    m.add_class::<PyKafkaMessages>()?;
     m.add_function(wrap_pyfunction!(encode_kafka, m)?)?;
     Ok(())
 }

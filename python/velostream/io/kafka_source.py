@@ -34,6 +34,7 @@ for the next run (not read, not committed).
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -343,7 +344,8 @@ class KafkaSource:
         until_end: bool = True,
         stop: threading.Event | None = None,
         on_partitions: Callable[[list[tuple[str, int]]], None] | None = None,
-    ) -> Iterator[tuple[pa.RecordBatch, list[Position]]]:
+        deferred: bool = False,
+    ) -> Iterator[tuple[Any, list[Position]]]:
         """Yield ``(batch, positions)`` until ``stop`` or, bounded, the end offsets.
 
         A batch may be empty (every message bad, or tombstones): its positions still
@@ -355,6 +357,9 @@ class KafkaSource:
             on_partitions: told, once connected, the (topic, partition) pairs that hold
                 messages to read, before the first batch (their watermarks must wait
                 for them).
+            deferred: yield, instead of each batch, a function that decodes it (with
+                the GIL released, bad records handled): a runtime calls it in another
+                thread, so that decoding overlaps the next ``consume``.
 
         Raises:
             SourceError: a topic does not exist (after the wait), the broker fails.
@@ -362,7 +367,7 @@ class KafkaSource:
         """
         self._reading = True
         try:
-            yield from self._read(until_end, stop, on_partitions)
+            yield from self._read(until_end, stop, on_partitions, deferred)
         finally:
             self._reading = False
 
@@ -371,7 +376,8 @@ class KafkaSource:
         until_end: bool,
         stop: threading.Event | None,
         on_partitions: Callable[[list[tuple[str, int]]], None] | None,
-    ) -> Iterator[tuple[pa.RecordBatch, list[Position]]]:
+        deferred: bool,
+    ) -> Iterator[tuple[Any, list[Position]]]:
         assigned, waiting = self._connect(until_end, stop)
         if on_partitions is not None and waiting:
             on_partitions(waiting)
@@ -391,12 +397,8 @@ class KafkaSource:
                 continue
             if self._decoder is None:
                 self._infer(messages)
-            batch, bad, positions, events, counts = _core.decode_kafka(
-                self._decoder, messages, self.metadata, limits
-            )
-            self._bytes += counts["bytes"]
-            self._tombstones += counts["tombstones"]
-            self._records += batch.num_rows
+            read, events = _core.read_kafka(self._decoder, messages, self.metadata, limits)
+            positions = read.positions
             for topic, partition, offset, code, text in events:
                 if code == _PARTITION_EOF:
                     key = (topic or "", partition if partition is not None else -1)
@@ -415,19 +417,28 @@ class KafkaSource:
                         ends[key] = max(last + 1, self._high[key])
                     if last + 1 >= ends[key]:
                         pending.discard(key)
-            if bad:
-                self._bad += len(bad)
-                self.bad_records.handle(
-                    self.name,
-                    [
-                        (f"topic {t} partition {p} offset {o}", reason, raw, field, value)
-                        for t, p, o, reason, raw, field, value in bad
-                    ],
-                )
             if out:
-                yield batch, out
+                decode = functools.partial(self._decode, read)
+                yield (decode if deferred else decode()), out
             if until_end and not pending:
                 return
+
+    def _decode(self, read: Any) -> pa.RecordBatch:
+        """Decode messages read by :meth:`read` (GIL released), bad records handled."""
+        batch, bad, _positions, counts = read.decode()
+        self._bytes += counts["bytes"]
+        self._tombstones += counts["tombstones"]
+        self._records += batch.num_rows
+        if bad:
+            self._bad += len(bad)
+            self.bad_records.handle(
+                self.name,
+                [
+                    (f"topic {t} partition {p} offset {o}", reason, raw, field, value)
+                    for t, p, o, reason, raw, field, value in bad
+                ],
+            )
+        return batch
 
     def _fetched_high(self, key: tuple[str, int]) -> int:
         """The high watermark of a partition in the consumer's last fetch answer."""

@@ -104,17 +104,17 @@ def _read(
     read = getattr(source, "read", None)
     if read is None:
         for batch in source.batches(until_end=until_end, stop=stop):
-            yield numbers.number(batch), []
+            yield batch, []
         return
+    # Deferred: each batch comes as the function that decodes it, called by the
+    # statement's thread (decoding then overlaps the source's next read).
     for batch, positions in read(
         until_end=until_end,
         stop=stop,
         on_partitions=lambda parts: on_partitions(numbers.ids(parts)),
+        deferred=True,
     ):
-        yield (
-            numbers.number(batch),
-            [(p.topic, p.partition, p.first, p.last) for p in positions],
-        )
+        yield batch, [(p.topic, p.partition, p.first, p.last) for p in positions]
 
 
 class JobGraph:
@@ -197,7 +197,8 @@ class JobGraph:
             ):
                 # Where its records came from, taken now: the source reads on meanwhile.
                 locate = locator() if locator is not None else None
-                if not self._put(inbox, (source, batch, (positions, locate)), source):
+                item = (source, batch, (positions, locate, numbers))
+                if not self._put(inbox, item, source):
                     return
         except BaseException as exc:
             self._fail(exc, stop)
@@ -254,7 +255,10 @@ class JobGraph:
                     elif batch is _EXPECT:
                         runner.expect_partitions(positions, source.name)
                     elif not self._failed.is_set():
-                        runner.push(batch, source, positions[0], positions[1])
+                        found, locate, numbers = positions
+                        if callable(batch):
+                            batch = batch()  # a deferred batch: decoded here
+                        runner.push(numbers.number(batch), source, found, locate)
                 if self._failed.is_set():
                     return
                 if time.monotonic() >= next_checkpoint:

@@ -286,6 +286,17 @@ impl MessageBatch {
         })
     }
 
+    /// The (topic, partition) runs read so far, first seen first (topics by index into
+    /// [`MessageBatch::topics`]).
+    pub fn positions(&self) -> &[Position] {
+        &self.positions
+    }
+
+    /// The topics read so far.
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
     /// Whether `column` is appended (so its metadata is worth reading).
     pub fn wants(&self, column: MetaColumn) -> bool {
         self.columns.contains(&column)

@@ -156,7 +156,7 @@ impl Operator for GroupAggregate {
     fn held_since(&self) -> Option<i64> {
         // Running aggregates are never final: every record counted so far is needed to
         // compute the next change after a restart (until state is made durable).
-        (self.groups.len() > 0).then_some(i64::MIN)
+        (!self.groups.is_empty()).then_some(i64::MIN)
     }
 
     fn state_bytes(&self) -> usize {
