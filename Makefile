@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/velostream/target
 # confluent-kafka < 2.13; the project pins 2.16.1).
 QUIX_VENV ?= $(HOME)/.cache/velostream/quix-venv
 
-.PHONY: setup demo test lint rust-test py-test bench bench-kafka bench-quix clean
+.PHONY: setup demo kafka-demo test lint rust-test py-test bench bench-kafka bench-quix clean
 
 $(VENV)/.installed: pyproject.toml Cargo.toml Cargo.lock $(shell find rust -name '*.rs' -o -name Cargo.toml) $(shell find python -name '*.py' -o -name '*.pyi')
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ setup: $(VENV)/.installed
 
 demo: setup
 	$(BIN)/velostream run examples/demo/app.sql --until-end
+
+# The demo on Kafka: a broker on loopback (from the test dependencies), the trades on a
+# topic, examples/kafka/app.sql run against it, the output topics printed.
+kafka-demo: setup
+	$(PY) examples/kafka/run_demo.py
 
 lint: setup
 	cargo fmt --all --check

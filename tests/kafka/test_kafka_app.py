@@ -436,3 +436,20 @@ def test_a_job_killed_halfway_and_restarted_misses_no_window(
     got = [key(r) for r in read_topic(kafka_broker, out_topic, len(expected), timeout=30)]
     missing = expected - set(got)
     assert not missing, f"{len(missing)} windows missing, e.g. {sorted(missing)[:3]}"
+
+
+def test_statements_may_write_kafka_sinks_side_by_side(tmp_path, kafka_broker: Broker) -> None:
+    # Kafka sinks have no path: they do not collide as files do.
+    topic = kafka_broker.create_topic()
+    produce(kafka_broker, topic, [{"n": 1}])
+    first, second = kafka_broker.create_topic(), kafka_broker.create_topic()
+    sql = f"""
+    CREATE STREAM a AS SELECT n FROM src WITH ({kafka_source("src", topic, kafka_broker, "g-a")},
+        {kafka_sink("a", first, kafka_broker)});
+    CREATE STREAM b AS SELECT n FROM src WITH ({kafka_source("src", topic, kafka_broker, "g-b")},
+        {kafka_sink("b", second, kafka_broker)});
+    """
+    report = vs.Application.from_sql(sql, base_dir=tmp_path).run(until_end=True)
+    assert report.records_out == 2
+    assert read_topic(kafka_broker, first, 1) == [{"n": 1}]
+    assert read_topic(kafka_broker, second, 1) == [{"n": 1}]

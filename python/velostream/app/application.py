@@ -410,6 +410,8 @@ class Application:
                         key=f"{info.name}.type",
                     )
             for sink_name, props in info.sinks.items():
+                if props.get("type") != "file_sink":
+                    continue  # a topic is no file (two statements may write one topic)
                 path = resolve_path(props.get("path", ""), self.base_dir)
                 for other, what in sink_paths:
                     if same_file(path, other):
