@@ -68,3 +68,39 @@ def test_a_stateful_query_cannot_skip_a_failing_row_and_says_why(tmp_path) -> No
     with pytest.raises(DataError, match="keeps state") as info:
         stateful.run()
     assert "'x' cannot be converted" in str(info.value)
+
+
+TIMED = [{"k": "a", "ts": 1000}, {"k": "a", "ts": "yesterday"}, {"k": "b", "ts": 2500}]
+
+
+def timed_app(tmp_path, strategy: str, extra: str = ""):
+    (tmp_path / "t.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TIMED))
+    sql = f"""
+    CREATE STREAM c AS SELECT k, COUNT(*) AS n FROM t GROUP BY k WINDOW TUMBLING(1s)
+    WITH ('t.type' = 'file_source', 't.path' = 't.jsonl',
+          'event.time.field' = 'ts', 'error.strategy' = '{strategy}'{extra},
+          'c.type' = 'file_sink', 'c.path' = 'c.jsonl');
+    """
+    return vs.Application.from_sql(sql, base_dir=tmp_path)
+
+
+def test_an_unreadable_event_time_follows_log_and_continue(tmp_path, caplog) -> None:
+    report = timed_app(tmp_path, "log_and_continue").run()
+    assert sorted((r["k"], r["n"]) for r in lines(tmp_path / "c.jsonl")) == [("a", 1), ("b", 1)]
+    assert report.statements["c"].errors == 1
+    assert any("yesterday" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unreadable_event_time_follows_dead_letter(tmp_path) -> None:
+    report = timed_app(tmp_path, "dead_letter", ", 'dead_letter.path' = 'dlq.jsonl'").run()
+    assert report.statements["c"].dead_letters == 1
+    (letter,) = lines(tmp_path / "dlq.jsonl")
+    assert json.loads(letter["raw"])["ts"] == "yesterday"
+    assert "ts" in letter["reason"]
+
+
+def test_an_unreadable_event_time_still_fails_under_fail(tmp_path) -> None:
+    from velostream.errors import EventTimeError
+
+    with pytest.raises(EventTimeError, match="yesterday"):
+        timed_app(tmp_path, "fail").run()

@@ -601,6 +601,19 @@ class Application:
                     key="error.strategy",
                     value=strategy,
                 )
+            # A record whose event time cannot be read is a bad record too: unless
+            # 'event.time.error' says otherwise, it follows 'error.strategy' (routed by
+            # the query, then written to the dead letters, or logged and counted).
+            timed = any(k.endswith("event.time.field") for k in merged) or (
+                statement.window is not None and statement.window.time_column is not None
+            )
+            inherited = (
+                strategy != "fail"
+                and timed
+                and not any(k.endswith("event.time.error") for k in merged)
+            )
+            if inherited:
+                merged["event.time.error"] = "dead_letter"
 
             sources: dict[str, dict[str, str]] = {}
             upstream: list[str] = []
@@ -653,6 +666,7 @@ class Application:
                     routed == "dead_letter"
                     and dead_letter_sink is None
                     and dead_letter_path is None
+                    and not (key == "event.time.error" and inherited)
                 ):
                     raise _config_error(
                         f"{key!r} = 'dead_letter' needs a destination: set 'dead_letter.path' "

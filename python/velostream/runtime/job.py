@@ -299,6 +299,23 @@ class StatementRunner:
         routed = self.query.dead_letters()
         if routed.num_rows == 0:
             return
+        policy = self.bad_records
+        if self.dead_letters is None and policy is not None and policy.strategy != "fail":
+            # 'log_and_continue': what the query set aside (unreadable event time) is
+            # logged and counted as bad records.
+            where = f"statement {self.name}, after input record {first:,}"
+            policy.handle(
+                self.name,
+                [
+                    (where, reason, record.encode())
+                    for record, reason in zip(
+                        routed.column("record").to_pylist(),
+                        routed.column("reason").to_pylist(),
+                        strict=True,
+                    )
+                ],
+            )
+            return
         if self.dead_letters is None:  # the application checks this before running
             raise InternalError(
                 f"statement {self.name!r} routes records to dead letters it has no destination for",
