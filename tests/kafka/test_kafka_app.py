@@ -453,3 +453,19 @@ def test_statements_may_write_kafka_sinks_side_by_side(tmp_path, kafka_broker: B
     assert report.records_out == 2
     assert read_topic(kafka_broker, first, 1) == [{"n": 1}]
     assert read_topic(kafka_broker, second, 1) == [{"n": 1}]
+
+
+def test_kafka_connectors_take_their_keys_from_a_config_file(
+    tmp_path, kafka_broker: Broker
+) -> None:
+    topic, out = kafka_broker.create_topic(), kafka_broker.create_topic()
+    produce(kafka_broker, topic, [{"n": 7}])
+    (tmp_path / "kafka.yaml").write_text(f"bootstrap.servers: '{kafka_broker.bootstrap}'\n")
+    sql = f"""
+    CREATE STREAM c AS SELECT n FROM src
+    WITH ('src.type' = 'kafka_source', 'src.topic' = '{topic}', 'src.group.id' = 'g-yaml',
+          'src.config_file' = 'kafka.yaml',
+          'out.type' = 'kafka_sink', 'out.topic' = '{out}', 'out.config_file' = 'kafka.yaml');
+    """
+    vs.Application.from_sql(sql, base_dir=tmp_path).run(until_end=True)
+    assert read_topic(kafka_broker, out, 1) == [{"n": 7}]

@@ -33,7 +33,7 @@ from velostream.errors import ConfigError, SinkError
 from velostream.io import _codec
 
 #: Keys of a Kafka sink that are velostream's, not librdkafka's.
-OWN_KEYS = ("type", "topic", "format")
+OWN_KEYS = ("type", "topic", "format", "config_file")
 
 #: Producer settings for throughput (batching), overridable by the connector's keys.
 PRODUCER_DEFAULTS: dict[str, Any] = {

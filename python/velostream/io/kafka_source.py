@@ -58,6 +58,7 @@ OWN_KEYS = (
     "type",
     "topic",
     "format",
+    "config_file",
     "topic.wait.timeout",
     "topic.retry.interval",
     "batch.size",
