@@ -469,3 +469,18 @@ def test_kafka_connectors_take_their_keys_from_a_config_file(
     """
     vs.Application.from_sql(sql, base_dir=tmp_path).run(until_end=True)
     assert read_topic(kafka_broker, out, 1) == [{"n": 7}]
+
+
+def test_an_unreachable_broker_is_retried_with_backoff_then_a_source_error(tmp_path) -> None:
+    sql = """
+    CREATE STREAM c AS SELECT n FROM src
+    WITH ('src.type' = 'kafka_source', 'src.bootstrap.servers' = '127.0.0.1:1',
+          'retry.max.attempts' = '2', 'retry.backoff.initial' = '10ms',
+          'retry.backoff.max' = '20ms', 'c.type' = 'file_sink', 'c.path' = 'c.jsonl');
+    """
+    app = vs.Application.from_sql(sql, base_dir=tmp_path)
+    with pytest.raises(SourceError, match="gave up after 2 attempt") as info:
+        app.run(until_end=True)
+    assert info.value.source == "src"
+    assert "_TRANSPORT" in str(info.value)
+    assert app.report is not None and app.report.retries == 1

@@ -26,7 +26,7 @@ import os
 import reprlib
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,7 +58,7 @@ from velostream.runtime.guarded import GuardedSink
 from velostream.runtime.job import StatementRunner
 from velostream.runtime.progress import RunSnapshot, StatementProgress
 from velostream.runtime.report import RunReport
-from velostream.runtime.resilience import RetryPolicy, RetryStats
+from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
 from velostream.sql import Statement, declared_schema, parse_script
 from velostream.sql.dialect import node_position
 
@@ -916,6 +916,23 @@ class Application:
                 dead_letters.append(writer)
             policy = BadRecordPolicy(info.error_strategy, writer)
             columns = _read_columns(info)
+            policy_retry = RetryPolicy.from_properties(info.properties)
+
+            def retry(
+                call: Callable[[], Any],
+                name: str,
+                policy_retry: RetryPolicy = policy_retry,
+                stats: RetryStats = stats,
+            ) -> Any:
+                return retry_call(
+                    call,
+                    policy=policy_retry,
+                    kind="source",
+                    name=name,
+                    stop_event=abort,
+                    stats=stats,
+                )
+
             sources = [
                 create_source(
                     name,
@@ -926,6 +943,7 @@ class Application:
                     statement_properties=info.properties,
                     group_id=f"{info.properties.get('application.id', 'velostream')}-{info.name}",
                     columns=columns,
+                    retry=retry,
                 )
                 for name, props in info.sources.items()
             ]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -53,6 +54,7 @@ def create_source(
     statement_properties: Mapping[str, str] | None = None,
     group_id: str | None = None,
     columns: Collection[str] = (),
+    retry: Callable[[Callable[[], Any], str], Any] | None = None,
 ) -> Source:
     """Create the source ``name`` from its properties (relative keys, including ``type``).
 
@@ -69,6 +71,7 @@ def create_source(
             ``velostream-<name>``).
         columns: the column names the query reads (a Kafka source adds the metadata
             columns among them: ``_key``, ``_headers``, ...).
+        retry: runs a Kafka source's calls to the broker with the statement's retries.
 
     Raises:
         ConfigError: bad properties, a sink type, a declared type the format cannot read, or ``<name>.schema.inference.rows`` with
@@ -106,6 +109,7 @@ def create_source(
             schema=schema,
             inference_rows=int(inference) if inference is not None else DEFAULT_INFERENCE_ROWS,
             metadata=[c for c in METADATA_COLUMNS if c in columns],
+            retry=retry,
         )
     wait = properties.get("file.wait.timeout")
     return FileSource(

@@ -95,6 +95,9 @@ CONSUMER_FIXED: dict[str, Any] = {
 #: is looked at).
 CONSUME_TIMEOUT = 0.1
 
+#: How long one metadata request may take, seconds (then it is retried).
+METADATA_TIMEOUT = 5.0
+
 #: librdkafka's "partition EOF" event code.
 _PARTITION_EOF = -191
 
@@ -168,6 +171,7 @@ class KafkaSource:
         schema: pa.Schema | None = None,
         inference_rows: int = 1000,
         metadata: Sequence[str] = (),
+        retry: Callable[[Callable[[], Any], str], Any] | None = None,
     ) -> None:
         """Check the settings of source ``name`` (keys relative to ``<name>.``).
 
@@ -181,6 +185,8 @@ class KafkaSource:
             schema: the declared columns (exact types, no inference); None: inferred.
             inference_rows: messages used to infer the column types.
             metadata: the metadata columns the query reads (of :data:`METADATA_COLUMNS`).
+            retry: runs a call to the broker, retrying transient failures (the
+                statement's ``retry.*`` keys); default: once.
 
         Raises:
             ConfigError: a bad setting, a format other than json, an unknown metadata
@@ -225,6 +231,7 @@ class KafkaSource:
         wanted = {*metadata, *(["_topic"] if len(self.topics) > 1 else [])}
         self.metadata = tuple(m for m in METADATA_COLUMNS if m in wanted)
         self._config = consumer_config(name, properties, group_id=self.group_id)
+        self._retry = retry or (lambda call, _name: call())
         self._consumer: Any = None
         self._decoder: Any = _codec.JsonDecoder(schema) if schema is not None else None
         self._paused = False
@@ -260,7 +267,12 @@ class KafkaSource:
             found: dict[str, int] = {}
             for topic in self.topics:
                 try:
-                    metadata = consumer.list_topics(topic, timeout=10)
+                    metadata = self._retry(
+                        functools.partial(consumer.list_topics, topic, timeout=METADATA_TIMEOUT),
+                        self.name,
+                    )
+                except SourceError:
+                    raise
                 except Exception as exc:  # KafkaException: broker unreachable
                     raise SourceError(
                         f"kafka source {self.name!r}: cannot read the metadata of topic "
