@@ -254,3 +254,15 @@ def test_start_ends_on_its_own_with_bounded_files(app_dir):
     app.start()
     assert app.wait(10)
     assert app.report is not None and app.report.records_out == len(BIG)
+
+
+def test_explain_names_a_kafka_sources_group_and_commit_interval():
+    sql = (
+        "CREATE STREAM s AS SELECT x FROM t WITH ('t.type'='kafka_source', 't.topic'='in', "
+        "'t.bootstrap.servers'='127.0.0.1:9092', 'commit.interval'='2s', 'application.id'='shop', "
+        "'s.type'='kafka_sink', 's.topic'='out')"
+    )
+    text = Application.from_sql(sql).explain()
+    assert "source t: kafka_source topic in at 127.0.0.1:9092 (format json)" in text
+    assert "commits: t as group shop-s, every 2s once the sinks acknowledged" in text
+    assert "sink   s: kafka_sink topic out (format json)" in text

@@ -844,6 +844,15 @@ class Application:
             readers = [i.name for i in self.statements if info.name in i.upstream]
             for reader in readers:
                 lines.append(f"  sink   {reader}: input of stream {reader} (in-process)")
+            for source, props in info.sources.items():
+                if props.get("type") == "kafka_source":
+                    app_id = info.properties.get("application.id", "velostream")
+                    group = props.get("group.id", f"{app_id}-{info.name}")
+                    every = info.properties.get("commit.interval", "5s")
+                    lines.append(
+                        f"  commits: {source} as group {group}, every {every} once the sinks "
+                        "acknowledged (at-least-once)"
+                    )
             lines.append(f"  error.strategy: {info.error_strategy}")
             if info.dead_letter_sink is not None:
                 props = config.connectors(info.properties)[info.dead_letter_sink]
