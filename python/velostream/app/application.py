@@ -1087,7 +1087,13 @@ class Application:
         return not self._thread.is_alive()
 
     def stop(self, timeout: float | None = None) -> RunReport | None:
-        """Stop a :meth:`start`-ed run: stop reading, flush the queries, close the sinks.
+        """Stop a :meth:`start`-ed run gracefully (what SIGINT/SIGTERM do to ``velostream run``).
+
+        The sources stop reading; what was read is processed; the sinks are flushed and
+        the positions they acknowledged committed; the sinks are closed. A statement
+        reading Kafka keeps its open windows open (a restart re-reads their records); a
+        statement reading only files is flushed, its windows closed, as at the end of
+        its input.
 
         Args:
             timeout: seconds to wait for the run to end (None: as long as it takes).
