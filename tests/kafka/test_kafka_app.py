@@ -484,3 +484,27 @@ def test_an_unreachable_broker_is_retried_with_backoff_then_a_source_error(tmp_p
     assert info.value.source == "src"
     assert "_TRANSPORT" in str(info.value)
     assert app.report is not None and app.report.retries == 1
+
+
+def test_the_legacy_path_runs_on_the_same_runtime_with_the_same_rows(
+    tmp_path, kafka_broker: Broker
+) -> None:
+    data = trades(2000, seed=3)
+    topic = kafka_broker.create_topic(partitions=2)
+    produce(kafka_broker, topic, data, partitions=2)
+    outputs = {}
+    for path in ("direct", "legacy"):
+        sql = f"""
+        CREATE STREAM bars AS
+        SELECT symbol, COUNT(*) AS trades, SUM(qty) AS volume, MAX(price) AS high,
+               _window_start AS ws
+        FROM trades GROUP BY symbol WINDOW TUMBLING(1s) EMIT FINAL
+        WITH ({kafka_source("trades", topic, kafka_broker, f"g-path-{path}")},
+              'event.time.field' = 'ts', 'watermark.max_out_of_orderness' = '200ms',
+              'bars.type' = 'file_sink', 'bars.path' = '{path}.jsonl');
+        """
+        app = vs.Application.from_sql(sql, base_dir=tmp_path, processing_path=path)
+        app.run(until_end=True)
+        outputs[path] = sorted(key(r) for r in rows(tmp_path / f"{path}.jsonl"))
+    assert outputs["legacy"] == outputs["direct"] == sorted(key(r) for r in duckdb_bars(data))
+    assert committed(kafka_broker, "g-path-legacy", topic, 2) == [1000, 1000]
