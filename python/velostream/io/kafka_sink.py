@@ -23,7 +23,6 @@ which the client validates: its rejection is a :class:`~velostream.errors.Config
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ import pyarrow as pa
 
 from velostream.errors import ConfigError, SinkError
 from velostream.io import _codec
+from velostream.io._kafka import checked_config
 
 #: Keys of a Kafka sink that are velostream's, not librdkafka's.
 OWN_KEYS = ("type", "topic", "format", "config_file")
@@ -56,24 +56,12 @@ def producer_config(name: str, properties: Mapping[str, str]) -> dict[str, Any]:
     Raises:
         ConfigError: the client rejects a key or a value (naming it).
     """
-    from confluent_kafka import KafkaException, Producer
+    from confluent_kafka import Producer
 
     settings = {k: v for k, v in properties.items() if k not in OWN_KEYS}
     config: dict[str, Any] = {**PRODUCER_DEFAULTS, **settings}
     config["delivery.report.only.error"] = True
-    # librdkafka's own log lines go to logging, not to stderr.
-    config["logger"] = logging.getLogger("velostream.kafka")
-    try:
-        Producer(config)  # the client validates every key and value here
-    except (KafkaException, ValueError, TypeError) as exc:
-        detail = str(exc.args[0] if exc.args else exc)
-        bad = next((k for k in settings if f'"{k}"' in detail or f"'{k}'" in detail), None)
-        raise ConfigError(
-            f"kafka sink {name!r}: the Kafka client rejects its settings: {detail}",
-            key=f"{name}.{bad}" if bad else f"{name}.type",
-            value=settings.get(bad) if bad else "kafka_sink",
-        ) from None
-    return config
+    return checked_config(name, "kafka_sink", config, settings, Producer)
 
 
 class KafkaSink:

@@ -46,9 +46,10 @@ from typing import Any
 import pyarrow as pa
 
 from velostream import _core
-from velostream.config import parse_duration_ms
+from velostream.config import EVENT_TIME_KEYS, parse_duration_ms
 from velostream.errors import ConfigError, SourceError
 from velostream.io import _codec
+from velostream.io._kafka import checked_config
 from velostream.io.bad_records import BadRecordPolicy
 
 logger = logging.getLogger("velostream.io")
@@ -63,14 +64,7 @@ OWN_KEYS = (
     "topic.retry.interval",
     "batch.size",
     "schema.inference.rows",
-    "event.time.field",
-    "event.time.format",
-    "event.time.error",
-    "watermark.strategy",
-    "watermark.max_out_of_orderness",
-    "watermark.idle_timeout",
-    "late.data.strategy",
-    "late.data.allowed_lateness",
+    *EVENT_TIME_KEYS,
 )
 
 #: The metadata columns a Kafka source can add besides ``_partition`` and ``_offset``.
@@ -129,7 +123,7 @@ def consumer_config(
         ConfigError: the client rejects a key or a value (naming it), or a setting the
             commit protocol needs is overridden.
     """
-    from confluent_kafka import Consumer, KafkaException
+    from confluent_kafka import Consumer
 
     settings = {k: v for k, v in properties.items() if k not in OWN_KEYS}
     for key, value in CONSUMER_FIXED.items():
@@ -144,18 +138,7 @@ def consumer_config(
     config.update(CONSUMER_FIXED)
     if until_end:
         config["enable.partition.eof"] = True
-    config["logger"] = logging.getLogger("velostream.kafka")
-    try:
-        Consumer(config).close()  # the client validates every key and value here
-    except (KafkaException, ValueError, TypeError) as exc:
-        detail = str(exc.args[0] if exc.args else exc)
-        bad = next((k for k in settings if f'"{k}"' in detail or f"'{k}'" in detail), None)
-        raise ConfigError(
-            f"kafka source {name!r}: the Kafka client rejects its settings: {detail}",
-            key=f"{name}.{bad}" if bad else f"{name}.type",
-            value=settings.get(bad) if bad else "kafka_source",
-        ) from None
-    return config
+    return checked_config(name, "kafka_source", config, settings, Consumer)
 
 
 class KafkaSource:
