@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from velostream import _core
 from velostream.config import EVENT_TIME_KEYS, parse_duration_ms
-from velostream.errors import ConfigError, SourceError
+from velostream.errors import ConfigError, SourceError, VelostreamError
 from velostream.io import _codec
 from velostream.io._kafka import checked_config
 from velostream.io.bad_records import BadRecordPolicy
@@ -141,6 +141,18 @@ def consumer_config(
     return checked_config(name, "kafka_source", config, settings, Consumer)
 
 
+def _once(call: Callable[[], Any], name: str) -> Any:
+    """Run a call to the client once; its failure is a :class:`SourceError` naming ``name``."""
+    try:
+        return call()
+    except VelostreamError:
+        raise
+    except Exception as exc:  # KafkaException, RuntimeError of a closed client
+        raise SourceError(
+            f"kafka source {name!r}: {type(exc).__name__}: {exc}", source=name, cause=str(exc)
+        ) from exc
+
+
 class KafkaSource:
     """Reads JSON messages from Kafka topics as record batches with their positions."""
 
@@ -214,7 +226,7 @@ class KafkaSource:
         wanted = {*metadata, *(["_topic"] if len(self.topics) > 1 else [])}
         self.metadata = tuple(m for m in METADATA_COLUMNS if m in wanted)
         self._config = consumer_config(name, properties, group_id=self.group_id)
-        self._retry = retry or (lambda call, _name: call())
+        self._retry = retry or _once
         self._consumer: Any = None
         self._decoder: Any = _codec.JsonDecoder(schema) if schema is not None else None
         self._paused = False
@@ -314,13 +326,17 @@ class KafkaSource:
         ]
         waiting: list[tuple[str, int]] = []
         if assignment:
-            committed = {
-                (tp.topic, tp.partition): tp.offset
-                for tp in consumer.committed(assignment, timeout=10)
-            }
+            found = self._retry(
+                functools.partial(consumer.committed, assignment, timeout=METADATA_TIMEOUT),
+                self.name,
+            )
+            committed = {(tp.topic, tp.partition): tp.offset for tp in found}
             reset = str(config.get("auto.offset.reset", "latest")).lower()
             for tp in assignment:
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                low, high = self._retry(
+                    functools.partial(consumer.get_watermark_offsets, tp, timeout=METADATA_TIMEOUT),
+                    self.name,
+                )
                 key = (tp.topic, tp.partition)
                 start = committed.get(key, -1001)
                 if start < 0:
@@ -329,7 +345,7 @@ class KafkaSource:
                 self._high[key] = high
                 if start < high:
                     waiting.append(key)
-        consumer.assign(assignment)
+        self._retry(functools.partial(consumer.assign, assignment), self.name)
         return [(tp.topic, tp.partition) for tp in assignment], waiting
 
     # ------------------------------------------------------------------ reading
@@ -387,7 +403,10 @@ class KafkaSource:
             return
         consumer = self._consumer
         while stop is None or not stop.is_set():
-            messages = consumer.consume(self.batch_size, CONSUME_TIMEOUT)
+            messages = self._retry(
+                functools.partial(consumer.consume, self.batch_size, CONSUME_TIMEOUT),
+                self.name,
+            )
             self.service()
             if not messages:
                 continue
