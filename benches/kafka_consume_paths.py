@@ -10,7 +10,10 @@ with a fresh consumer from offset 0:
   bare client loop, nothing decoded);
 - ``decode_kafka``: ``consume`` and ``_core.decode_kafka(decoder, messages)`` per call
   (an Arrow batch with ``_partition`` and ``_offset``);
-- ``decode_kafka+meta``: the same with every metadata column.
+- ``decode_kafka+meta``: the same with every metadata column;
+- ``read_kafka``: the part of it the Kafka source does in its consuming thread (the
+  messages read, GIL held), without the decoding the statement's thread does
+  (``KafkaMessages.decode()``, GIL released).
 
 Prints msgs/s for each, and the share of the time spent inside ``decode_kafka``.
 """
@@ -85,8 +88,13 @@ def main() -> None:
             assert not bad
             return int(batch.num_rows)
 
+        def read_only(messages: list[Any]) -> int:
+            _core.read_kafka(decoder, messages)
+            return len(messages)
+
         paths = [
             ("consume+value", values),
+            ("read_kafka", read_only),
             ("decode_kafka", decode),
             ("decode_kafka+meta", decode_meta),
         ]
