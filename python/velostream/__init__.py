@@ -20,6 +20,7 @@ from velostream.errors import (
     VelostreamError,
 )
 from velostream.query import Query, compile
+from velostream.runtime.resilience import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -33,6 +34,7 @@ __all__ = [
     "InternalError",
     "MissingDependencyError",
     "Query",
+    "RetryPolicy",
     "RunReport",
     "SinkError",
     "SnapshotError",

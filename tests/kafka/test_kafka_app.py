@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka_support import Broker
 
 import velostream as vs
-from velostream.errors import DataError, SourceError
+from velostream.errors import DataError, SourceError, TopicNotFoundError
 
 SYMBOLS = ["AAPL", "MSFT", "GOOG", "TSLA", "AMZN"]
 
@@ -331,7 +331,7 @@ def test_a_missing_topic_without_a_wait_is_a_source_error_naming_it(
     WITH ({kafka_source("src", "no-such-topic", kafka_broker, "g-missing")},
           'copy.type' = 'file_sink', 'copy.path' = 'copy.jsonl');
     """
-    with pytest.raises(SourceError, match="topic 'no-such-topic' does not exist") as info:
+    with pytest.raises(TopicNotFoundError, match="topic 'no-such-topic' does not exist") as info:
         vs.Application.from_sql(sql, base_dir=tmp_path).run(until_end=True)
     assert info.value.source == "src"
 

@@ -84,26 +84,26 @@ class AlwaysHigh(random.Random):
 
 
 def fast(**kwargs) -> RetryPolicy:
-    return RetryPolicy(initial_delay=0.001, max_delay=0.002, **kwargs)
+    return RetryPolicy(initial_backoff=0.001, max_backoff=0.002, **kwargs)
 
 
 # --------------------------------------------------------------------------- backoff
 
 
 def test_the_caps_grow_by_the_multiplier_up_to_the_maximum():
-    policy = RetryPolicy(initial_delay=0.1, multiplier=2, max_delay=1.0)
+    policy = RetryPolicy(initial_backoff=0.1, multiplier=2, max_backoff=1.0)
     caps = [policy.cap(n) for n in range(7)]
     assert caps == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.0, 1.0, 1.0])
 
 
 def test_a_huge_retry_number_does_not_overflow():
-    policy = RetryPolicy(initial_delay=0.001, multiplier=10, max_delay=60)
+    policy = RetryPolicy(initial_backoff=0.001, multiplier=10, max_backoff=60)
     assert policy.cap(10**9) == 60
     assert 0 <= policy.delay(10**9, random.Random(1)) <= 60
 
 
 def test_the_jitter_covers_the_whole_range_from_zero_to_the_cap():
-    policy = RetryPolicy(initial_delay=1.0, max_delay=1.0)
+    policy = RetryPolicy(initial_backoff=1.0, max_backoff=1.0)
     rng = random.Random(7)
     delays = [policy.delay(0, rng) for _ in range(2000)]
     assert all(0 <= d <= 1.0 for d in delays)
@@ -113,9 +113,9 @@ def test_the_jitter_covers_the_whole_range_from_zero_to_the_cap():
 
 policies = st.builds(
     RetryPolicy,
-    initial_delay=st.floats(0.001, 10),
+    initial_backoff=st.floats(0.001, 10),
     multiplier=st.floats(1, 10),
-    max_delay=st.floats(10, 1000),
+    max_backoff=st.floats(10, 1000),
     max_attempts=st.integers(1, 40),
 )
 
@@ -132,9 +132,9 @@ def test_the_schedule_has_one_delay_per_retry_each_within_its_cap(policy, seed):
     caps = [policy.cap(n) for n in range(len(delays))]
     assert all(a <= b for a, b in itertools.pairwise(caps))  # never shrinks
     for n, (delay, cap) in enumerate(zip(delays, caps, strict=True)):
-        assert 0 <= delay <= cap <= policy.max_delay
+        assert 0 <= delay <= cap <= policy.max_backoff
         assert cap == pytest.approx(
-            min(policy.max_delay, policy.initial_delay * policy.multiplier**n)
+            min(policy.max_backoff, policy.initial_backoff * policy.multiplier**n)
         )
 
 
@@ -146,7 +146,9 @@ def test_the_schedule_has_one_delay_per_retry_each_within_its_cap(policy, seed):
 )
 def test_no_delay_reaches_past_the_time_budget(max_elapsed, steps, seed):
     clock = FakeClock()
-    policy = RetryPolicy(initial_delay=1, max_delay=50, max_attempts=None, max_elapsed=max_elapsed)
+    policy = RetryPolicy(
+        initial_backoff=1, max_backoff=50, max_attempts=None, max_elapsed=max_elapsed
+    )
     backoff = Backoff(policy, rng=random.Random(seed), clock=clock)
     for step in steps:
         clock.advance(step)
@@ -161,11 +163,11 @@ def test_no_delay_reaches_past_the_time_budget(max_elapsed, steps, seed):
 @pytest.mark.parametrize(
     ("kwargs", "field"),
     [
-        ({"initial_delay": 0}, "initial_delay"),
-        ({"initial_delay": float("nan")}, "initial_delay"),
+        ({"initial_backoff": 0}, "initial_backoff"),
+        ({"initial_backoff": float("nan")}, "initial_backoff"),
         ({"multiplier": 0.5}, "multiplier"),
-        ({"initial_delay": 2, "max_delay": 1}, "max_delay"),
-        ({"max_delay": float("inf")}, "max_delay"),
+        ({"initial_backoff": 2, "max_backoff": 1}, "max_backoff"),
+        ({"max_backoff": float("inf")}, "max_backoff"),
         ({"max_attempts": 0}, "max_attempts"),
         ({"max_elapsed": -1}, "max_elapsed"),
     ],
@@ -191,7 +193,7 @@ def test_the_properties_set_the_policy_and_the_breaker():
     }
     config.validate_statement_properties(properties)
     policy = RetryPolicy.from_properties(properties)
-    assert (policy.max_attempts, policy.initial_delay, policy.max_delay) == (4, 0.25, 2.0)
+    assert (policy.max_attempts, policy.initial_backoff, policy.max_backoff) == (4, 0.25, 2.0)
     breaker = CircuitBreaker.from_properties("out", properties, when_open="raise")
     assert (breaker.failure_threshold, breaker.reset_timeout, breaker.when_open) == (
         3,
@@ -202,7 +204,7 @@ def test_the_properties_set_the_policy_and_the_breaker():
 
 def test_absent_properties_give_the_documented_defaults():
     policy = RetryPolicy.from_properties({})
-    assert (policy.max_attempts, policy.initial_delay, policy.max_delay) == (10, 0.1, 30.0)
+    assert (policy.max_attempts, policy.initial_backoff, policy.max_backoff) == (10, 0.1, 30.0)
     breaker = CircuitBreaker.from_properties("out", {})
     assert (breaker.failure_threshold, breaker.reset_timeout, breaker.when_open) == (
         5,
@@ -260,7 +262,7 @@ def test_the_keys_are_statement_keys_a_query_accepts():
     assert info.value.allowed[0] == "retry.max.attempts"
 
 
-def test_a_maximum_below_the_initial_delay_is_a_config_error():
+def test_a_maximum_below_the_initial_backoff_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         RetryPolicy.from_properties({"retry.backoff.initial": "5s", "retry.backoff.max": "1s"})
     assert info.value.key == "retry.backoff.max"
@@ -416,7 +418,7 @@ def test_transient_failures_are_retried_and_counted():
     fn, calls = failing(2, result=42)
     stats = RetryStats()
     events: list[RetryEvent] = []
-    policy = RetryPolicy(initial_delay=0.001, max_delay=0.004, max_attempts=5)
+    policy = RetryPolicy(initial_backoff=0.001, max_backoff=0.004, max_attempts=5)
     result = retry_call(
         fn, policy=policy, kind="sink", name="out", on_retry=events.append, stats=stats
     )
@@ -466,7 +468,9 @@ def test_the_time_budget_ends_the_retries():
         clock.advance(1.0)  # each attempt takes a second
         raise Boom()
 
-    policy = RetryPolicy(initial_delay=0.001, max_delay=0.001, max_attempts=None, max_elapsed=2.5)
+    policy = RetryPolicy(
+        initial_backoff=0.001, max_backoff=0.001, max_attempts=None, max_elapsed=2.5
+    )
     with pytest.raises(SinkError) as info:
         retry_call(fn, policy=policy, kind="sink", name="out", clock=clock)
     assert "gave up after 3 attempt(s) in 3.000s" in str(info.value)
@@ -514,7 +518,7 @@ def test_a_custom_classifier_decides_what_is_retried():
 def test_the_stop_event_interrupts_a_wait():
     stop = threading.Event()
     fn, calls = failing(100)
-    policy = RetryPolicy(initial_delay=60, max_delay=60, max_attempts=5)
+    policy = RetryPolicy(initial_backoff=60, max_backoff=60, max_attempts=5)
     rng = AlwaysHigh()  # the first delay is drawn from [0, 60]: make it long
     timer = threading.Timer(0.2, stop.set)
     started = time.monotonic()
@@ -904,7 +908,7 @@ def test_retries_through_a_waiting_breaker_get_a_flaky_sink_through():
     stats = RetryStats()
     result = retry_call(
         lambda: cb.call(fn),
-        policy=RetryPolicy(initial_delay=0.001, max_delay=0.002, max_attempts=10),
+        policy=RetryPolicy(initial_backoff=0.001, max_backoff=0.002, max_attempts=10),
         kind="sink",
         name="out",
         stats=stats,

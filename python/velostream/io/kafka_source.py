@@ -47,7 +47,7 @@ import pyarrow as pa
 
 from velostream import _core
 from velostream.config import EVENT_TIME_KEYS, parse_duration_ms
-from velostream.errors import ConfigError, SourceError, VelostreamError
+from velostream.errors import ConfigError, SourceError, TopicNotFoundError, VelostreamError
 from velostream.io import _codec
 from velostream.io._kafka import checked_config
 from velostream.io.bad_records import BadRecordPolicy
@@ -290,7 +290,7 @@ class KafkaSource:
                     )
                 else:
                     waited = f" (set '{self.name}.topic.wait.timeout' to wait for it)"
-                raise SourceError(
+                raise TopicNotFoundError(
                     f"kafka source {self.name!r}: topic {missing[0]!r} does not exist{waited}",
                     source=self.name,
                     cause=f"unknown topic {missing[0]}",

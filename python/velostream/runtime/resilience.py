@@ -326,9 +326,9 @@ class RetryPolicy:
     """How often and how patiently a transient failure is retried.
 
     Attributes:
-        initial_delay: seconds: the cap of the delay before the first retry (> 0).
+        initial_backoff: seconds: the cap of the delay before the first retry (> 0).
         multiplier: each retry's cap is the previous one's times this (≥ 1).
-        max_delay: seconds: no cap is above this (≥ ``initial_delay``).
+        max_backoff: seconds: no cap is above this (≥ ``initial_backoff``).
         max_attempts: attempts in all, the first call included (≥ 1; 1 means no retry);
             None: no limit on the number.
         max_elapsed: seconds since the first attempt after which no retry starts
@@ -340,9 +340,9 @@ class RetryPolicy:
 
     """
 
-    initial_delay: float = DEFAULT_BACKOFF_INITIAL
+    initial_backoff: float = DEFAULT_BACKOFF_INITIAL
     multiplier: float = DEFAULT_BACKOFF_MULTIPLIER
-    max_delay: float = DEFAULT_BACKOFF_MAX
+    max_backoff: float = DEFAULT_BACKOFF_MAX
     max_attempts: int | None = DEFAULT_MAX_ATTEMPTS
     max_elapsed: float | None = None
 
@@ -354,12 +354,14 @@ class RetryPolicy:
                 value=str(value),
             )
 
-        if not (math.isfinite(self.initial_delay) and self.initial_delay > 0):
-            raise bad("initial_delay", self.initial_delay, "a positive number of seconds")
+        if not (math.isfinite(self.initial_backoff) and self.initial_backoff > 0):
+            raise bad("initial_backoff", self.initial_backoff, "a positive number of seconds")
         if not (math.isfinite(self.multiplier) and self.multiplier >= 1):
             raise bad("multiplier", self.multiplier, "a number ≥ 1")
-        if not (math.isfinite(self.max_delay) and self.max_delay >= self.initial_delay):
-            raise bad("max_delay", self.max_delay, f"seconds ≥ initial_delay {self.initial_delay}")
+        if not (math.isfinite(self.max_backoff) and self.max_backoff >= self.initial_backoff):
+            raise bad(
+                "max_backoff", self.max_backoff, f"seconds ≥ initial_backoff {self.initial_backoff}"
+            )
         if self.max_attempts is not None and self.max_attempts < 1:
             raise bad("max_attempts", self.max_attempts, "a positive integer or None")
         if self.max_elapsed is not None and not (
@@ -398,7 +400,7 @@ class RetryPolicy:
                 key=key,
                 value=properties.get(key),
             )
-        return cls(initial_delay=initial, max_delay=maximum, max_attempts=int(attempts))
+        return cls(initial_backoff=initial, max_backoff=maximum, max_attempts=int(attempts))
 
     def cap(self, retry: int) -> float:
         """The longest delay before retry number ``retry`` (0 for the first retry).
@@ -407,19 +409,19 @@ class RetryPolicy:
             retry: how many retries came before this one (≥ 0).
 
         Returns:
-            ``min(max_delay, initial_delay * multiplier ** retry)``, without overflow.
+            ``min(max_backoff, initial_backoff * multiplier ** retry)``, without overflow.
 
         """
         if retry <= 0:
-            return min(self.max_delay, self.initial_delay)
+            return min(self.max_backoff, self.initial_backoff)
         if self.multiplier == 1:
-            return min(self.max_delay, self.initial_delay)
-        # Past the exponent that reaches max_delay every cap is max_delay; stop there so
+            return min(self.max_backoff, self.initial_backoff)
+        # Past the exponent that reaches max_backoff every cap is max_backoff; stop there so
         # that `multiplier ** retry` never overflows.
-        reach = math.log(self.max_delay / self.initial_delay, self.multiplier)
+        reach = math.log(self.max_backoff / self.initial_backoff, self.multiplier)
         if retry >= reach:
-            return self.max_delay
-        return min(self.max_delay, self.initial_delay * self.multiplier**retry)
+            return self.max_backoff
+        return min(self.max_backoff, self.initial_backoff * self.multiplier**retry)
 
     def delay(self, retry: int, rng: random.Random | None = None) -> float:
         """A delay before retry ``retry``, drawn uniformly from ``[0, cap(retry)]``.
