@@ -679,6 +679,46 @@ mod tests {
     }
 
     #[test]
+    fn find_ids_finds_known_keys_without_creating_groups() {
+        let mut ids = Vec::new();
+        let mut found = Vec::new();
+        let mut t = GroupTable::new(&[DataType::Utf8]).unwrap();
+        t.group_ids(
+            &single(Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+            ]))),
+            3,
+            &mut ids,
+        )
+        .unwrap();
+        let probe = single(Arc::new(StringArray::from(vec![
+            Some("b"),
+            Some("z"),
+            None,
+            Some("a"),
+        ])));
+        t.find_ids(&probe, 4, &mut found).unwrap();
+        assert_eq!(
+            found,
+            vec![Some(ids[1]), None, None, Some(ids[0])],
+            "a NULL finds nothing"
+        );
+        assert_eq!(t.len(), 3, "no group created");
+        let mut t = GroupTable::new(&[DataType::UInt64]).unwrap();
+        let big = arrow::array::UInt64Array::from(vec![u64::MAX, 1]);
+        t.group_ids(&single(Arc::new(big)), 2, &mut ids).unwrap();
+        let probe = single(Arc::new(arrow::array::UInt64Array::from(vec![
+            1,
+            2,
+            u64::MAX,
+        ])));
+        t.find_ids(&probe, 3, &mut found).unwrap();
+        assert_eq!(found, vec![Some(ids[1]), None, Some(ids[0])]);
+    }
+
+    #[test]
     fn same_bytes_is_slice_equality_at_every_length() {
         for n in 0..40usize {
             let a: Vec<u8> = (0..n as u8).collect();
