@@ -9,6 +9,7 @@ __all__ = [
     "CsvDecoder",
     "JsonDecoder",
     "KafkaMessages",
+    "KeyedTable",
     "Processor",
     "_panic_at_boundary",
     "build_profile",

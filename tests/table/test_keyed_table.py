@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import velostream as vs
@@ -16,7 +17,9 @@ from velostream import _core
 SCHEMA = pa.schema([("id", pa.int64()), ("name", pa.string()), ("score", pa.float64())])
 
 
-def rows(ids: list[int], names: list[str | None], scores: list[float]) -> pa.RecordBatch:
+def rows(
+    ids: Sequence[int], names: Sequence[str | None], scores: Sequence[float]
+) -> pa.RecordBatch:
     return pa.record_batch([ids, names, scores], schema=SCHEMA)
 
 
@@ -135,6 +138,7 @@ def test_concurrent_lookups_while_upserting() -> None:
 
 
 @settings(max_examples=60, deadline=None)
+@example(batches=[[(-3, 0), (16, 0), (0, 0)]], probes=[16])  # new keys not in id order
 @given(
     batches=st.lists(
         st.lists(st.tuples(st.integers(-20, 20), st.integers(-1000, 1000)), max_size=40),

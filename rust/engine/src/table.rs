@@ -9,6 +9,8 @@
 //! [`MAX_BATCHES`]) the table is compacted into one batch whose row `g` is key `g`'s row,
 //! so memory stays proportional to the live rows however often keys are updated.
 //!
+//! A snapshot lists the keys in the order they were first inserted.
+//!
 //! A lookup maps probe keys to key ids (`None` when absent, also for a NULL probe key:
 //! SQL equality) in O(1) per row, and [`KeyedTable::take`] gathers the table's columns for
 //! those ids, NULL where absent: together, the probe side of a stream-table join.
@@ -50,6 +52,9 @@ pub struct KeyedTable {
     batches: Vec<RecordBatch>,
     /// Key id → (batch, row) of its latest row.
     rows: Vec<(u32, u32)>,
+    /// Key ids in the order their keys were first inserted (row order; ids themselves
+    /// are not, within a batch: see `GroupTable::group_ids`).
+    order: Vec<u32>,
     /// Rows held in `batches`, live and dead.
     stored: usize,
     /// Whether there is one batch whose row `g` is key `g`'s (right after compaction).
@@ -144,6 +149,7 @@ impl KeyedTable {
             key_indices,
             batches: Vec::new(),
             rows: Vec::new(),
+            order: Vec::new(),
             stored: 0,
             aligned: true,
             ids: Vec::new(),
@@ -177,6 +183,7 @@ impl KeyedTable {
             .sum::<usize>()
             + self.groups.state_bytes()
             + self.rows.capacity() * std::mem::size_of::<(u32, u32)>()
+            + self.order.capacity() * 4
             + self.ids.capacity() * 4
     }
 
@@ -203,7 +210,12 @@ impl KeyedTable {
         let b = self.batches.len() as u32;
         self.rows.resize(self.groups.len(), (u32::MAX, 0));
         for (row, &g) in self.ids.iter().enumerate() {
-            self.rows[g as usize] = (b, row as u32);
+            let at = &mut self.rows[g as usize];
+            if at.0 == u32::MAX {
+                // The key's first row.
+                self.order.push(g);
+            }
+            *at = (b, row as u32);
         }
         let inserted = self.rows.len() - before;
         self.batches.push(batch.clone());
@@ -395,13 +407,13 @@ impl KeyedTable {
         })
     }
 
-    /// The live rows, one per key, in the order keys were first inserted.
+    /// The live rows, one per key, in the order keys were first inserted (row order).
     pub fn snapshot(&self) -> Result<RecordBatch> {
-        if self.aligned && self.batches.len() == 1 {
-            return Ok(self.batches[0].clone().with_schema(self.schema.clone())?);
-        }
         self.gather_rows(self.schema.clone(), |out| {
-            out.extend(self.rows.iter().map(|&(b, r)| (b as usize, r as usize)))
+            out.extend(self.order.iter().map(|&g| {
+                let (b, r) = self.rows[g as usize];
+                (b as usize, r as usize)
+            }))
         })
     }
 }
@@ -519,6 +531,32 @@ mod tests {
             ids_of(&t.snapshot().unwrap()),
             (0..1000).collect::<Vec<_>>()
         );
+    }
+
+    #[test]
+    fn snapshot_lists_keys_in_first_insertion_row_order() {
+        // Batches that mix new and known keys: key ids are not row order then.
+        let mut t = KeyedTable::new(schema(), vec!["id".into()]).unwrap();
+        let mut expected: Vec<i64> = Vec::new();
+        let mut state = 7u64;
+        for _ in 0..20 {
+            let ids: Vec<i64> = (0..700)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % 5000) as i64
+                })
+                .collect();
+            for &k in &ids {
+                if !expected.contains(&k) {
+                    expected.push(k);
+                }
+            }
+            t.upsert(&batch(&ids, &vec!["n"; 700], &vec![0.0; 700]))
+                .unwrap();
+            assert_eq!(ids_of(&t.snapshot().unwrap()), expected);
+        }
     }
 
     #[test]
