@@ -9,6 +9,7 @@ __all__ = [
     "CsvDecoder",
     "JsonDecoder",
     "KafkaMessages",
+    "KeyedTable",
     "Processor",
     "_panic_at_boundary",
     "build_profile",
@@ -132,3 +133,21 @@ def read_kafka(
     limits: dict[tuple[str, int], int] | None = None,
 ) -> tuple[KafkaMessages, list[_KafkaEvent]]: ...
 def parse_timestamps(values: Any, format: str | None = None, field: str = "") -> pa.Int64Array: ...
+
+@final
+class KeyedTable:
+    """The latest row per key, looked up by key in O(1) (GIL released).
+
+    Key columns: integers, strings, booleans, decimals, dates, timestamps, binary; a NULL
+    key is a ``DataError``. ``lookup(keys)`` takes one column per key column (in order) and
+    returns ``(rows, found)``: the table's columns for each probe row (NULL when absent)
+    and a boolean array. Upserts take a write lock, lookups a read lock.
+    """
+
+    def __new__(cls, schema: Any, key_columns: list[str]) -> KeyedTable: ...
+    def upsert(self, batch: Any) -> int: ...
+    def lookup(self, keys: Any) -> tuple[pa.RecordBatch, pa.BooleanArray]: ...
+    def snapshot(self) -> pa.RecordBatch: ...
+    @property
+    def bytes(self) -> int: ...
+    def __len__(self) -> int: ...

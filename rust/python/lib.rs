@@ -13,6 +13,7 @@ mod codec;
 mod errors;
 mod kafka;
 mod processor;
+mod table;
 mod time;
 
 /// Panics reach Python as `InternalError` carrying their message (`errors::catch_panic`),
@@ -43,5 +44,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     codec::register(m)?;
     kafka::register(m)?;
     time::register(m)?;
+    table::register(m)?;
     Ok(())
 }

@@ -445,6 +445,61 @@ impl GroupTable {
         Ok(())
     }
 
+    /// The group id of every row of `keys` (columns of equal length `n`, of the table's
+    /// key types) without creating groups: `None` for a key the table does not hold.
+    /// A row with a NULL in any key column finds nothing (SQL equality), even when the
+    /// table holds a NULL group. `out` is cleared first.
+    pub fn find_ids(&self, keys: &[ArrayRef], n: usize, out: &mut Vec<Option<u32>>) -> Result<()> {
+        out.clear();
+        out.reserve(n);
+        let find = |bytes: &[u8]| {
+            let hash = hash_of(&self.hasher, bytes);
+            self.index
+                .find(hash, |&g| same_bytes(key_of(&self.keys, g), bytes))
+                .copied()
+        };
+        let valid = |i: usize| keys.iter().all(|k| k.is_valid(i));
+        match &self.encoding {
+            Encoding::Global => out.resize(n, (self.keys.len > 0).then_some(0)),
+            Encoding::Utf8 => {
+                let col = cast(keys[0].as_ref(), &DataType::Utf8)?;
+                let strings = col.as_string::<i32>();
+                out.extend((0..n).map(|i| {
+                    strings
+                        .is_valid(i)
+                        .then(|| find(strings.value(i).as_bytes()))
+                        .flatten()
+                }));
+            }
+            Encoding::Int64 if matches!(keys[0].data_type(), DataType::UInt64) => {
+                let ints = keys[0].as_primitive::<UInt64Type>();
+                out.extend((0..n).map(|i| {
+                    ints.is_valid(i)
+                        .then(|| find(&ints.value(i).to_le_bytes()))
+                        .flatten()
+                }));
+            }
+            Encoding::Int64 => {
+                let col = cast(keys[0].as_ref(), &DataType::Int64)?;
+                let ints = col.as_primitive::<Int64Type>();
+                out.extend((0..n).map(|i| {
+                    ints.is_valid(i)
+                        .then(|| find(&ints.value(i).to_le_bytes()))
+                        .flatten()
+                }));
+            }
+            Encoding::Rows(converter) => {
+                let canonical: Vec<ArrayRef> = keys
+                    .iter()
+                    .map(|k| canonical_float(Value::Array(k.clone())).array().clone())
+                    .collect();
+                let rows = converter.convert_columns(&canonical)?;
+                out.extend((0..n).map(|i| valid(i).then(|| find(rows.row(i).as_ref())).flatten()));
+            }
+        }
+        Ok(())
+    }
+
     /// A filter sized for the groups the table holds, holding all of them (or none
     /// when they are too many).
     fn resize_filter(&mut self) {
@@ -621,6 +676,46 @@ mod tests {
         t.group_ids(&keys, 5, &mut ids).unwrap();
         assert_eq!(classes(&ids), vec![0, 1, 2, 0, 1]);
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn find_ids_finds_known_keys_without_creating_groups() {
+        let mut ids = Vec::new();
+        let mut found = Vec::new();
+        let mut t = GroupTable::new(&[DataType::Utf8]).unwrap();
+        t.group_ids(
+            &single(Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some("b"),
+                None,
+            ]))),
+            3,
+            &mut ids,
+        )
+        .unwrap();
+        let probe = single(Arc::new(StringArray::from(vec![
+            Some("b"),
+            Some("z"),
+            None,
+            Some("a"),
+        ])));
+        t.find_ids(&probe, 4, &mut found).unwrap();
+        assert_eq!(
+            found,
+            vec![Some(ids[1]), None, None, Some(ids[0])],
+            "a NULL finds nothing"
+        );
+        assert_eq!(t.len(), 3, "no group created");
+        let mut t = GroupTable::new(&[DataType::UInt64]).unwrap();
+        let big = arrow::array::UInt64Array::from(vec![u64::MAX, 1]);
+        t.group_ids(&single(Arc::new(big)), 2, &mut ids).unwrap();
+        let probe = single(Arc::new(arrow::array::UInt64Array::from(vec![
+            1,
+            2,
+            u64::MAX,
+        ])));
+        t.find_ids(&probe, 3, &mut found).unwrap();
+        assert_eq!(found, vec![Some(ids[1]), None, Some(ids[0])]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod legacy;
 pub mod operator;
 pub mod plan;
 pub mod processor;
+pub mod table;
 pub mod time;
 pub mod watermark;
 pub mod window;
