@@ -24,7 +24,8 @@ on its own fresh output topic and consumer group:
   so it runs in its own venv (``benches/requirements-quix.txt``; ``--quix-python``).
 - ``velostream_filter``, ``velostream_tumbling``: an application SQL file per workload,
   run as ``python -m velostream run app.sql --until-end``. A run that exits non-zero is
-  reported as "not available: <first line of its stderr>".
+  a failure ("failed (exit N): <first line of its stderr>"); only Quix Streams, which
+  lives in a venv of its own, can be "not available".
 
 Every contender's output topic is read back and checked against an oracle computed by
 DuckDB over the generated data (row count and per-row values); a wrong output is
@@ -351,7 +352,7 @@ class KafkaE2E:
             lines = [ln.strip() for ln in run.stderr.splitlines() if ln.strip()] or [""]
             if run.name.startswith("velostream_"):
                 # velostream says what stopped it on its first line (file:line:col: ...).
-                result.status = f"not available: {lines[0]}"
+                result.status = f"failed (exit {run.returncode}): {lines[0]}"
             elif run.name.startswith("quix_"):
                 result.status = f"not available: {lines[-1]}"  # a traceback ends with it
             else:
