@@ -131,3 +131,16 @@ def test_a_committed_offset_never_passes_a_record_not_released(batches, helds) -
     pending = []
     commit()
     assert committed == next_offset
+
+
+def test_while_everything_is_held_batches_merge_into_one_entry_per_source() -> None:
+    tracker = OffsetTracker()
+    tracker.add("s", [("t", 0, 0, 9)], latest=None)
+    tracker.release(held=HOLD_ALL)
+    for i in range(1, 1000):
+        tracker.add("s", [("t", i % 2, 10 * i, 10 * i + 9)], latest=None)
+        tracker.release(held=HOLD_ALL)
+    assert tracker.pending == 1  # not 1000: a long run stays small
+    assert tracker.committable() == {"s": {("t", 0): 0, ("t", 1): 10}}
+    tracker.release(held=None)  # the end of the input: everything was emitted
+    assert tracker.committable() == {"s": {("t", 0): 9990, ("t", 1): 10000}}

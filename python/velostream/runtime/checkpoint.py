@@ -78,16 +78,38 @@ class OffsetTracker:
 
     _entries: list[_Entry] = field(default_factory=list)
     committed: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    #: The query held everything at the last release (a GROUP BY without a window).
+    _holding_all: bool = False
 
     def add(
         self, source: str, positions: Sequence[tuple[str, int, int, int]], latest: int | None
     ) -> None:
-        """Record a processed batch of ``source``: its positions and latest row time."""
-        if positions:
-            self._entries.append(_Entry(source, positions, latest))
+        """Record a processed batch of ``source``: its positions and latest row time.
+
+        While the query holds everything (a GROUP BY without a window keeps every record
+        to the end of its input), nothing can be released batch by batch: the batch is
+        merged into the previous one of its source, so a long run keeps one entry, not
+        one per batch, and a release does not walk them all.
+        """
+        if not positions:
+            return
+        last = self._entries[-1] if self._entries else None
+        if self._holding_all and last is not None and not last.released and last.source == source:
+            ranges = {(t, p): (first, end) for t, p, first, end in last.positions}
+            for t, p, first, end in positions:
+                old = ranges.get((t, p))
+                ranges[(t, p)] = (min(old[0], first), max(old[1], end)) if old else (first, end)
+            last.positions = [(t, p, first, end) for (t, p), (first, end) in ranges.items()]
+            if latest is not None:
+                last.latest = latest if last.latest is None else max(last.latest, latest)
+            return
+        self._entries.append(_Entry(source, positions, latest))
 
     def release(self, held: int | None) -> None:
         """Mark the batches that hold nothing open under ``held`` (after a batch)."""
+        self._holding_all = held == HOLD_ALL
+        if self._holding_all:
+            return  # nothing is released while everything is held
         for entry in self._entries:
             if not entry.released and releases(entry.latest, held):
                 entry.released = True
