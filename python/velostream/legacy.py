@@ -29,6 +29,10 @@ class LegacyEngine:
         """Process a batch the old way: record by record (in Rust)."""
         return self._engine.process_per_record(batch)
 
+    def attach_table(self, name: str, table: _core.KeyedTable) -> None:
+        """Attach a joined table to the engine."""
+        self._engine.attach_table(name, table)
+
     def flush(self) -> pa.RecordBatch:
         """End of input: whatever the engine still holds."""
         return self._engine.flush()

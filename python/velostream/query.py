@@ -8,6 +8,7 @@ engine on purpose, to be measured against (see :mod:`velostream.legacy`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
@@ -17,12 +18,14 @@ import pyarrow as pa
 from sqlglot import exp
 
 from velostream import _core
+from velostream.config import parse_duration_ms
 from velostream.errors import (
     ConfigError,
     DataError,
     SnapshotError,
     SqlSyntaxError,
     SqlValidationError,
+    TableNotReadyError,
 )
 from velostream.legacy import LegacyEngine
 from velostream.sql import Statement, parse_statement, plan
@@ -30,11 +33,6 @@ from velostream.sql.dialect import node_position
 from velostream.sql.statements import query_selects, relation_name
 
 Path = Literal["direct", "legacy"]
-
-# Statement-level keys whose features are not built yet: rejected, never ignored.
-_NOT_YET = {
-    "join.": "stream-table joins",
-}
 
 # The time keys of SPEC section 5 -> their key in the plan's "time" section.
 _TIME_KEYS = (
@@ -166,22 +164,42 @@ def _time_plan(statement: Statement, properties: Mapping[str, str]) -> dict[str,
     }
 
 
-def _reject_unbuilt(properties: Mapping[str, str], connectors: Sequence[str]) -> None:
-    for key, value in properties.items():
-        # Per-source keys (`'<name>.event.time.field'`) configure the same features.
-        local = key
-        for name in connectors:
-            if key.startswith(f"{name}."):
-                local = key[len(name) + 1 :]
-                break
-        for prefix, feature in _NOT_YET.items():
-            if local.startswith(prefix):
-                raise ConfigError(
-                    f"property '{key}' configures {feature}, which is not supported yet "
-                    "(it arrives in a later release)",
-                    key=key,
-                    value=value,
-                )
+def _join_settings(table: str, properties: Mapping[str, str]) -> dict[str, Any]:
+    """A join's ``join.*`` keys (SPEC section 8); ``'<table>.join...'`` wins."""
+
+    def value(key: str) -> str | None:
+        return properties.get(f"{table}.{key}", properties.get(key))
+
+    settings: dict[str, Any] = {}
+    strategy = value("join.missing.strategy")
+    if strategy is not None:
+        settings["missing"] = strategy
+    settings["wait_timeout_ms"] = parse_duration_ms(value("join.wait.timeout") or "5s")
+    defaults: dict[str, str] = {}
+    for key, text in properties.items():
+        for prefix in ("join.defaults.", f"{table}.join.defaults."):
+            if key.startswith(prefix) and key[len(prefix) :]:
+                defaults[key[len(prefix) :]] = text
+    settings["defaults"] = sorted(defaults.items())
+    return settings
+
+
+def _column_named(names: Sequence[str], wanted: str, table: str) -> str:
+    """The table column ``wanted`` names (exact, else the one case-insensitive match)."""
+    if wanted in names:
+        return wanted
+    matches = [n for n in names if n.lower() == wanted.lower()]
+    if len(matches) == 1:
+        return matches[0]
+    raise SqlValidationError(
+        f"JOIN {table} ON names the column {wanted!r}, which the attached table does not "
+        f"have (its columns: {', '.join(names)})"
+    )
+
+
+def _status(handle: Any) -> str:
+    status = handle.status
+    return str(getattr(status, "value", status))
 
 
 def _connector_names(statement: Statement, properties: Mapping[str, str]) -> list[str]:
@@ -199,7 +217,24 @@ def _validate_properties(statement: Statement, properties: Mapping[str, str]) ->
 
     connectors = _connector_names(statement, properties)
     config.validate_statement_properties(properties, connectors)
-    _reject_unbuilt(properties, connectors)
+    if not statement.joins:
+        _reject_join_keys(properties, connectors)
+
+
+def _reject_join_keys(properties: Mapping[str, str], connectors: Sequence[str]) -> None:
+    """``join.*`` keys on a statement without a JOIN would be ignored: refused."""
+    for key, value in properties.items():
+        local = key
+        for name in connectors:
+            if key.startswith(f"{name}."):
+                local = key[len(name) + 1 :]
+                break
+        if local.startswith("join."):
+            raise ConfigError(
+                f"property '{key}' configures a stream-table join, and the statement has no JOIN",
+                key=key,
+                value=value,
+            )
 
 
 def _to_batches(data: Any) -> list[pa.RecordBatch]:
@@ -380,7 +415,7 @@ class Query:
     and returns whatever is left.
     """
 
-    __slots__ = ("_legacy", "_path", "_plan", "_processor", "_properties", "_statement")
+    __slots__ = ("_legacy", "_path", "_plan", "_processor", "_properties", "_statement", "_tables")
 
     _legacy: LegacyEngine | None
     _path: Path
@@ -388,6 +423,7 @@ class Query:
     _processor: _core.Processor
     _properties: dict[str, str]
     _statement: Statement
+    _tables: dict[str, Any]
 
     def __init__(self) -> None:
         raise TypeError("use velostream.compile() to build a Query")
@@ -401,8 +437,11 @@ class Query:
     ) -> Query:
         physical = plan(statement)
         physical["time"] = _time_plan(statement, properties)
+        for join in physical.get("joins") or ():
+            join.update(_join_settings(join["table"], properties))
         plan_json = json.dumps(physical)
         query = object.__new__(cls)
+        query._tables = {}
         query._statement = statement
         query._properties = dict(properties)
         query._plan = physical
@@ -446,6 +485,8 @@ class Query:
         Returns:
             A ``pyarrow.RecordBatch`` with :attr:`output_schema` (possibly zero rows).
         """
+        if self._tables:
+            self._check_tables()
         if self._legacy is None and type(data) is pa.RecordBatch:
             return self._processor.process(data)  # the hot path: one call into Rust
         if self._legacy is not None:
@@ -463,6 +504,88 @@ class Query:
             # Every batch of the stream in one call into Rust, state carried between them.
             return self._processor.process_stream(data)
         return self._combine([self._processor.process(b) for b in _to_batches(data)])
+
+    def attach_table(self, name: str, data: Any) -> None:
+        """Attach the table a ``JOIN name`` of the query reads (SPEC sections 2 and 8).
+
+        Args:
+            name: the table's name as the SQL's ``JOIN`` writes it.
+            data: a ``pyarrow.Table`` (or ``RecordBatch``): its rows are indexed by the
+                columns ``ON`` equates, the last row of a key winning; or a table of a
+                :class:`velostream.TableRegistry`, joined by its key and shared: rows it
+                gains later are seen by the batches processed after.
+
+        Raises:
+            SqlValidationError: the query joins no table of that name, or the table
+                lacks a column ``ON`` names.
+            TableNotReadyError: a registry table whose rows are not known yet (no
+                schema), unless ``'join.missing.strategy'`` is ``wait_and_retry``, which
+                waits up to ``join.wait.timeout`` for it.
+            DataError: a ``pyarrow.Table`` whose key is NULL in some row.
+        """
+        join = self._join_named(name)
+        keyed = self._keyed_table(join, data)
+        self._processor.attach_table(join["table"], keyed)
+        if self._legacy is not None:
+            self._legacy.attach_table(join["table"], keyed)
+        if isinstance(data, (pa.Table, pa.RecordBatch)):
+            self._tables.pop(join["table"], None)
+        else:
+            self._tables[join["table"]] = data
+
+    def _join_named(self, name: str) -> dict[str, Any]:
+        joins = self._plan.get("joins") or []
+        for join in joins:
+            if join["table"] == name:
+                return join
+        for join in joins:
+            if join["table"].lower() == str(name).lower():
+                return join
+        tables = ", ".join(j["table"] for j in joins) or "none"
+        raise SqlValidationError(
+            f"attach_table({name!r}): the query joins no table of that name (it joins: {tables})"
+        )
+
+    def _keyed_table(self, join: dict[str, Any], data: Any) -> _core.KeyedTable:
+        """The Rust keyed table to attach for ``join``."""
+        if isinstance(data, (pa.Table, pa.RecordBatch)):
+            names = data.schema.names
+            key = [_column_named(names, k["table"], join["table"]) for k in join["on"]]
+            if isinstance(data, pa.RecordBatch):
+                data = pa.Table.from_batches([data])
+            data = data.combine_chunks()
+            keyed = _core.KeyedTable(data.schema, key)
+            for batch in data.to_batches():
+                keyed.upsert(batch)
+            keyed.compact()
+            return keyed
+        if not hasattr(data, "keyed") or not hasattr(data, "status"):
+            raise SqlValidationError(
+                f"attach_table({join['table']!r}): the table must be a pyarrow.Table or a "
+                f"table of a velostream.TableRegistry, not {type(data).__name__}"
+            )
+        keyed = data.keyed
+        if keyed is None and join.get("missing") == "wait_and_retry":
+            timeout = join.get("wait_timeout_ms", 0) / 1000
+            with contextlib.suppress(TableNotReadyError):
+                data.wait_ready(timeout)
+            keyed = data.keyed
+        if keyed is None:
+            raise TableNotReadyError(join["table"], None, str(_status(data)))
+        return keyed
+
+    def _check_tables(self) -> None:
+        """Before a batch: registry tables that are not READY, per the join's strategy."""
+        for join in self._plan.get("joins") or ():
+            handle = self._tables.get(join["table"])
+            if handle is None or _status(handle) == "ready":
+                continue
+            strategy = join.get("missing")
+            if strategy == "wait_and_retry":
+                with contextlib.suppress(TableNotReadyError):
+                    handle.wait_ready(join.get("wait_timeout_ms", 0) / 1000)
+            elif strategy == "fail":
+                raise TableNotReadyError(join["table"], None, str(_status(handle)))
 
     def flush(self) -> pa.RecordBatch:
         """End of input: close what is open and return the rows still held."""

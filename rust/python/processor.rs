@@ -23,6 +23,7 @@ use pyo3_arrow::{PyRecordBatch, PyRecordBatchReader, PySchema};
 use velostream_engine::{EngineError, Processor as EngineProcessor};
 
 use crate::errors::{catch_panic, internal_error, to_py};
+use crate::table::PyKeyedTable;
 
 /// `pyarrow.RecordBatch` and its `_import_from_c`, looked up once.
 static RECORD_BATCH: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -500,7 +501,7 @@ impl Processor {
     }
 
     /// Counters: records_in, records_out, batches_in, filtered_out, late_dropped,
-    /// dead_lettered, state_groups, state_bytes.
+    /// dead_lettered, join_misses, state_groups, state_bytes.
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let (m, groups, bytes) =
             self.with(|p| Ok((p.metrics().clone(), p.state_groups(), p.state_bytes())))?;
@@ -511,9 +512,25 @@ impl Processor {
         d.set_item("filtered_out", m.filtered_out)?;
         d.set_item("late_dropped", m.late_dropped)?;
         d.set_item("dead_lettered", m.dead_lettered)?;
+        d.set_item("join_misses", m.join_misses)?;
         d.set_item("state_groups", groups)?;
         d.set_item("state_bytes", bytes)?;
         Ok(d)
+    }
+
+    /// Attach the keyed table the plan's `JOIN name` reads (shared: its later upserts
+    /// are seen by later batches).
+    fn attach_table(&self, name: String, table: &Bound<'_, PyKeyedTable>) -> PyResult<()> {
+        let shared = table.get().shared();
+        Ok(self.with(|p| {
+            p.attach_table(&name, shared);
+            Ok(())
+        })?)
+    }
+
+    /// The names of the tables the plan joins, in order.
+    fn joined_tables(&self) -> PyResult<Vec<String>> {
+        Ok(self.with(|p| Ok(p.joined_tables().into_iter().map(String::from).collect()))?)
     }
 
     /// The state as bytes (restorable into a processor of the same plan).

@@ -18,12 +18,18 @@ use crate::errors::{catch_panic, internal_error, to_py};
 /// A table of the latest row per key (see `velostream_engine::table`).
 #[pyclass(frozen, module = "velostream._core", name = "KeyedTable")]
 pub(crate) struct PyKeyedTable {
-    inner: RwLock<EngineTable>,
+    /// Shared with the queries that join the table (`Processor.attach_table`).
+    inner: Arc<RwLock<EngineTable>>,
 }
 
 const BROKEN: &str = "the keyed table is unusable: an internal error interrupted an upsert";
 
 impl PyKeyedTable {
+    /// The table, shared.
+    pub(crate) fn shared(&self) -> Arc<RwLock<EngineTable>> {
+        self.inner.clone()
+    }
+
     /// Run `work` under the write lock, GIL released, panics caught (a panic poisons the
     /// lock: the table is unusable after it).
     fn write<T: Send>(
@@ -75,7 +81,7 @@ impl PyKeyedTable {
         let made = py.detach(|| catch_panic(|| EngineTable::new(schema, key_columns)));
         match made {
             Ok(Ok(table)) => Ok(Self {
-                inner: RwLock::new(table),
+                inner: Arc::new(RwLock::new(table)),
             }),
             Ok(Err(error)) => Err(to_py(error)),
             Err(panic) => Err(internal_error(py, "keyed table", &panic, true)),
@@ -108,6 +114,12 @@ impl PyKeyedTable {
         let found = PyArray::from_array_ref(found);
         let found = found.to_pyarrow(py)?.unbind().into_bound(py);
         Ok((rows, found))
+    }
+
+    /// Rewrite the live rows into one batch in key-id order: lookups then gather with a
+    /// plain `take` (done after a bulk load).
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        self.write(py, |t| t.compact())
     }
 
     /// The live rows, one per key, in the order keys were first inserted.

@@ -511,7 +511,7 @@ def test_integer_overflow_is_a_data_error_not_a_wrap(path: str, expr: str) -> No
 
 
 @pytest.mark.parametrize("key", ["join.missing.strategy", "trades.join.missing.strategy"])
-def test_properties_of_features_not_built_yet_are_rejected_not_ignored(key: str) -> None:
+def test_join_properties_on_a_query_without_join_are_rejected_not_ignored(key: str) -> None:
     value = "skip_record"
     with pytest.raises(vs.ConfigError) as info:
         vs.compile(
@@ -519,4 +519,4 @@ def test_properties_of_features_not_built_yet_are_rejected_not_ignored(key: str)
             properties={"trades.type": "file_source", key: value},
         )
     assert info.value.key == key
-    assert "not supported yet" in str(info.value)
+    assert "has no JOIN" in str(info.value)

@@ -209,17 +209,18 @@ def test_window_bounds_are_validated(sql: str, line: int, column: int, words: st
 
 
 @pytest.mark.parametrize(
-    ("sql", "construct", "line", "column"),
+    ("sql", "kind", "line", "column"),
     [
-        ("SELECT o.a FROM o\n  JOIN c ON o.k = c.k", "JOIN", 2, 3),
-        ("SELECT o.a FROM o LEFT JOIN c ON o.k = c.k", "LEFT JOIN", 1, 19),
+        ("SELECT o.a FROM o\n  JOIN c ON o.k = c.k", "inner", 2, 3),
+        ("SELECT o.a FROM o LEFT JOIN c ON o.k = c.k", "left", 1, 19),
     ],
 )
-def test_plan_rejects_constructs_of_later_releases(
-    sql: str, construct: str, line: int, column: int
+def test_plan_of_a_join_keeps_kind_key_and_position(
+    sql: str, kind: str, line: int, column: int
 ) -> None:
-    statement = parse_statement(sql)  # parsing accepts them
-    error = validation_error(sql)
-    assert error.message.startswith(f"{construct} is not supported yet")
-    assert (error.line, error.column) == (line, column)
-    assert statement.text == sql
+    planned = plan(parse_statement(sql))
+    (join,) = planned["joins"]
+    assert join["kind"] == kind
+    assert join["pos"] == [line, column]
+    assert join["on"][0]["table"] == "k"
+    assert join["on"][0]["stream"]["relation"] == "o"

@@ -277,10 +277,32 @@ def _plan(statement: Statement) -> Plan:
 
     table = select.args["from_"].this
     source = relation_name(table)
-    qualifiers = {source.lower(), table.name.lower()}
-    if table.alias:
-        qualifiers.add(table.alias.lower())
-    return _SelectPlanner(select, qualifiers, source, statement.window).build(source, statement)
+    stream = table.alias or source
+    qualifiers = {source.lower(): stream, table.name.lower(): stream, stream.lower(): stream}
+    joins: list[tuple[exp.Join, str, str]] = []
+    for join in select.args.get("joins") or ():
+        name = relation_name(join.this)
+        relation = join.this.alias or name
+        names = {name.lower(), join.this.name.lower(), relation.lower()}
+        if join.this.alias:
+            # An aliased relation is known by its alias only, as in SQL.
+            names = {relation.lower()}
+        for qualifier in names:
+            if qualifier in qualifiers:
+                raise _error(
+                    f"two relations of the query are named {qualifier!r}: give the JOINed "
+                    "one an alias (JOIN t AS x)",
+                    join.this,
+                    statement,
+                )
+            qualifiers[qualifier] = relation
+        joins.append((join, name, relation))
+    planner = _SelectPlanner(select, qualifiers, source, statement.window, joined=bool(joins))
+    planned = planner.build(source, statement)
+    if joins:
+        planned["input_relation"] = stream
+        planned["joins"] = [planner.join(join, name, relation) for join, name, relation in joins]
+    return planned
 
 
 # --------------------------------------------------------------------------- checks
@@ -304,13 +326,6 @@ def _reject_not_yet_supported(statement: Statement) -> None:
             "a UNION ALL is planned one SELECT at a time (velostream.compile makes a "
             "UnionQuery of them)",
             union,
-            statement,
-        )
-    for join in statement.query.find_all(exp.Join):
-        what = "LEFT JOIN" if join.side == "LEFT" else "JOIN"
-        raise _error(
-            f"{what} is not supported yet (stream-table joins arrive in a later release)",
-            join,
             statement,
         )
 
@@ -485,13 +500,17 @@ class _SelectPlanner:
     def __init__(
         self,
         select: exp.Select,
-        qualifiers: set[str],
+        qualifiers: dict[str, str],
         source: str = "",
         window: WindowSpec | None = None,
+        *,
+        joined: bool = False,
     ) -> None:
         self.select = select
+        # Qualifier (lower case) -> the relation name plans use for it.
         self.qualifiers = qualifiers
         self.source = source
+        self.joined = joined
         self.window = window
         self.group_keys: list[str] = []
         self.group_by: list[PlanExpr] = []
@@ -589,8 +608,9 @@ class _SelectPlanner:
 
     def _select_item(self, projection: exp.Expr, scope: _Scope, aggregated: bool) -> PlanExpr:
         star = projection
+        relation = None
         if isinstance(star, exp.Column) and isinstance(star.this, exp.Star):
-            self._check_qualifier(star)
+            relation = self._check_qualifier(star)
             star = star.this
         if isinstance(star, exp.Star):
             if aggregated:
@@ -598,6 +618,8 @@ class _SelectPlanner:
             if star.args.get("except_") or star.args.get("replace") or star.args.get("rename"):
                 raise _error("SELECT * EXCEPT/REPLACE is not supported", projection)
             item: PlanExpr = {"star": True}
+            if self.joined and relation is not None:
+                item["relation"] = relation
             position = node_position(projection)
             if position is not None:
                 item["pos"] = list(position)
@@ -724,19 +746,111 @@ class _SelectPlanner:
             self.aggregates.append(aggregate)
         return self._with_pos({"op": "agg", "index": self.aggregate_keys.index(key)}, node)
 
-    def _check_qualifier(self, column: exp.Column) -> None:
+    def _check_qualifier(self, column: exp.Column) -> str | None:
+        """The relation a column's qualifier names (None when unqualified)."""
         if column.args.get("db") is not None or column.args.get("catalog") is not None:
             raise _error(
                 f"column reference {column.sql(dialect=DIALECT)} has too many parts", column
             )
         qualifier = column.table
-        if qualifier and qualifier.lower() not in self.qualifiers:
+        if not qualifier:
+            return None
+        if qualifier.lower() not in self.qualifiers:
             known = ", ".join(sorted(self.qualifiers))
             raise _error(
                 f"unknown qualifier {qualifier!r} in {column.sql(dialect=DIALECT, comments=False)}"
                 f" (the query reads {known})",
                 column,
             )
+        return self.qualifiers[qualifier.lower()]
+
+    # ----------------------------------------------------------------- joins
+
+    def join(self, join: exp.Join, table: str, relation: str) -> PlanExpr:
+        """Plan one ``[LEFT] JOIN table ON stream_expr = table.col [AND ...]``."""
+        conditions: list[exp.Expr] = []
+        pending = [join.args["on"]]
+        while pending:
+            node = pending.pop()
+            while type(node) is exp.Paren:
+                node = node.this
+            if type(node) is exp.And:
+                pending.extend([node.expression, node.this])
+            else:
+                conditions.append(node)
+        keys = [self._join_key(condition, table, relation) for condition in conditions]
+        planned: PlanExpr = {
+            "table": table,
+            "relation": relation,
+            "kind": "left" if join.side == "LEFT" else "inner",
+            "on": keys,
+        }
+        position = node_position(join)
+        if position is not None:
+            planned["pos"] = list(position)
+        return planned
+
+    def _reads(self, node: exp.Expr, relation: str) -> bool:
+        """Whether ``node`` names a column qualified with ``relation``."""
+        return any(
+            column.table and self.qualifiers.get(column.table.lower()) == relation
+            for column in node.find_all(exp.Column)
+        )
+
+    def _join_key(self, condition: exp.Expr, table: str, relation: str) -> PlanExpr:
+        shown = condition.sql(dialect=DIALECT, comments=False)
+        if type(condition) is not exp.EQ:
+            raise _error(
+                f"JOIN {table} ON: {shown} is not an equality; a stream-table join's ON "
+                f"equates stream expressions with the table's key columns ({relation}.col), "
+                "joined by AND (other conditions go in WHERE)",
+                condition,
+            )
+        sides = [condition.this, condition.expression]
+
+        def is_table_column(node: exp.Expr) -> bool:
+            return (
+                type(node) is exp.Column
+                and bool(node.table)
+                and self.qualifiers.get(node.table.lower()) == relation
+            )
+
+        marked = [side for side in sides if is_table_column(side)]
+        if len(marked) == 1:
+            key = marked[0]
+        elif not marked:
+            # `ON s.k = id`: the unqualified bare column is the table's when the other
+            # side names its relations.
+            bare = [side for side in sides if type(side) is exp.Column and not side.table]
+            other = [side for side in sides if side not in bare]
+            if len(bare) != 1 or not all(
+                column.table for side in other for column in side.find_all(exp.Column)
+            ):
+                raise _error(
+                    f"JOIN {table} ON: qualify the table's key column in {shown} "
+                    f"({relation}.col) so it is clear which side is the table's",
+                    condition,
+                )
+            key = bare[0]
+        else:
+            raise _error(
+                f"JOIN {table} ON: {shown} compares two columns of the table; ON equates "
+                "stream expressions with the table's key columns",
+                condition,
+            )
+        stream = sides[1] if key is sides[0] else sides[0]
+        if self._reads(stream, relation):
+            raise _error(f"JOIN {table} ON: {shown} reads the table on both sides", condition)
+        if _contains_aggregate(stream):
+            raise _error(f"JOIN {table} ON: aggregates are not allowed in ON", stream)
+        planned: PlanExpr = {
+            "stream": self.expr(stream, _Scope("ON")),
+            "table": t.cast(exp.Column, key).name,
+        }
+        position = node_position(condition)
+        if position is not None:
+            planned["pos"] = list(position)
+        return planned
 
     def _plain(self, node: exp.Expr, scope: _Scope) -> PlanExpr:
         # Dispatch on exact classes: a subclass (ConcatWs of Concat, TryCast of Cast,
@@ -749,8 +863,10 @@ class _SelectPlanner:
             column = t.cast(exp.Column, node)
             if isinstance(column.this, exp.Star):
                 raise _error("* is only allowed as a select field", node)
-            self._check_qualifier(column)
-            return {"op": "column", "name": column.name, "relation": self.source}
+            relation = self._check_qualifier(column)
+            if not self.joined:
+                relation = self.source
+            return {"op": "column", "name": column.name, "relation": relation}
 
         if kind is exp.Literal:
             return _literal(t.cast(exp.Literal, node))

@@ -13,6 +13,13 @@ pub struct Plan {
     #[serde(default = "one")]
     pub version: u32,
     pub input: String,
+    /// The name column references use for the input (its alias, else `input`); absent:
+    /// `input`.
+    #[serde(default)]
+    pub input_relation: Option<String>,
+    /// Stream-table joins, applied in order before WHERE.
+    #[serde(default)]
+    pub joins: Vec<Join>,
     #[serde(default)]
     pub filter: Option<Expr>,
     pub select: Vec<SelectItem>,
@@ -149,12 +156,78 @@ impl Plan {
     }
 }
 
-/// An output column, or `*`.
+/// A stream-table join: `[LEFT] JOIN table [alias] ON stream_expr = alias.col [AND ...]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Join {
+    /// The attached table's name (`Query.attach_table`).
+    pub table: String,
+    /// The name column references use for the table (its alias, else `table`).
+    pub relation: String,
+    #[serde(default)]
+    pub kind: JoinKind,
+    /// The equalities of `ON`: an expression over the stream (and earlier joins) and the
+    /// table's key column it must equal.
+    pub on: Vec<JoinKey>,
+    /// What a row whose key the table does not hold becomes.
+    #[serde(default)]
+    pub missing: Option<MissingStrategy>,
+    /// With [`MissingStrategy::UseDefaults`]: table column → its value as text (cast to
+    /// the column's type at bind time).
+    #[serde(default)]
+    pub defaults: Vec<(String, String)>,
+    /// With [`MissingStrategy::WaitAndRetry`]: how long a batch waits for missing keys.
+    #[serde(default)]
+    pub wait_timeout_ms: i64,
+    #[serde(default)]
+    pub pos: Option<(u32, u32)>,
+}
+
+/// One equality of a join's `ON`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinKey {
+    pub stream: Expr,
+    pub table: String,
+    #[serde(default)]
+    pub pos: Option<(u32, u32)>,
+}
+
+/// `JOIN` (inner) or `LEFT JOIN`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JoinKind {
+    #[default]
+    Inner,
+    Left,
+}
+
+/// `'join.missing.strategy'`: what happens to a stream row whose key the table does not
+/// hold (SPEC section 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MissingStrategy {
+    /// The row goes on with NULL table columns (the default of LEFT JOIN).
+    EmitWithNulls,
+    /// The row is dropped (the default of an inner JOIN), and counted.
+    SkipRecord,
+    /// The row goes on with the `join.defaults.<col>` values (NULL for columns without
+    /// one).
+    UseDefaults,
+    /// The batch waits (bounded by `join.wait.timeout`) for the keys to arrive, probing
+    /// again; rows still missing then go as the join's kind says (LEFT: NULLs, inner:
+    /// dropped), and are counted.
+    WaitAndRetry,
+    /// A missing key fails the call with a `DataError` naming the key.
+    Fail,
+}
+
+/// An output column, or `*` (of every relation, or of one: `t.*`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SelectItem {
     Star {
         star: bool,
+        #[serde(default)]
+        relation: Option<String>,
         #[serde(default)]
         pos: Option<(u32, u32)>,
     },
@@ -215,11 +288,12 @@ pub struct Aggregate {
 }
 
 /// A scalar expression of the plan.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Expr {
-    /// A column of a relation (`relation` names it: the `FROM` source today, either
-    /// side of a join later).
+    /// A column of a relation: `relation` names it when the SQL qualified it (the
+    /// input's or a joined table's relation name); unqualified, it is looked up in every
+    /// relation and must be in exactly one.
     Column {
         name: String,
         #[serde(default)]

@@ -22,15 +22,16 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{EngineError, Result};
-use crate::expr::{bind, cast_to, resolve_column, PhysExpr, Scope};
+use crate::expr::{bind, cast_to, resolve_column, PhysExpr, Relation, Scope};
 use crate::operator::aggregate::{AggDef, GroupAggregate, GroupingDef};
 use crate::operator::distinct::Distinct;
 use crate::operator::filter::{Filter, FilterDef};
+use crate::operator::join::{JoinDef, LookupJoin, SharedTable};
 use crate::operator::project::{Project, ProjectDef};
 use crate::operator::{Chunk, Ctx, OpState, Operator, Times};
 use crate::plan::{
-    EmitMode, LateStrategy, Plan, SelectItem, TimeErrorStrategy, TimeSpec, WatermarkStrategy,
-    WindowKind,
+    EmitMode, JoinKind, LateStrategy, MissingStrategy, Plan, SelectItem, TimeErrorStrategy,
+    TimeSpec, WatermarkStrategy, WindowKind,
 };
 use crate::time::parse::{parse_event_times, TimeFailure, TimeFormat};
 use crate::watermark::{WatermarkState, WatermarkTracker};
@@ -52,6 +53,10 @@ pub struct Metrics {
     pub late_dropped: u64,
     /// Records routed to the dead letters (late, or event time unreadable).
     pub dead_lettered: u64,
+    /// Stream rows whose key a joined table did not hold (whatever
+    /// `join.missing.strategy` then did with them).
+    #[serde(default)]
+    pub join_misses: u64,
 }
 
 /// The longest duration a plan may carry (about 3 000 years): event time and durations
@@ -86,6 +91,7 @@ enum OpDef {
     Window(Arc<WindowDef>),
     Project(Arc<ProjectDef>),
     Distinct(Vec<DataType>),
+    Join(Arc<JoinDef>),
 }
 
 impl OpDef {
@@ -111,6 +117,7 @@ impl OpDef {
             },
             OpDef::Project(d) => Box::new(Project::new(d.clone())),
             OpDef::Distinct(types) => Box::new(Distinct::new(types)?),
+            OpDef::Join(d) => Box::new(LookupJoin::new(d.clone())),
         })
     }
 }
@@ -183,6 +190,10 @@ pub struct Processor {
     marks: Vec<i64>,
     /// The latest row time (event or processing time) read since [`Processor::take_max_time`].
     max_time: Option<i64>,
+    /// Tables attached for the plan's joins, by name.
+    tables: Vec<(String, SharedTable)>,
+    /// Set when a table is attached after binding: the next call binds again.
+    rebind: bool,
 }
 
 /// The larger of `current` and the largest value of `values`.
@@ -366,6 +377,8 @@ impl Processor {
             ended: false,
             marks: Vec::new(),
             max_time: None,
+            tables: Vec::new(),
+            rebind: false,
         })
     }
 
@@ -442,6 +455,20 @@ impl Processor {
         )?)
     }
 
+    /// Attach the table a join of the plan reads (`JOIN name`), replacing one attached
+    /// before under that name. A table attached after the first batch takes effect from
+    /// the next one.
+    pub fn attach_table(&mut self, name: &str, table: SharedTable) {
+        self.tables.retain(|(n, _)| n != name);
+        self.tables.push((name.to_string(), table));
+        self.rebind = self.bound.is_some();
+    }
+
+    /// The names of the tables the plan joins.
+    pub fn joined_tables(&self) -> Vec<&str> {
+        self.plan.joins.iter().map(|j| j.table.as_str()).collect()
+    }
+
     /// The schema of what `process` and `flush` return, once the input schema is known.
     pub fn output_schema(&self) -> Option<SchemaRef> {
         self.bound.as_ref().map(|b| b.output_schema.clone())
@@ -450,18 +477,23 @@ impl Processor {
     /// Bind the plan to an input schema (done by the first `process` call otherwise).
     pub fn bind(&mut self, schema: &SchemaRef) -> Result<SchemaRef> {
         if let Some(b) = &self.bound {
-            if b.input_schema.fields() == schema.fields() {
+            if b.input_schema.fields() == schema.fields() && !self.rebind {
                 return Ok(b.output_schema.clone());
             }
         }
-        let bound = match shared_binding(&self.plan_json, schema) {
+        // A join's binding holds its tables: it is this processor's own.
+        let joins = !self.plan.joins.is_empty();
+        let bound = match shared_binding(&self.plan_json, schema).filter(|_| !joins) {
             Some(bound) => bound,
             None => {
-                let bound = Arc::new(bind_plan(&self.plan, schema)?);
-                share_binding(&self.plan_json, &bound);
+                let bound = Arc::new(bind_plan(&self.plan, schema, &self.tables)?);
+                if !joins {
+                    share_binding(&self.plan_json, &bound);
+                }
                 bound
             }
         };
+        self.rebind = false;
         let ops = bound
             .ops
             .iter()
@@ -693,6 +725,7 @@ impl Processor {
     fn settle(&mut self, batch: Option<&RecordBatch>, ctx: &mut Ctx) -> Result<()> {
         self.metrics.filtered_out += ctx.filtered_out;
         self.metrics.late_dropped += ctx.late_dropped;
+        self.metrics.join_misses += ctx.join_misses;
         if !ctx.dead.is_empty() {
             let (rows, reasons): (Vec<u32>, Vec<String>) =
                 std::mem::take(&mut ctx.dead).into_iter().unzip();
@@ -882,6 +915,7 @@ impl Processor {
         let snapshot: Snapshot = postcard::from_bytes(payload)
             .map_err(|e| snapshot_error(format!("its state does not decode: {e}")))?;
         let mut restored = Processor::new(self.plan.clone())?;
+        restored.tables = self.tables.clone();
         restored.metrics = snapshot.metrics;
         restored.fired = snapshot.fired;
         match (restored.tracker.as_mut(), snapshot.watermark) {
@@ -958,7 +992,7 @@ fn records_as_json(batch: &RecordBatch) -> Vec<String> {
 /// A snapshot is framed: magic, format version, the plan's fingerprint, the payload's
 /// length and its CRC-32 (which catches every single-bit flip), then the payload.
 const SNAPSHOT_MAGIC: &[u8; 4] = b"VSNP";
-const SNAPSHOT_VERSION: u16 = 3;
+const SNAPSHOT_VERSION: u16 = 4;
 const SNAPSHOT_HEADER: usize = 4 + 2 + 4 + 8 + 4;
 
 fn snapshot_error(what: impl std::fmt::Display) -> EngineError {
@@ -1107,14 +1141,30 @@ fn bind_select(plan: &Plan, scope: &Scope) -> Result<(Vec<PhysExpr>, Vec<Field>)
     let mut fields = Vec::new();
     for item in &plan.select {
         match item {
-            SelectItem::Star { pos, .. } => {
+            SelectItem::Star { pos, relation, .. } => {
                 if scope.agg_offset.is_some() {
                     return Err(EngineError::validation(
                         "SELECT * cannot be combined with GROUP BY or aggregates",
                         *pos,
                     ));
                 }
-                for (i, f) in scope.schema.fields().iter().enumerate() {
+                // `t.*`: the columns of one relation of a join.
+                let columns = match relation {
+                    Some(r) if !scope.relations.is_empty() => scope
+                        .relations
+                        .iter()
+                        .find(|x| x.name.eq_ignore_ascii_case(r))
+                        .map(|x| x.columns.clone())
+                        .ok_or_else(|| {
+                            EngineError::validation(
+                                format!("unknown relation '{r}' in {r}.*"),
+                                *pos,
+                            )
+                        })?,
+                    _ => 0..scope.schema.fields().len(),
+                };
+                for i in columns {
+                    let f = scope.schema.field(i);
                     if is_system_column(f.name()) {
                         continue;
                     }
@@ -1279,7 +1329,275 @@ fn bind_time(
     }))
 }
 
-fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
+/// A join of the plan with its table, before its operator is made.
+struct PendingJoin {
+    def: JoinDef,
+    /// Where the table's columns start in the joined scope.
+    start: usize,
+}
+
+/// The joined scope's fields and relations (the input's, then each table's), and the
+/// joins bound to it. No joins: the input's fields alone, no relations.
+fn bind_joins(
+    plan: &Plan,
+    fields: &mut Vec<Field>,
+    tables: &[(String, SharedTable)],
+) -> Result<(Vec<Relation>, Vec<PendingJoin>)> {
+    if plan.joins.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let mut relations = vec![Relation {
+        name: plan
+            .input_relation
+            .clone()
+            .unwrap_or_else(|| plan.input.clone()),
+        columns: 0..fields.len(),
+    }];
+    let mut found = Vec::new();
+    for join in &plan.joins {
+        let table = tables
+            .iter()
+            .find(|(n, _)| *n == join.table)
+            .or_else(|| {
+                tables
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(&join.table))
+            })
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                EngineError::validation(
+                    format!(
+                        "JOIN {}: no table of that name is attached (attach it with \
+                         Query.attach_table('{}', data))",
+                        join.table, join.table
+                    ),
+                    join.pos,
+                )
+            })?;
+        let (schema, key_columns) = {
+            let t = table.read().map_err(|_| {
+                EngineError::Usage(format!(
+                    "the table {} is unusable: an internal error interrupted an update of it",
+                    join.table
+                ))
+            })?;
+            (t.schema().clone(), t.key_columns().to_vec())
+        };
+        let start = fields.len();
+        fields.extend(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true)),
+        );
+        relations.push(Relation {
+            name: join.relation.clone(),
+            columns: start..fields.len(),
+        });
+        found.push((table, schema, key_columns, start));
+    }
+    let joined = Schema::new(fields.clone());
+    let mut pending = Vec::with_capacity(found.len());
+    for (k, (join, (table, schema, key_columns, start))) in plan.joins.iter().zip(found).enumerate()
+    {
+        // ON reads the input and the tables joined before this one.
+        let scope = Scope::joined(&joined, &relations[..=k]);
+        let on_column = |key: &crate::plan::JoinKey| {
+            resolve_column(&schema, &key.table).ok_or_else(|| {
+                EngineError::validation(
+                    format!(
+                        "JOIN {}: the table has no column '{}'; its columns: {}",
+                        join.table,
+                        key.table,
+                        column_names(&schema)
+                    ),
+                    key.pos.or(join.pos),
+                )
+            })
+        };
+        let mut on: Vec<(usize, &crate::plan::JoinKey)> = Vec::new();
+        for key in &join.on {
+            on.push((on_column(key)?, key));
+        }
+        let mut keyed: Vec<usize> = key_columns
+            .iter()
+            .map(|k| schema.index_of(k).expect("key columns are table columns"))
+            .collect();
+        let mut named: Vec<usize> = on.iter().map(|(c, _)| *c).collect();
+        keyed.sort_unstable();
+        named.sort_unstable();
+        named.dedup();
+        if keyed != named || on.len() != key_columns.len() {
+            return Err(EngineError::validation(
+                format!(
+                    "JOIN {}: a stream-table join looks rows up by the table's key ({}); ON \
+                     must equate each key column once, and only them (it names {})",
+                    join.table,
+                    key_columns.join(", "),
+                    on.iter()
+                        .map(|(c, _)| schema.field(*c).name().as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                join.pos,
+            ));
+        }
+        let mut probes = Vec::with_capacity(key_columns.len());
+        let mut probe_text = Vec::with_capacity(key_columns.len());
+        for key in &key_columns {
+            let c = schema.index_of(key).expect("key columns are table columns");
+            let (_, on_key) = on.iter().find(|(i, _)| *i == c).expect("checked above");
+            let (probe, dt) = bind(&on_key.stream, &scope)?;
+            let key_type = schema.field(c).data_type();
+            if !crate::table::probe_fits(&dt, key_type) {
+                return Err(EngineError::validation(
+                    format!(
+                        "JOIN {}: ON compares {} with the key column {} of type {}; cast it \
+                         to that type",
+                        join.table,
+                        crate::expr::types::sql_name(&dt),
+                        key,
+                        crate::expr::types::sql_name(key_type)
+                    ),
+                    on_key.pos.or(join.pos),
+                ));
+            }
+            probes.push(probe);
+            probe_text.push(format!("{}.{key}", join.relation));
+        }
+        let missing = join.missing.unwrap_or(match join.kind {
+            JoinKind::Left => MissingStrategy::EmitWithNulls,
+            JoinKind::Inner => MissingStrategy::SkipRecord,
+        });
+        let mut defaults: Vec<Option<ArrayRef>> = vec![None; schema.fields().len()];
+        for (column, text) in &join.defaults {
+            if missing != MissingStrategy::UseDefaults {
+                return Err(EngineError::validation(
+                    format!(
+                        "join.defaults.{column} applies with 'join.missing.strategy' = \
+                         'use_defaults'"
+                    ),
+                    join.pos,
+                ));
+            }
+            let Some(c) = resolve_column(&schema, column) else {
+                return Err(EngineError::validation(
+                    format!(
+                        "join.defaults.{column}: the table {} has no column '{column}'; its \
+                         columns: {}",
+                        join.table,
+                        column_names(&schema)
+                    ),
+                    join.pos,
+                ));
+            };
+            let to = schema.field(c).data_type();
+            let value = arrow::array::StringArray::from(vec![text.as_str()]);
+            let options = arrow::compute::CastOptions {
+                safe: false,
+                ..Default::default()
+            };
+            let cast = arrow::compute::cast_with_options(&value, to, &options).map_err(|e| {
+                EngineError::validation(
+                    format!(
+                        "join.defaults.{column} = '{text}' is not a value of the column's type \
+                         {}: {e}",
+                        crate::expr::types::sql_name(to)
+                    ),
+                    join.pos,
+                )
+            })?;
+            defaults[c] = Some(cast);
+        }
+        if missing == MissingStrategy::WaitAndRetry
+            && !(0..=crate::processor::MAX_DURATION_MS).contains(&join.wait_timeout_ms)
+        {
+            return Err(EngineError::validation(
+                format!(
+                    "join.wait.timeout must be between 0ms and {MAX_DURATION_MS}ms, got {}ms",
+                    join.wait_timeout_ms
+                ),
+                join.pos,
+            ));
+        }
+        pending.push(PendingJoin {
+            def: JoinDef {
+                name: join.table.clone(),
+                table,
+                probes,
+                probe_text,
+                take: Vec::new(),
+                types: schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.data_type().clone())
+                    .collect(),
+                kind: join.kind,
+                missing,
+                defaults,
+                wait_timeout: std::time::Duration::from_millis(join.wait_timeout_ms.max(0) as u64),
+                keep: None,
+            },
+            start,
+        });
+    }
+    Ok((relations, pending))
+}
+
+fn column_names(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Put the joins first in `ops`: each takes the table columns that the first operator
+/// after them (`reads`, or the later joins' keys) reads; the last one narrows to
+/// `needed` (which the scan would narrow to without joins).
+fn place_joins(
+    ops: &mut Vec<OpDef>,
+    joins: Vec<PendingJoin>,
+    mut reads: Vec<usize>,
+    needed: &mut Option<Vec<usize>>,
+) {
+    if joins.is_empty() {
+        return;
+    }
+    for j in &joins {
+        for p in &j.def.probes {
+            p.columns(&mut reads);
+        }
+    }
+    reads.sort_unstable();
+    reads.dedup();
+    let last = joins.len() - 1;
+    let defs = joins.into_iter().enumerate().map(|(k, mut j)| {
+        let end = j.start + j.def.types.len();
+        j.def.take = reads
+            .iter()
+            .filter(|&&c| c >= j.start && c < end)
+            .map(|&c| c - j.start)
+            .collect();
+        if k == last {
+            j.def.keep = needed.take();
+        }
+        OpDef::Join(Arc::new(j.def))
+    });
+    ops.splice(0..0, defs);
+}
+
+/// The columns the first operator reads: `needed`, and the WHERE's.
+fn first_reads(filter: &Option<PhysExpr>, needed: &[usize]) -> Vec<usize> {
+    let mut reads = needed.to_vec();
+    if let Some(f) = filter {
+        f.columns(&mut reads);
+    }
+    reads
+}
+
+fn bind_plan(plan: &Plan, original: &SchemaRef, tables: &[(String, SharedTable)]) -> Result<Bound> {
     let mut conversions = Vec::new();
     let mut fields: Vec<Field> = original
         .fields()
@@ -1294,8 +1612,9 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         })
         .collect();
     let time = bind_time(plan, original, &mut fields)?;
+    let (relations, joins) = bind_joins(plan, &mut fields, tables)?;
     let schema = Schema::new(fields);
-    let scope = Scope::input(&schema);
+    let scope = Scope::joined(&schema, &relations);
     let mut filter = match &plan.filter {
         Some(f) => {
             let (e, dt) = bind(f, &scope)?;
@@ -1314,7 +1633,7 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         let mut raw = Vec::new();
         let extended = schema.fields().len();
         for (out, projection) in projections.iter_mut().enumerate() {
-            if let PhysExpr::Column(k) = projection {
+            if let (PhysExpr::Column(k), true) = (&*projection, joins.is_empty()) {
                 let input = needed[*k];
                 if conversions.iter().any(|(i, _)| *i == input) {
                     raw.push(input);
@@ -1326,7 +1645,8 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
                 }
             }
         }
-        let needed = match filter.take() {
+        let reads = first_reads(&filter, &needed);
+        let mut needed = match filter.take() {
             Some(predicate) => {
                 ops.push(OpDef::Filter(Arc::new(FilterDef {
                     predicate,
@@ -1348,6 +1668,7 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
                     .collect(),
             ));
         }
+        place_joins(&mut ops, joins, reads, &mut needed);
         return Ok(Bound {
             input_schema: original.clone(),
             conversions,
@@ -1414,6 +1735,7 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         schema: &post_schema,
         agg_offset: Some(plan.group_by.len()),
         window,
+        relations: &[],
     };
     let having = match &plan.having {
         Some(h) => {
@@ -1426,7 +1748,8 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
     let mut input_exprs: Vec<&mut PhysExpr> = keys.iter_mut().collect();
     input_exprs.extend(aggs.iter_mut().filter_map(|a| a.arg.as_mut()));
     let needed = narrow_inputs(&mut input_exprs);
-    let needed = match filter.take() {
+    let reads = first_reads(&filter, &needed);
+    let mut needed = match filter.take() {
         Some(predicate) => {
             ops.push(OpDef::Filter(Arc::new(FilterDef {
                 predicate,
@@ -1467,6 +1790,7 @@ fn bind_plan(plan: &Plan, original: &SchemaRef) -> Result<Bound> {
         })));
     }
     ops.push(OpDef::Project(Arc::new(ProjectDef { exprs: projections })));
+    place_joins(&mut ops, joins, reads, &mut needed);
     Ok(Bound {
         input_schema: original.clone(),
         conversions,

@@ -87,7 +87,7 @@ fn keyable(t: &DataType) -> bool {
 /// Whether probe keys of type `probe` may be cast to a key column of type `key` without
 /// changing which values are equal (integers to integers: an out-of-range value becomes
 /// NULL and finds nothing; strings to strings).
-fn probe_fits(probe: &DataType, key: &DataType) -> bool {
+pub fn probe_fits(probe: &DataType, key: &DataType) -> bool {
     probe == key
         || *probe == DataType::Null
         || (probe.is_integer() && key.is_integer())
@@ -405,6 +405,60 @@ impl KeyedTable {
                 })
             }))
         })
+    }
+
+    /// Columns `columns` of the table's rows of key ids `ids` (from [`Self::lookup`]),
+    /// in that order, NULL where the id is NULL: the probe side of a join, which takes
+    /// only the columns its query reads.
+    pub fn take_columns(&self, ids: &UInt32Array, columns: &[usize]) -> Result<Vec<ArrayRef>> {
+        let len = self.rows.len();
+        if ids.null_count() < ids.len() {
+            let max = arrow::compute::max(ids).unwrap_or(0);
+            if max as usize >= len {
+                return Err(EngineError::Usage(format!(
+                    "key id {max} is not in the table ({len} keys)"
+                )));
+            }
+        }
+        if let Some(&bad) = columns.iter().find(|&&c| c >= self.schema.fields().len()) {
+            return Err(EngineError::Usage(format!(
+                "column {bad} is not in the table ({} columns)",
+                self.schema.fields().len()
+            )));
+        }
+        if self.aligned && self.batches.len() == 1 {
+            let batch = &self.batches[0];
+            return Ok(columns
+                .iter()
+                .map(|&c| take(batch.column(c).as_ref(), ids, None))
+                .collect::<std::result::Result<Vec<_>, _>>()?);
+        }
+        if self.batches.is_empty() {
+            return Ok(columns
+                .iter()
+                .map(|&c| new_null_array(self.schema.field(c).data_type(), ids.len()))
+                .collect());
+        }
+        let absent = (self.batches.len(), 0);
+        let at: Vec<(usize, usize)> = ids
+            .iter()
+            .map(|g| {
+                g.map_or(absent, |g| {
+                    let (b, r) = self.rows[g as usize];
+                    (b as usize, r as usize)
+                })
+            })
+            .collect();
+        columns
+            .iter()
+            .map(|&c| {
+                let null = new_null_array(self.schema.field(c).data_type(), 1);
+                let mut values: Vec<&dyn Array> =
+                    self.batches.iter().map(|b| b.column(c).as_ref()).collect();
+                values.push(null.as_ref());
+                Ok(interleave(&values, &at)?)
+            })
+            .collect()
     }
 
     /// The live rows, one per key, in the order keys were first inserted (row order).

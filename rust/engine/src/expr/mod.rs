@@ -20,7 +20,7 @@ use arrow::array::{
 use arrow::array::{AsArray, Datum};
 use arrow::compute::kernels::{boolean, cmp, numeric};
 use arrow::compute::{cast_with_options, take, CastOptions};
-use arrow::datatypes::{DataType, Schema};
+use arrow::datatypes::{DataType, Field, Schema};
 
 use crate::error::{EngineError, Pos, Result};
 use crate::plan::Expr;
@@ -205,6 +205,17 @@ pub struct Scope<'a> {
     /// In a windowed post-aggregation scope, `_window_start` is field `w` and
     /// `_window_end` field `w + 1`.
     pub window: Option<usize>,
+    /// The relations the fields come from (a join's input and tables); empty: one
+    /// relation, and a column's qualifier is not looked at (the planner checked it).
+    pub relations: &'a [Relation],
+}
+
+/// A relation of a joined scope: the fields `columns` come from the relation `name`
+/// (the name qualified column references use).
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub name: String,
+    pub columns: std::ops::Range<usize>,
 }
 
 impl<'a> Scope<'a> {
@@ -214,6 +225,83 @@ impl<'a> Scope<'a> {
             schema,
             agg_offset: None,
             window: None,
+            relations: &[],
+        }
+    }
+
+    /// The scope of a joined input: `schema`'s fields come from `relations`.
+    pub fn joined(schema: &'a Schema, relations: &'a [Relation]) -> Self {
+        Scope {
+            schema,
+            agg_offset: None,
+            window: None,
+            relations,
+        }
+    }
+
+    /// The field a column reference names: within its relation when qualified, else in
+    /// the one relation that has it (a name in two relations is ambiguous).
+    fn column(&self, name: &str, relation: Option<&str>, pos: Pos) -> Result<Option<usize>> {
+        if self.relations.is_empty() {
+            return Ok(resolve_column(self.schema, name));
+        }
+        let within = |r: &Relation| {
+            let fields: Vec<Field> = self.schema.fields()[r.columns.clone()]
+                .iter()
+                .map(|f| f.as_ref().clone())
+                .collect();
+            resolve_column(&Schema::new(fields), name).map(|i| r.columns.start + i)
+        };
+        if let Some(wanted) = relation {
+            let Some(r) = self
+                .relations
+                .iter()
+                .find(|r| r.name.eq_ignore_ascii_case(wanted))
+            else {
+                return Err(EngineError::validation(
+                    format!("unknown relation '{wanted}' in {wanted}.{name}"),
+                    pos,
+                ));
+            };
+            return match within(r) {
+                Some(i) => Ok(Some(i)),
+                None => Err(EngineError::validation(
+                    format!(
+                        "{wanted} has no column '{name}'; its columns: {}",
+                        self.schema.fields()[r.columns.clone()]
+                            .iter()
+                            .map(|f| f.name().as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    pos,
+                )),
+            };
+        }
+        let found: Vec<(usize, &str)> = self
+            .relations
+            .iter()
+            .filter_map(|r| within(r).map(|i| (i, r.name.as_str())))
+            .collect();
+        match found.as_slice() {
+            [] => Ok(None),
+            [(i, _)] => Ok(Some(*i)),
+            several => Err(EngineError::validation(
+                format!(
+                    "column '{name}' is ambiguous: it is a column of {}; qualify it ({})",
+                    several
+                        .iter()
+                        .map(|(_, r)| *r)
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    several
+                        .iter()
+                        .map(|(_, r)| format!("{r}.{name}"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ),
+                pos,
+            )),
         }
     }
 }
@@ -431,14 +519,18 @@ fn bind_node(expr: &Expr, scope: &Scope) -> Result<(PhysExpr, DataType)> {
             let i = w + matches!(expr, Expr::WindowEnd { .. }) as usize;
             Ok((PhysExpr::Column(i), DataType::Int64))
         }
-        Expr::Column { name, pos, .. } => {
+        Expr::Column {
+            name,
+            relation,
+            pos,
+        } => {
             if scope.agg_offset.is_some() {
                 return Err(EngineError::validation(
                     format!("column '{name}' must appear in GROUP BY or inside an aggregate"),
                     *pos,
                 ));
             }
-            match resolve_column(scope.schema, name) {
+            match scope.column(name, relation.as_deref(), *pos)? {
                 Some(i) => Ok((
                     PhysExpr::Column(i),
                     scope.schema.field(i).data_type().clone(),

@@ -1,8 +1,8 @@
 //! Operators: the steps a query is made of, behind one trait (DataFusion's
 //! `ExecutionPlan`, Arroyo's `ArrowOperator`).
 //!
-//! A bound plan is a chain of operators (a tree once joins and unions arrive): filter,
-//! aggregate, window aggregate, project, distinct. Each takes a [`Chunk`] and returns the
+//! A bound plan is a chain of operators: lookup joins, filter, aggregate, window
+//! aggregate, project, distinct. Each takes a [`Chunk`] and returns the
 //! chunk it emits; stateful ones also react to the watermark (closing windows), to the end
 //! of input, and snapshot and restore their state. A new operator is a new module that
 //! implements [`Operator`], wired by `processor::bind_plan`, not a branch in a driver loop.
@@ -17,6 +17,7 @@ use crate::groups::GroupKeys;
 pub mod aggregate;
 pub mod distinct;
 pub mod filter;
+pub mod join;
 pub mod project;
 
 /// Columns of equal length flowing between operators (a record batch without a schema:
@@ -97,6 +98,8 @@ pub struct Ctx {
     pub filtered_out: u64,
     /// Late records dropped (and counted).
     pub late_dropped: u64,
+    /// Stream rows whose key a joined table did not hold.
+    pub join_misses: u64,
     /// Records to route to the dead letters: (row of the input batch, reason).
     pub dead: Vec<(u32, String)>,
 }
