@@ -21,6 +21,14 @@ from velostream.errors import (
 )
 from velostream.query import Query, compile
 from velostream.runtime.resilience import RetryPolicy
+from velostream.tables import (
+    LoadResult,
+    ParallelLoader,
+    TableDefinition,
+    TableHandle,
+    TableRegistry,
+    TableStatus,
+)
 
 __version__ = "0.1.0"
 
@@ -32,7 +40,9 @@ __all__ = [
     "DataError",
     "EventTimeError",
     "InternalError",
+    "LoadResult",
     "MissingDependencyError",
+    "ParallelLoader",
     "Query",
     "RetryPolicy",
     "RunReport",
@@ -41,7 +51,11 @@ __all__ = [
     "SourceError",
     "SqlSyntaxError",
     "SqlValidationError",
+    "TableDefinition",
+    "TableHandle",
     "TableNotReadyError",
+    "TableRegistry",
+    "TableStatus",
     "TopicNotFoundError",
     "VelostreamError",
     "compile",
