@@ -381,17 +381,30 @@ def test_join_matches_duckdb_on_generated_input(
     assert got == duck(sql + " ORDER BY seq", s=s, t=t)
 
 
-def test_lookups_run_while_another_thread_upserts() -> None:
-    """The table is shared with its loader: lookups see each upsert once it is made."""
-    keyed = vs._core.KeyedTable(pa.schema([("id", pa.int64()), ("name", pa.string())]), ["id"])
+def customers_handle(registry: vs.TableRegistry, rows: pa.Table) -> vs.TableHandle:
+    handle = registry.create("customers", key="id", source="test")
+    for batch in rows.to_batches():
+        handle.upsert(batch)
+    return handle
+
+
+def test_a_registry_table_is_shared_updates_are_seen_by_later_batches() -> None:
+    """The table is shared with its loader: lookups see each upsert once it is made,
+    also while another thread keeps upserting."""
+    registry = vs.TableRegistry()
+    handle = customers_handle(registry, CUSTOMERS.select(["id", "name"]))
+    handle.mark_ready()
     q = vs.compile("SELECT oid, c.name FROM orders o LEFT JOIN customers c ON o.cid = c.id")
-    q._processor.attach_table("customers", keyed)
+    q.attach_table("customers", handle)
+    assert q.process(ORDERS.slice(0, 1)).column("name").to_pylist() == ["ann"]
     stop = threading.Event()
 
     def load() -> None:
         i = 0
         while not stop.is_set():
-            keyed.upsert(pa.record_batch({"id": pa.array([i % 100], pa.int64()), "name": [str(i)]}))
+            handle.upsert(
+                pa.record_batch({"id": pa.array([i % 100], pa.int64()), "name": [str(i)]})
+            )
             i += 1
 
     loader = threading.Thread(target=load)
@@ -402,23 +415,21 @@ def test_lookups_run_while_another_thread_upserts() -> None:
     finally:
         stop.set()
         loader.join()
-    keyed.upsert(pa.record_batch({"id": pa.array([10], pa.int64()), "name": ["final"]}))
+    handle.upsert(pa.record_batch({"id": pa.array([10], pa.int64()), "name": ["final"]}))
     assert q.process(ORDERS.slice(0, 1)).column("name").to_pylist() == ["final"]
 
 
 def test_wait_and_retry_finds_a_key_that_arrives_while_waiting() -> None:
-    schema = pa.schema([("id", pa.int64()), ("name", pa.string())])
-    keyed = vs._core.KeyedTable(schema, ["id"])
-    keyed.upsert(
-        pa.record_batch({"id": pa.array([10], pa.int64()), "name": ["ann"]}, schema=schema)
-    )
+    registry = vs.TableRegistry()
+    handle = customers_handle(registry, CUSTOMERS.select(["id", "name"]).slice(0, 1))
+    handle.mark_ready()
     q = vs.compile(
         "SELECT oid, c.name FROM orders o LEFT JOIN customers c ON o.cid = c.id "
         "WITH ('join.missing.strategy' = 'wait_and_retry', 'join.wait.timeout' = '10s')"
     )
-    q._processor.attach_table("customers", keyed)
-    late = pa.record_batch({"id": pa.array([30], pa.int64()), "name": ["cat"]}, schema=schema)
-    timer = threading.Timer(0.2, keyed.upsert, args=(late,))
+    q.attach_table("customers", handle)
+    late = pa.record_batch({"id": pa.array([30], pa.int64()), "name": ["cat"]})
+    timer = threading.Timer(0.2, handle.upsert, args=(late,))
     started = time.monotonic()
     timer.start()
     out = q.process(ORDERS.take([0, 2]))
@@ -426,3 +437,55 @@ def test_wait_and_retry_finds_a_key_that_arrives_while_waiting() -> None:
     timer.join()
     assert out.column("name").to_pylist() == ["ann", "cat"]
     assert 0.15 <= waited < 5.0
+
+
+def test_a_loading_table_under_fail_raises_table_not_ready() -> None:
+    registry = vs.TableRegistry()
+    handle = customers_handle(registry, CUSTOMERS)
+    q = vs.compile(
+        "SELECT oid FROM orders o JOIN customers c ON o.cid = c.id "
+        "WITH ('join.missing.strategy' = 'fail')"
+    )
+    q.attach_table("customers", handle)
+    with pytest.raises(vs.TableNotReadyError) as err:
+        q.process(ORDERS)
+    assert (err.value.table, err.value.status) == ("customers", "loading")
+    handle.mark_ready()
+    with pytest.raises(vs.DataError, match=r"c\.id = 30"):
+        q.process(ORDERS)
+
+
+def test_a_loading_table_under_wait_and_retry_is_waited_for() -> None:
+    registry = vs.TableRegistry()
+    handle = customers_handle(registry, CUSTOMERS)
+    q = vs.compile(
+        "SELECT oid, c.name FROM orders o JOIN customers c ON o.cid = c.id "
+        "WITH ('join.missing.strategy' = 'wait_and_retry', 'join.wait.timeout' = '5s')"
+    )
+    q.attach_table("customers", handle)
+    timer = threading.Timer(0.2, handle.mark_ready)
+    started = time.monotonic()
+    timer.start()
+    out = q.process(ORDERS.slice(0, 2))
+    timer.join()
+    assert time.monotonic() - started >= 0.15
+    assert out.column("name").to_pylist() == ["ann", "bob"]
+
+
+def test_a_registry_table_without_rows_yet_is_not_ready() -> None:
+    registry = vs.TableRegistry()
+    handle = registry.create("customers", key="id")
+    q = vs.compile("SELECT oid FROM orders o JOIN customers c ON o.cid = c.id")
+    with pytest.raises(vs.TableNotReadyError) as err:
+        q.attach_table("customers", handle)
+    assert err.value.status == "loading"
+
+
+def test_join_must_use_a_registry_table_key() -> None:
+    registry = vs.TableRegistry()
+    handle = customers_handle(registry, CUSTOMERS)
+    handle.mark_ready()
+    q = vs.compile("SELECT oid FROM orders o JOIN customers c ON o.region = c.tier")
+    q.attach_table("customers", handle)
+    with pytest.raises(vs.SqlValidationError, match=r"by the table's key \(id\)"):
+        q.process(ORDERS)

@@ -233,6 +233,10 @@ class TableHandle:
             Whether the table is now ready.
 
         """
+        keyed = self._keyed
+        if keyed is not None:
+            # The bulk load is in: one batch in key order, so joins gather with `take`.
+            keyed.compact()
         with self._changed:
             if self._status is TableStatus.LOADING:
                 self._status = TableStatus.READY
