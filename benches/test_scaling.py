@@ -12,7 +12,17 @@ from typing import Any
 import pytest
 
 import velostream as vs
-from conftest import BATCH_SIZE, RESULTS, batches, feed, fresh_run, interleaved_best, record_rate
+from conftest import (
+    BATCH_SIZE,
+    RESULTS,
+    batches,
+    compile_workload,
+    feed,
+    fresh_run,
+    interleaved_best,
+    record_rate,
+    tables,
+)
 from velostream.bench import WORKLOADS
 
 SIZES = [10_000, 100_000, 1_000_000, 10_000_000]
@@ -24,7 +34,7 @@ def test_scaling(benchmark: Any, workload: str, records: int) -> None:
     data = batches(workload, records, BATCH_SIZE)
     benchmark.pedantic(
         feed,
-        setup=fresh_run(WORKLOADS[workload].sql, data),
+        setup=fresh_run(WORKLOADS[workload].sql, data, joined=tables(workload)),
         rounds=max(5, min(100, 20_000_000 // records)),
         warmup_rounds=1,
         iterations=1,
@@ -41,7 +51,6 @@ def test_scaling_interleaved(benchmark: Any, workload: str) -> None:
     measure the cache, not the engine (``test_scaling`` above shows that effect).
     """
     benchmark.group = f"scaling:{workload}"
-    sql = WORKLOADS[workload].sql
     stream = batches(workload, max(SIZES), BATCH_SIZE)
     repeats = {n: max(1, 1_000_000 // n) for n in SIZES}
 
@@ -59,7 +68,7 @@ def test_scaling_interleaved(benchmark: Any, workload: str) -> None:
         return timed
 
     def setup(n: int) -> Callable[[], list[vs.Query]]:
-        return lambda: [vs.compile(sql) for _ in range(repeats[n])]
+        return lambda: [compile_workload(workload) for _ in range(repeats[n])]
 
     best: dict[str, float] = {}
     benchmark.pedantic(

@@ -10,17 +10,18 @@ from typing import Any
 
 import pytest
 
-import velostream as vs
 from conftest import (
     BATCH_SIZE,
     RECORDS,
     RESULTS,
     batches,
+    compile_workload,
     feed,
     fresh_run,
     interleaved_best,
     record_rate,
     record_value,
+    tables,
 )
 from velostream.bench import WORKLOADS
 
@@ -33,7 +34,7 @@ def test_state_between_batches(benchmark: Any, workload: str, mode: str) -> None
     assert len(data) == (1 if mode == "one_batch" else RECORDS // BATCH_SIZE)
     benchmark.pedantic(
         feed,
-        setup=fresh_run(WORKLOADS[workload].sql, data),
+        setup=fresh_run(WORKLOADS[workload].sql, data, joined=tables(workload)),
         rounds=20,
         warmup_rounds=2,
         iterations=1,
@@ -48,7 +49,6 @@ def test_state_cost_interleaved(benchmark: Any, workload: str) -> None:
     interleaved measurement, its time is not a rate.
     """
     benchmark.group = f"state:{workload}"
-    sql = WORKLOADS[workload].sql
     one = batches(workload, RECORDS, RECORDS)
     many = batches(workload, RECORDS, BATCH_SIZE)
     best: dict[str, float] = {}
@@ -57,8 +57,8 @@ def test_state_cost_interleaved(benchmark: Any, workload: str) -> None:
         best.update(
             interleaved_best(
                 {
-                    "one_batch": (lambda: vs.compile(sql), lambda q: feed(q, one)),
-                    "batched": (lambda: vs.compile(sql), lambda q: feed(q, many)),
+                    "one_batch": (lambda: compile_workload(workload), lambda q: feed(q, one)),
+                    "batched": (lambda: compile_workload(workload), lambda q: feed(q, many)),
                 },
                 rounds=15,
             )
