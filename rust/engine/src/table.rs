@@ -141,8 +141,10 @@ impl KeyedTable {
                 .collect::<Vec<_>>(),
             schema.metadata().clone(),
         ));
+        let mut groups = GroupTable::new(&key_types)?;
+        groups.enable_probe_index();
         Ok(KeyedTable {
-            groups: GroupTable::new(&key_types)?,
+            groups,
             schema,
             nullable,
             key_columns,
