@@ -141,7 +141,7 @@ class KeyedTable:
     """The latest row per key, looked up by key in O(1) (GIL released).
 
     Key columns: integers, strings, booleans, decimals, dates, timestamps, binary; a NULL
-    key is a ``DataError``. ``lookup(keys)`` takes one column per key column (in order) and
+    key is a key (one), which no lookup finds. ``lookup(keys)`` takes one column per key column (in order) and
     returns ``(rows, found)``: the table's columns for each probe row (NULL when absent)
     and a boolean array. Upserts take a write lock, lookups a read lock.
     """

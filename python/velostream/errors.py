@@ -151,7 +151,8 @@ class TableNotReadyError(VelostreamError):
         self.table = table
         self.timeout = timeout
         self.status = status
-        super().__init__(f"table {table!r} is not ready (status {status}, timeout {timeout}s)")
+        waited = f"after {timeout:g}s" if timeout is not None else "without a timeout"
+        super().__init__(f"table {table!r} is not ready (status {status}, {waited})")
 
 
 class SourceError(VelostreamError):

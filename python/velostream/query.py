@@ -521,7 +521,6 @@ class Query:
             TableNotReadyError: a registry table whose rows are not known yet (no
                 schema), unless ``'join.missing.strategy'`` is ``wait_and_retry``, which
                 waits up to ``join.wait.timeout`` for it.
-            DataError: a ``pyarrow.Table`` whose key is NULL in some row.
         """
         join = self._join_named(name)
         keyed = self._keyed_table(join, data)

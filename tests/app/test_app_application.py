@@ -156,12 +156,22 @@ def test_kafka_source_keys_of_velostream_are_checked_when_the_application_loads(
     assert info.value.value == "0"
 
 
-def test_create_table_is_not_supported_yet():
+def test_a_table_needs_no_sink_and_gets_its_key_from_group_by():
     sql = (
         "CREATE TABLE t AS SELECT symbol, COUNT(*) AS n FROM trades GROUP BY symbol "
         "WITH ('trades.type'='file_source', 'trades.path'='t.jsonl')"
     )
-    with pytest.raises(SqlValidationError, match="CREATE TABLE is not supported"):
+    app = Application.from_sql(sql)
+    (info,) = app.statements
+    assert info.is_table and info.key == ("symbol",) and not info.sinks
+
+
+def test_a_table_group_by_key_must_be_selected():
+    sql = (
+        "CREATE TABLE t AS SELECT COUNT(*) AS n FROM trades GROUP BY symbol "
+        "WITH ('trades.type'='file_source', 'trades.path'='t.jsonl')"
+    )
+    with pytest.raises(SqlValidationError, match="GROUP BY key symbol is not a select field"):
         Application.from_sql(sql)
 
 

@@ -258,10 +258,12 @@ def test_on_column_missing_from_the_attached_table() -> None:
         q.attach_table("customers", CUSTOMERS)
 
 
-def test_null_key_in_an_attached_table() -> None:
-    q = vs.compile("SELECT oid FROM orders o JOIN customers c ON o.cid = c.id")
-    with pytest.raises(vs.DataError, match="key column `id` is NULL"):
-        q.attach_table("customers", pa.table({"id": pa.array([1, None], pa.int64())}))
+def test_null_key_in_an_attached_table_matches_nothing() -> None:
+    q = vs.compile("SELECT oid, c.name FROM orders o LEFT JOIN customers c ON o.cid = c.id")
+    q.attach_table(
+        "customers", pa.table({"id": pa.array([10, None], pa.int64()), "name": ["ann", "nul"]})
+    )
+    assert q.process(ORDERS).column("name").to_pylist() == ["ann", None, None, "ann", None, None]
 
 
 @pytest.mark.parametrize(

@@ -76,11 +76,13 @@ def test_decimal_and_bool_keys() -> None:
     assert batch.column("v").to_pylist() == [2, 2]
 
 
-def test_null_key_is_a_data_error_naming_the_column() -> None:
+def test_null_key_is_kept_and_never_found() -> None:
     t = _core.KeyedTable(SCHEMA, ["id"])
-    with pytest.raises(vs.DataError, match=r"`id` is NULL at row 1"):
-        t.upsert(pa.record_batch([[5, None], ["a", "b"], [1.0, 2.0]], schema=SCHEMA))
-    assert len(t) == 0
+    t.upsert(pa.record_batch([[5, None, None], ["a", "b", "c"], [1.0, 2.0, 3.0]], schema=SCHEMA))
+    assert len(t) == 2  # the NULL key is one key (a GROUP BY's NULL group); last row wins
+    assert t.snapshot().column(1).to_pylist() == ["a", "c"]
+    _, found = t.lookup(pa.record_batch({"id": pa.array([None, 5], pa.int64())}))
+    assert found.to_pylist() == [False, True]  # a NULL probe equals nothing
 
 
 def test_validation_errors_name_the_column() -> None:

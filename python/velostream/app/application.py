@@ -43,10 +43,13 @@ from velostream.app.graph import dependency_waves
 from velostream.errors import (
     ConfigError,
     InternalError,
+    MissingDependencyError,
     SinkError,
     SqlValidationError,
+    TableNotReadyError,
     VelostreamError,
 )
+from velostream.health import HealthServer
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
@@ -61,6 +64,9 @@ from velostream.runtime.report import RunReport
 from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
 from velostream.sql import Statement, declared_schema, parse_script
 from velostream.sql.dialect import node_position
+from velostream.tables.loader import table_key
+from velostream.tables.registry import TableRegistry, TableStatus
+from velostream.tables.sink import TableSink
 
 logger = logging.getLogger("velostream.app")
 
@@ -80,6 +86,8 @@ class StatementInfo:
         dead_letter_sink: the sink name of ``'dead_letter.sink'``, if set.
         dead_letter_path: the file of ``'dead_letter.path'``, if set.
         plan: the physical plan of the compiled query.
+        joins: the tables of the application it joins (it starts once they are READY).
+        key: a table's key columns (PRIMARY KEY fields or GROUP BY keys).
     """
 
     name: str
@@ -92,6 +100,13 @@ class StatementInfo:
     dead_letter_sink: str | None = None
     dead_letter_path: Path | None = None
     plan: dict[str, Any] = field(default_factory=dict)
+    joins: tuple[str, ...] = ()
+    key: tuple[str, ...] = ()
+
+    @property
+    def is_table(self) -> bool:
+        """Whether the statement builds a table (``CREATE TABLE ... AS SELECT``)."""
+        return self.statement.kind == "table"
 
 
 @contextmanager
@@ -287,8 +302,9 @@ class Application:
             self.statements: list[StatementInfo] = self._resolve()
             self._by_name = {info.name: info for info in self.statements}
             self.waves: list[list[str]] = dependency_waves(
-                {info.name: info.upstream for info in self.statements}
+                {info.name: (*info.upstream, *info.joins) for info in self.statements}
             )
+            self.registry = TableRegistry()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._report: RunReport | None = None
@@ -396,13 +412,14 @@ class Application:
                 column=first.column,
             )
         names = [name for name, _ in runnable]
+        self._tables = {name for name, statement in runnable if statement.kind == "table"}
         infos = [
             self._resolve_statement(name, statement, names, known) for name, statement in runnable
         ]
         readers = {up for info in infos for up in info.upstream}
         sink_paths: list[tuple[Path, str]] = []
         for info in infos:
-            if not info.sinks and info.name not in readers:
+            if not info.sinks and info.name not in readers and not info.is_table:
                 with _located(info.statement):
                     raise _config_error(
                         f"statement {info.name!r} has no sink: declare one in its WITH, e.g. "
@@ -556,13 +573,21 @@ class Application:
     def _resolve_statement(
         self, name: str, statement: Statement, names: list[str], known: set[str]
     ) -> StatementInfo:
-        if statement.kind == "table":
-            raise SqlValidationError(
-                f"CREATE TABLE is not supported by applications yet (table {name!r}); "
-                "use CREATE STREAM",
-                line=statement.line,
-                column=statement.column,
-            )
+        for joined in dict.fromkeys(statement.joins):
+            if joined not in self._tables:
+                what = (
+                    "a stream, not a table"
+                    if joined in names
+                    else "neither a table of the application nor a declared source"
+                    if joined not in self._declared
+                    else "a declared stream, not a table"
+                )
+                missing = MissingDependencyError(name, joined)
+                missing.args = (
+                    f"{name!r} joins {joined!r}, which is {what}: a JOIN reads a table "
+                    f"(CREATE TABLE {joined} AS SELECT ...)",
+                )
+                raise missing
         own_names = {name, *statement.sources, *statement.joins} | set(
             config.connectors(statement.properties)
         )
@@ -680,6 +705,8 @@ class Application:
             properties=merged,
             sources=sources,
             upstream=tuple(upstream),
+            joins=tuple(dict.fromkeys(statement.joins)),
+            key=table_key(name, statement, query.plan) if statement.kind == "table" else (),
             sinks=sinks,
             error_strategy=strategy,
             dead_letter_sink=dead_letter_sink,
@@ -838,7 +865,19 @@ class Application:
             for source, props in info.sources.items():
                 lines.append(f"  source {source}: {self._describe_connector(props)}")
             for upstream in info.upstream:
-                lines.append(f"  source {upstream}: output of stream {upstream} (in-process)")
+                kind = "table" if upstream in self._tables else "stream"
+                lines.append(f"  source {upstream}: output of {kind} {upstream} (in-process)")
+            for joined in info.joins:
+                key = ", ".join(self._by_name[joined].key)
+                lines.append(
+                    f"  join   {joined}: table (key {key}), looked up per batch; reading "
+                    f"starts once {joined} is READY"
+                )
+            if info.is_table:
+                lines.append(
+                    f"  table  {info.name}: key {', '.join(info.key)} (latest row per key), "
+                    "READY once its input is loaded, then kept up to date"
+                )
             for sink, props in info.sinks.items():
                 lines.append(f"  sink   {sink}: {self._describe_connector(props)}")
             readers = [i.name for i in self.statements if info.name in i.upstream]
@@ -968,10 +1007,22 @@ class Application:
                 )
                 for name, props in info.sinks.items()
             ]
+            table = None
+            if info.is_table:
+                if info.name in self.registry:
+                    self.registry.drop(info.name)
+                handle = self.registry.create(
+                    info.name, key=info.key, source=self._describe_table_input(info)
+                )
+                table = TableSink(handle, sources)
+                sinks.append(table)
             query = self._compile(info.statement, info.properties)
             runner = StatementRunner(
                 info.name, query, sinks, sources=sources, bad_records=policy, dead_letters=writer
             )
+            runner.table = table
+            if info.joins:
+                runner.gate = self._join_gate(info, query, abort)
             runner.retries = stats
             runner.retry_policy = RetryPolicy.from_properties(info.properties)
             runner.abort = abort
@@ -980,6 +1031,85 @@ class Application:
             for upstream in info.upstream:
                 runners[upstream].downstream.append(runners[info.name])
         return runners, dead_letters
+
+    def _describe_table_input(self, info: StatementInfo) -> str:
+        parts = [
+            f"{name}: {self._describe_connector(props)}" for name, props in info.sources.items()
+        ]
+        parts += [f"{name} (in-process)" for name in info.upstream]
+        return "; ".join(parts) or "no input"
+
+    def _join_gate(
+        self, info: StatementInfo, query: Any, abort: threading.Event
+    ) -> Callable[[threading.Event], None]:
+        """What the readers of a statement joining tables wait on before reading.
+
+        Every joined table READY (SPEC section 8: a stream never reads a half-loaded
+        table), then attached to the statement's query, once.
+        """
+        lock = threading.Lock()
+        attached: list[bool] = []
+
+        def gate(stop: threading.Event) -> None:
+            for name in info.joins:
+                waited = time.monotonic()
+                while not (stop.is_set() or abort.is_set()):
+                    try:
+                        self.registry.wait_for_table_ready(name, timeout=0.2)
+                        break
+                    except TableNotReadyError as exc:
+                        if exc.status == TableStatus.FAILED.value:
+                            raise TableNotReadyError(
+                                name, time.monotonic() - waited, exc.status
+                            ) from exc.__cause__
+                if stop.is_set() or abort.is_set():
+                    return
+            with lock:
+                if not attached:
+                    for name in info.joins:
+                        handle = self.registry.get(name)
+                        assert handle is not None
+                        query.attach_table(name, handle)
+                    attached.append(True)
+                    logger.info(
+                        "%s: tables %s ready, reading starts", info.name, ", ".join(info.joins)
+                    )
+
+        return gate
+
+    def serve_health(self, port: int = 0, host: str = "127.0.0.1") -> HealthServer:
+        """Serve the health and metrics API of this application over HTTP (SPEC section 8).
+
+        ``GET /health/tables``, ``/health/table/{name}``, ``/health/progress``,
+        ``POST /health/table/{name}/wait?timeout=s`` and ``GET /metrics`` (Prometheus
+        text format); see ``docs/health.md``.
+
+        Args:
+            port: the TCP port (0: any free one; the server's ``address`` tells).
+            host: the address to listen on (loopback by default).
+
+        Returns:
+            The started server (``stop()`` ends it).
+
+        Raises:
+            ConfigError: the address cannot be listened on (in use, unknown host).
+        """
+
+        def progress() -> dict[str, Any]:
+            snapshot = self.snapshot()
+            return {
+                "retries": snapshot.retries,
+                "dead_letters": snapshot.dead_letters,
+                "commits": snapshot.commits,
+            }
+
+        return HealthServer(
+            self.registry,
+            host=host,
+            port=port,
+            progress=progress,
+            statements=lambda: self.snapshot().statements,
+        ).start()
 
     def _execute(self, *, until_end: bool, stop: threading.Event) -> RunReport:
         started = time.monotonic()

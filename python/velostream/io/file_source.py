@@ -139,6 +139,7 @@ class FileSource:
         self.batch_size = batch_size
         self.wait_timeout_ms = wait_timeout_ms
         self.watch = watch
+        self._caught_up = False
         self.inference_rows = inference_rows or DEFAULT_INFERENCE_ROWS
         self.bad_records = bad_records if bad_records is not None else BadRecordPolicy("fail")
         self.schema: pa.Schema | None = schema
@@ -236,6 +237,10 @@ class FileSource:
             cause=f"{what} {self.path}",
         )
 
+    def caught_up(self) -> bool:
+        """Whether a watched file was read to its end (then followed as it grows)."""
+        return self._caught_up
+
     def batches(
         self, *, until_end: bool = True, stop: threading.Event | None = None
     ) -> Iterator[pa.RecordBatch]:
@@ -332,6 +337,7 @@ class FileSource:
                     # Tailing a file shorter than the inference window: use what is there.
                     chunk, pending = pending[: cut + 1], pending[cut + 1 :]
                 elif tail and (stop is None or not stop.is_set()):
+                    self._caught_up = True  # every line there was at the start is read
                     time.sleep(_POLL_SECONDS)
                     continue
                 else:

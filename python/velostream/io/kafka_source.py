@@ -247,6 +247,11 @@ class KafkaSource:
         self._next: dict[tuple[str, int], int] = {}
         #: (topic, partition) -> the high watermark seen last.
         self._high: dict[tuple[str, int], int] = {}
+        #: (topic, partition) -> its high watermark when the source connected, for the
+        #: partitions that had messages then (None before connecting).
+        self._start_ends: dict[tuple[str, int], int] | None = None
+        #: (topic, partition) -> the offset after the last message handed to the reader.
+        self._delivered: dict[tuple[str, int], int] = {}
 
     # ------------------------------------------------------------------ connecting
 
@@ -345,8 +350,20 @@ class KafkaSource:
                 self._high[key] = high
                 if start < high:
                     waiting.append(key)
+        self._start_ends = {key: self._high[key] for key in waiting}
         self._retry(functools.partial(consumer.assign, assignment), self.name)
         return [(tp.topic, tp.partition) for tp in assignment], waiting
+
+    def caught_up(self) -> bool:
+        """Whether every partition was handed on up to its high watermark at the start.
+
+        The high watermarks are those seen when the source connected: a table's bulk
+        load is then done (SPEC section 8).
+        """
+        ends = self._start_ends
+        if ends is None:
+            return False
+        return all(self._delivered.get(key, 0) >= end for key, end in ends.items())
 
     # ------------------------------------------------------------------ reading
 
@@ -435,6 +452,9 @@ class KafkaSource:
             if out:
                 decode = functools.partial(self._decode, read)
                 yield (decode if deferred else decode()), out
+                # Taken by the reader (queued for its statement): delivered.
+                for position in out:
+                    self._delivered[(position.topic, position.partition)] = position.last + 1
             if until_end and not pending:
                 return
 

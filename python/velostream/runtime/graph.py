@@ -173,6 +173,10 @@ class JobGraph:
         self.errors.append(exc)
         self._failed.set()
         stop.set()
+        # Tables still loading never will: readers waiting for them wake up.
+        for runner in self.runners.values():
+            if runner.table is not None:
+                runner.table.failed(exc)
 
     # ------------------------------------------------------------------ threads
 
@@ -184,13 +188,22 @@ class JobGraph:
         *,
         until_end: bool,
         stop: threading.Event,
+        gate: Callable[[threading.Event], None] | None = None,
     ) -> None:
-        """Put every batch of ``source`` into ``inbox`` (waiting, paused, when it is full)."""
+        """Put every batch of ``source`` into ``inbox`` (waiting, paused, when it is full).
+
+        ``gate`` (the statement's) is passed first: a statement joining tables reads
+        nothing before they are READY.
+        """
 
         def expect(ids: list[int]) -> None:
             self._put(inbox, (source, _EXPECT, ids), source)
 
         try:
+            if gate is not None:
+                gate(stop)
+                if stop.is_set():
+                    return
             locator = getattr(source, "locator", None)
             for batch, positions in _read(
                 source, numbers, until_end=until_end, stop=stop, on_partitions=expect
@@ -261,6 +274,8 @@ class JobGraph:
                         runner.push(numbers.number(batch), source, found, locate)
                 if self._failed.is_set():
                     return
+                if runner.table is not None:
+                    runner.table.tick(inbox.empty)
                 if time.monotonic() >= next_checkpoint:
                     checkpoint.run()
                     next_checkpoint = time.monotonic() + interval
@@ -309,7 +324,7 @@ class JobGraph:
                     threading.Thread(
                         target=self._reader,
                         args=(source, numbers, inbox),
-                        kwargs={"until_end": until_end, "stop": stop},
+                        kwargs={"until_end": until_end, "stop": stop, "gate": runner.gate},
                         name=f"velostream-{runner.name}-{source.name}",
                     )
                 )

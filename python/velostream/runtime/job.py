@@ -121,6 +121,11 @@ class StatementRunner:
         self.retries = RetryStats()
         self.retry_policy = RetryPolicy()
         self.abort: threading.Event | None = None
+        #: Called by each reader before it reads (with the run's stop event): a
+        #: statement joining tables waits there until they are READY.
+        self.gate: Callable[[threading.Event], None] | None = None
+        #: The table this statement builds (``CREATE TABLE ... AS SELECT``), if any.
+        self.table: Any = None
 
     def retry_source(self, call: Callable[[], None], name: str) -> None:
         """Run a call of source ``name`` (a commit), retrying transient failures."""
@@ -356,6 +361,8 @@ class StatementRunner:
                     sink.write(output.slice(0, 0))
             for sink in self.sinks:
                 sink.flush()
+            if self.table is not None:
+                self.table.finished()
             self.finished_at = time.monotonic()
 
     def close(self) -> None:

@@ -71,6 +71,7 @@ __all__ = [
     "TablePlan",
     "is_transient_load_error",
     "plan_table",
+    "table_key",
 ]
 
 logger = logging.getLogger("velostream.tables")
@@ -255,6 +256,25 @@ def _group_key_names(name: str, statement: Statement, plan: Mapping[str, Any]) -
     return tuple(names)
 
 
+def table_key(name: str, statement: Statement, plan: Mapping[str, Any]) -> tuple[str, ...]:
+    """A table's key columns: its ``PRIMARY KEY`` fields, else its GROUP BY keys.
+
+    Raises:
+        SqlValidationError: neither (a keyless table), or a GROUP BY key not selected.
+    """
+    if statement.primary_key:
+        key = tuple(dict.fromkeys(statement.primary_key))
+    else:
+        key = _group_key_names(name, statement, plan)
+    if not key:  # the planner refuses this first; kept for a plan without GROUP BY keys
+        raise SqlValidationError(
+            f"CREATE TABLE {name} needs a key: mark a select field PRIMARY KEY or use GROUP BY",
+            line=statement.line,
+            column=statement.column,
+        )
+    return key
+
+
 def plan_table(
     definition: TableDefinition,
     *,
@@ -314,17 +334,7 @@ def plan_table(
             table_inputs.append(source)
         else:
             raise MissingDependencyError(definition.name, source)
-    if statement.primary_key:
-        key = tuple(dict.fromkeys(statement.primary_key))
-    else:
-        key = _group_key_names(definition.name, statement, query.plan)
-    if not key:  # the planner refuses this first; kept for a plan without GROUP BY keys
-        raise SqlValidationError(
-            f"CREATE TABLE {definition.name} needs a key: mark a select field PRIMARY KEY "
-            "or use GROUP BY",
-            line=statement.line,
-            column=statement.column,
-        )
+    key = table_key(definition.name, statement, query.plan)
     deps = set(dependencies) if dependencies is not None else set(definition.dependencies)
     return TablePlan(
         name=definition.name,
@@ -537,7 +547,7 @@ class TableLoad:
 
         Raises:
             SourceError: an input cannot be read.
-            DataError: a bad record under ``'error.strategy' = 'fail'``, a NULL key.
+            DataError: a bad record under ``'error.strategy' = 'fail'``.
             SqlValidationError: the query does not fit its input's columns.
             TableNotReadyError: a table it reads failed or is not ready in time.
 

@@ -188,7 +188,7 @@ class TableHandle:
 
         Raises:
             SqlValidationError: a key column is missing from the first batch.
-            DataError: a NULL key, or a batch whose columns differ from the table's.
+            DataError: a batch whose columns differ from the table's.
 
         """
         with self._lock:
@@ -356,7 +356,6 @@ class TableRegistry:
         Raises:
             ConfigError: ``name`` is already registered, or a handle of another name.
             SqlValidationError: no key, or a key column the rows lack.
-            DataError: a NULL key.
 
         """
         if isinstance(table, TableHandle):

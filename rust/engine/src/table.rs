@@ -15,8 +15,8 @@
 //! SQL equality) in O(1) per row, and [`KeyedTable::take`] gathers the table's columns for
 //! those ids, NULL where absent: together, the probe side of a stream-table join.
 //!
-//! A NULL key is refused on upsert (`DataError` naming the column): a table row needs a
-//! key, as in ksqlDB. Keys are never deleted.
+//! A NULL key is a key like any other (the NULL group of a GROUP BY, kept as SQL keeps
+//! it), and no lookup finds it: a NULL probe equals nothing. Keys are never deleted.
 
 use std::sync::Arc;
 
@@ -190,8 +190,8 @@ impl KeyedTable {
     }
 
     /// Insert or replace the row of each row's key; a later row of the batch wins. The
-    /// batch must have the table's columns (names and types, in order); a NULL key or a
-    /// NULL in a non-nullable column is a `DataError` naming the column and the row, and
+    /// batch must have the table's columns (names and types, in order); a NULL in a
+    /// non-nullable column is a `DataError` naming the column and the row, and
     /// leaves the table as it was.
     pub fn upsert(&mut self, batch: &RecordBatch) -> Result<UpsertStats> {
         self.check_batch(batch)?;
@@ -234,7 +234,7 @@ impl KeyedTable {
         })
     }
 
-    /// The batch's columns against the table's, and its keys against NULL.
+    /// The batch's columns against the table's, and non-nullable ones against NULL.
     fn check_batch(&self, batch: &RecordBatch) -> Result<()> {
         let (have, want) = (batch.schema(), &self.schema);
         if have.fields().len() != want.fields().len()
@@ -262,21 +262,10 @@ impl KeyedTable {
         }
         for (i, field) in want.fields().iter().enumerate() {
             let column = batch.column(i);
-            let is_key = self.key_indices.contains(&i);
-            if (is_key || !field.is_nullable()) && column.null_count() > 0 {
+            if !field.is_nullable() && column.null_count() > 0 {
                 let row = (0..column.len()).find(|&r| column.is_null(r)).unwrap_or(0);
-                let what = if is_key {
-                    "key column"
-                } else {
-                    "non-nullable column"
-                };
-                let why = if is_key {
-                    ": a table row needs a key"
-                } else {
-                    ""
-                };
                 return Err(EngineError::Data(format!(
-                    "{what} `{}` is NULL at row {row}{why}",
+                    "non-nullable column `{}` is NULL at row {row}",
                     field.name()
                 )));
             }
@@ -665,7 +654,7 @@ mod tests {
     }
 
     #[test]
-    fn a_null_key_is_refused_and_leaves_the_table_unchanged() {
+    fn a_null_key_is_kept_and_never_found() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("k", DataType::Utf8, true),
             Field::new("v", DataType::Int64, true),
@@ -674,16 +663,24 @@ mod tests {
         let b = RecordBatch::try_new(
             schema,
             vec![
-                Arc::new(StringArray::from(vec![Some("a"), None])),
-                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("a"), None, None])),
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
             ],
         )
         .unwrap();
-        let err = t.upsert(&b).unwrap_err();
-        assert!(matches!(err, EngineError::Data(_)), "{err:?}");
-        assert!(err.to_string().contains("`k` is NULL at row 1"), "{err}");
-        assert_eq!(t.len(), 0);
-        assert_eq!(t.snapshot().unwrap().num_rows(), 0);
+        t.upsert(&b).unwrap();
+        assert_eq!(t.len(), 2, "the NULL key is one key; its last row wins");
+        let v: Vec<Option<i64>> = t
+            .snapshot()
+            .unwrap()
+            .column(1)
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect();
+        assert_eq!(v, vec![Some(1), Some(3)]);
+        let probe: ArrayRef = Arc::new(StringArray::from(vec![None, Some("a")]));
+        let found = t.lookup(&[probe]).unwrap();
+        assert_eq!(found.iter().collect::<Vec<_>>(), vec![None, Some(0)]);
     }
 
     #[test]
