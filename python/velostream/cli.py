@@ -83,6 +83,14 @@ def _parser() -> argparse.ArgumentParser:
         default="direct",
         help="processing path (default direct)",
     )
+    run.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        help=(
+            "serve the health and metrics API (GET /health/tables, /metrics, ...) on this "
+            "address while the application runs; the host defaults to loopback"
+        ),
+    )
 
     validate = commands.add_parser("validate", help="check an application without running it")
     validate.add_argument("file", help="the application's SQL file")
@@ -200,7 +208,14 @@ def _run(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     from velostream.runtime.progress import Progress
 
+    server = None
     try:
+        if args.http is not None:
+            from velostream.health import parse_http_address
+
+            host, port = parse_http_address(args.http)
+            server = app.serve_health(port, host=host)
+            print(f"velostream: health and metrics API on {server.url}", file=sys.stderr)
         app.start(until_end=args.until_end)
         # Live progress on a terminal (stderr), nothing otherwise.
         with Progress(app.snapshot):
@@ -211,6 +226,8 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if server is not None:
+            server.stop()
     report = app.report
     if report is None:
         print("velostream: the application ended without a report", file=sys.stderr)

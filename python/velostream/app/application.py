@@ -59,7 +59,7 @@ from velostream.query import UnionQuery
 from velostream.runtime.graph import JobGraph
 from velostream.runtime.guarded import GuardedSink
 from velostream.runtime.job import StatementRunner
-from velostream.runtime.progress import RunSnapshot, StatementProgress
+from velostream.runtime.progress import RunSnapshot, StatementProgress, TableProgressView
 from velostream.runtime.report import RunReport
 from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
 from velostream.sql import Statement, declared_schema, parse_script
@@ -1263,8 +1263,24 @@ class Application:
             )
             retries += runner.retries.retries
             dead += runner.dead_letters.count if runner.dead_letters is not None else 0
+        tables = {}
+        for handle in self.registry.handles():
+            load = handle.progress.as_dict()
+            tables[handle.name] = TableProgressView(
+                status=handle.status.value,
+                rows=handle.row_count,
+                records=int(load["records"] or 0),
+                bytes=int(load["bytes"] or 0),
+                records_per_second=float(load["records_per_second"] or 0.0),
+                percent=load["percent"],
+                eta_seconds=load["eta_seconds"],
+            )
         return RunSnapshot(
-            statements=statements, retries=retries, dead_letters=dead, commits=commits
+            statements=statements,
+            retries=retries,
+            dead_letters=dead,
+            commits=commits,
+            tables=tables,
         )
 
     @property

@@ -3,8 +3,9 @@
 The runtime hands :class:`Progress` a function returning a :class:`RunSnapshot` (its
 counters now); a thread calls it a few times a second and redraws one table: per
 statement the records in and out, the input rate (records/s, from successive snapshots,
-smoothed), the consumer lag of its sources and its bad records, and under it the job's
-retries, dead letters and commits. When the console is not a terminal (CI, a pipe, a
+smoothed), the consumer lag of its sources and its bad records, per table its load
+(status, rows, records/s, percent and ETA when the total is known), and under it the
+job's retries, dead letters and commits. When the console is not a terminal (CI, a pipe, a
 file) nothing is drawn and the function is never called, so logs stay clean; the run's
 summary (:meth:`velostream.runtime.report.RunReport.summary`) is printed either way.
 
@@ -30,7 +31,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-__all__ = ["Progress", "RateMeter", "RunSnapshot", "StatementProgress"]
+__all__ = ["Progress", "RateMeter", "RunSnapshot", "StatementProgress", "TableProgressView"]
 
 _log = logging.getLogger(__name__)
 
@@ -56,6 +57,31 @@ class StatementProgress:
 
 
 @dataclass(frozen=True)
+class TableProgressView:
+    """The load of one table at one moment (SPEC section 8).
+
+    Attributes:
+        status: ``loading``, ``ready`` or ``failed``.
+        rows: keys held.
+        records: input records loaded so far.
+        bytes: input bytes loaded so far.
+        records_per_second: the load's rate.
+        percent: 0 to 100 when the input's total is known (file sizes, Kafka high
+            watermarks), else None.
+        eta_seconds: seconds left at the current rate, when known.
+
+    """
+
+    status: str = "loading"
+    rows: int = 0
+    records: int = 0
+    bytes: int = 0
+    records_per_second: float = 0.0
+    percent: float | None = None
+    eta_seconds: float | None = None
+
+
+@dataclass(frozen=True)
 class RunSnapshot:
     """The counters of a run at one moment.
 
@@ -64,6 +90,7 @@ class RunSnapshot:
         retries: retried calls so far (the whole job).
         dead_letters: dead letters written so far.
         commits: position commits so far.
+        tables: table name -> its load, for the application's tables.
 
     """
 
@@ -71,6 +98,7 @@ class RunSnapshot:
     retries: int = 0
     dead_letters: int = 0
     commits: int = 0
+    tables: Mapping[str, TableProgressView] = field(default_factory=dict)
 
 
 class RateMeter:
@@ -216,6 +244,17 @@ class Progress:
                 _rate_text(rate),
                 _lag_text(statement.lag),
                 f"{statement.bad_records:,}",
+            )
+        for name, load in snap.tables.items():
+            done = f"{load.percent:.0f} %" if load.percent is not None else "?"
+            eta = f", ETA {load.eta_seconds:,.0f}s" if load.eta_seconds else ""
+            table.add_row(
+                f"table {name}",
+                f"{load.records:,}",
+                f"{load.rows:,} rows",
+                _rate_text(load.records_per_second if load.status == "loading" else None),
+                f"{load.status} {done}{eta}" if load.status == "loading" else load.status,
+                "",
             )
         return table
 
