@@ -831,6 +831,24 @@ class UnionQuery:
         """Statement properties."""
         return self.branches[0].properties
 
+    def attach_table(self, name: str, data: Any) -> None:
+        """Attach a joined table to every branch that joins it (see :meth:`Query.attach_table`).
+
+        Raises:
+            SqlValidationError: no branch joins a table of that name.
+        """
+        joining = [
+            b
+            for b in self.branches
+            if any(j["table"].lower() == str(name).lower() for j in b.plan.get("joins") or ())
+        ]
+        if not joining:
+            raise SqlValidationError(
+                f"attach_table({name!r}): no SELECT of the UNION ALL joins a table of that name"
+            )
+        for branch in joining:
+            branch.attach_table(name, data)
+
     def _readers(self, input: str | None) -> list[tuple[int, Query]]:
         if input is None:
             if len(set(self.inputs)) > 1:

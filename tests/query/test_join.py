@@ -491,3 +491,16 @@ def test_join_must_use_a_registry_table_key() -> None:
     q.attach_table("customers", handle)
     with pytest.raises(vs.SqlValidationError, match=r"by the table's key \(id\)"):
         q.process(ORDERS)
+
+
+def test_union_all_branches_join_their_tables() -> None:
+    q = vs.compile(
+        "SELECT o.oid, c.name FROM orders o JOIN customers c ON o.cid = c.id "
+        "UNION ALL SELECT r.oid, r.region AS name FROM returns r"
+    )
+    q.attach_table("customers", CUSTOMERS)
+    with pytest.raises(vs.SqlValidationError, match="no SELECT of the UNION ALL joins"):
+        q.attach_table("tiers", CUSTOMERS)
+    out = q.process(ORDERS, input="orders")
+    assert out.column("name").to_pylist() == ["ann", "bob", "ann", "dan"]
+    assert q.process(ORDERS.slice(0, 1), input="returns").column("name").to_pylist() == ["eu"]

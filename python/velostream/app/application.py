@@ -65,7 +65,7 @@ from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
 from velostream.sql import Statement, declared_schema, parse_script
 from velostream.sql.dialect import node_position
 from velostream.tables.loader import table_key
-from velostream.tables.registry import TableRegistry, TableStatus
+from velostream.tables.registry import TableHandle, TableRegistry, TableStatus
 from velostream.tables.sink import TableSink
 
 logger = logging.getLogger("velostream.app")
@@ -807,7 +807,8 @@ class Application:
         connector (opening nothing); checks that every file source's file exists (unless
         it is waited for with ``file.wait.timeout``); infers each file source's columns
         from a sample of its first lines and binds every statement's query to its input
-        (a statement reading another statement's output: to that one's output schema), so
+        (a statement reading another statement's output: to that one's output schema; a
+        join: to the joined table's columns and key), so
         an unknown column or a type error is reported with its SQL line and column. No
         file is written and no input is consumed.
 
@@ -832,10 +833,17 @@ class Application:
                     info = self._by_name[name]
                     inputs = [(s, self.source_schema(name, s)) for s in info.sources]
                     inputs += [(upstream, outputs[upstream]) for upstream in info.upstream]
-                    if not inputs or any(schema is None for _, schema in inputs):
+                    joined = [(table, outputs[table]) for table in info.joins]
+                    if not inputs or any(schema is None for _, schema in [*inputs, *joined]):
                         outputs[name] = None
                         continue
                     query = self._compile(info.statement, info.properties)
+                    for table, schema in joined:
+                        # An empty table of the joined one's columns and key: the join's
+                        # ON and columns are bound against it.
+                        handle = TableHandle(table, self._by_name[table].key, schema=schema)
+                        handle.mark_ready()
+                        query.attach_table(table, handle)
                     for input_name, schema in inputs:
                         if isinstance(query, UnionQuery):
                             outputs[name] = query.bind(schema, input=input_name)
