@@ -10,7 +10,13 @@ from io import StringIO
 import pytest
 from rich.console import Console
 
-from velostream.runtime.progress import Progress, RateMeter, RunSnapshot, StatementProgress
+from velostream.runtime.progress import (
+    Progress,
+    RateMeter,
+    RunSnapshot,
+    StatementProgress,
+    TableProgressView,
+)
 from velostream.runtime.report import RunReport, StatementReport
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -79,6 +85,31 @@ def test_the_table_shows_each_statement_s_counters():
         assert header in text
     assert "retries 7" in text and "dead letters 3" in text and "commits 12" in text
     assert counters.calls >= 2  # drawn at the start and at the end
+
+
+def test_the_table_shows_each_table_s_load():
+    counters = Counters()
+    counters.current = RunSnapshot(
+        statements={"enriched": StatementProgress(records_in=5)},
+        tables={
+            "customers": TableProgressView(
+                status="loading",
+                rows=4_000,
+                records=5_000,
+                records_per_second=2_500.0,
+                percent=42.4,
+                eta_seconds=3.0,
+            ),
+            "tiers": TableProgressView(status="ready", rows=3, records=3),
+        },
+    )
+    console, out = terminal()
+    with Progress(counters, console=console, transient=False, refresh_per_second=20):
+        pass
+    table = rows(ANSI.sub("", out.getvalue()))
+    assert table["table customers"][:2] == ["5,000", "4,000 rows"]
+    assert table["table customers"][3] == "loading 42 %, ETA 3s"
+    assert table["table tiers"][1:4] == ["3 rows", "-", "ready"]
 
 
 def test_records_per_second_come_from_two_snapshots():
