@@ -370,6 +370,13 @@ _STATEMENT_SPECS: tuple[PropertySpec, ...] = (
         "a duration such as 5s",
         default="5s",
     ),
+    _spec(
+        "table.load.max_parallel",
+        "tables of an application loading their bulk input at once, at most",
+        _positive_int,
+        "a positive integer",
+        default="4",
+    ),
     # SPEC 9: scale-out.
     _spec(
         "application.id",

@@ -942,6 +942,13 @@ class Application:
     ) -> tuple[dict[str, StatementRunner], list[DeadLetterWriter]]:
         runners: dict[str, StatementRunner] = {}
         dead_letters: list[DeadLetterWriter] = []
+        # The tables loading their bulk input at once (SPEC section 8: max_parallel).
+        loading = threading.BoundedSemaphore(
+            max(
+                [int(i.properties.get("table.load.max_parallel", "4")) for i in self.statements]
+                or [4]
+            )
+        )
         # Every sink also refuses, on its own, to write a file a source reads.
         reads = [str(path) for _, path in self._reads(self.statements)]
         for info in self.statements:
@@ -1031,6 +1038,8 @@ class Application:
             runner.table = table
             if info.joins:
                 runner.gate = self._join_gate(info, query, abort)
+            if table is not None and sources:
+                runner.gate = self._load_gate(table, loading, runner.gate, abort)
             runner.retries = stats
             runner.retry_policy = RetryPolicy.from_properties(info.properties)
             runner.abort = abort
@@ -1082,6 +1091,46 @@ class Application:
                     logger.info(
                         "%s: tables %s ready, reading starts", info.name, ", ".join(info.joins)
                     )
+
+        return gate
+
+    @staticmethod
+    def _load_gate(
+        table: TableSink,
+        loading: threading.BoundedSemaphore,
+        before: Callable[[threading.Event], None] | None,
+        abort: threading.Event,
+    ) -> Callable[[threading.Event], None]:
+        """The gate of a table's readers: its joined tables, then a place to load.
+
+        The tables it joins READY first (``before``), then one of
+        ``table.load.max_parallel`` places to load, held until the table is READY or
+        failed (its later, incremental updates take no place).
+        """
+        lock, releasing = threading.Lock(), threading.Lock()
+        admitted: list[bool] = []
+
+        def release() -> None:
+            with releasing:
+                if table.handle.status is TableStatus.LOADING or admitted != [True]:
+                    return
+                admitted.append(False)  # released once
+                loading.release()
+            table.handle._unsubscribe(release)
+
+        def gate(stop: threading.Event) -> None:
+            if before is not None:
+                before(stop)
+            with lock:
+                if admitted:
+                    return
+                while not loading.acquire(timeout=0.2):
+                    if stop.is_set() or abort.is_set():
+                        return
+                admitted.append(True)
+                table.handle.progress.start()  # the load starts now
+                table.handle._subscribe(release)
+            release()  # it may have finished already (or failed meanwhile)
 
         return gate
 
