@@ -6,7 +6,7 @@
 -- against this file's directory. Outputs land in output/.
 
 -- The input: a source with declared columns, read exactly as declared (no inference; a
--- value that does not fit its column is a bad record). Every statement below reads it.
+-- value that does not fit its column is a bad record). The statements below read it.
 CREATE STREAM trades (symbol STRING, price DOUBLE, qty BIGINT, status STRING, ts BIGINT)
 WITH (
     'trades.type' = 'file_source',
@@ -78,4 +78,33 @@ WITH (
     'minute_bars.type' = 'file_sink',
     'minute_bars.path' = 'output/minute_bars.jsonl',
     'minute_bars.format' = 'json'
+);
+
+-- A reference table: instrument details by symbol, from a JSON Lines file. The table's
+-- input is declared like any source; CREATE TABLE keeps the latest row per key
+-- (PRIMARY KEY symbol): AMZN appears twice in the file, and its second line wins.
+CREATE STREAM instrument_list (symbol STRING, name STRING, sector STRING, lot BIGINT)
+WITH (
+    'instrument_list.type' = 'file_source',
+    'instrument_list.path' = 'data/instruments.jsonl',
+    'instrument_list.format' = 'json'
+);
+
+CREATE TABLE instruments AS
+SELECT symbol PRIMARY KEY, name, sector, lot
+FROM instrument_list;
+
+-- Filled trades enriched with their instrument: a stream-table join, each batch of
+-- trades looking its symbols up in the table. It starts reading only once the table is
+-- loaded (READY). LEFT JOIN keeps a trade whose symbol the table lacks (TSLA) with NULL
+-- name and sector ('join.missing.strategy' = 'emit_with_nulls', the LEFT JOIN default).
+CREATE STREAM enriched_trades AS
+SELECT t.symbol, i.name, i.sector, t.price, t.qty, t.price * t.qty AS notional, t.ts
+FROM trades t
+LEFT JOIN instruments i ON t.symbol = i.symbol
+WHERE t.status = 'FILLED'
+WITH (
+    'enriched_trades.type' = 'file_sink',
+    'enriched_trades.path' = 'output/enriched_trades.jsonl',
+    'enriched_trades.format' = 'json'
 );

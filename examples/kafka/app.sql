@@ -48,3 +48,30 @@ WITH (
     'bars_file.type' = 'file_sink',
     'bars_file.path' = 'output/minute_bars.jsonl'
 );
+
+-- A reference table from a file, joined by the trades read from Kafka: the instruments of
+-- the file demo (examples/demo/data/instruments.jsonl), latest row per symbol. The join
+-- starts reading demo-trades once the table is loaded.
+CREATE STREAM instrument_list (symbol STRING, name STRING, sector STRING, lot BIGINT)
+WITH (
+    'instrument_list.type' = 'file_source',
+    'instrument_list.path' = '../demo/data/instruments.jsonl',
+    'instrument_list.format' = 'json'
+);
+
+CREATE TABLE instruments AS
+SELECT symbol PRIMARY KEY, name, sector, lot
+FROM instrument_list;
+
+-- Filled trades enriched with their instrument, keyed by symbol, to a topic.
+CREATE STREAM enriched_trades AS
+SELECT t.symbol PRIMARY KEY, i.name, i.sector, t.price, t.qty, t.price * t.qty AS notional,
+       t.ts
+FROM trades t
+LEFT JOIN instruments i ON t.symbol = i.symbol
+WHERE t.status = 'FILLED'
+WITH (
+    'enriched_trades.type' = 'kafka_sink',
+    'enriched_trades.topic' = 'demo-enriched-trades',
+    'enriched_trades.bootstrap.servers' = '${KAFKA_BOOTSTRAP:127.0.0.1:9092}'
+);

@@ -23,7 +23,7 @@ from velostream.testing import Broker, start_broker
 
 HERE = Path(__file__).resolve().parent
 TRADES = HERE.parent / "demo" / "data" / "trades.jsonl"
-OUTPUTS = ("demo-big-trades", "demo-minute-bars")
+OUTPUTS = ("demo-big-trades", "demo-minute-bars", "demo-enriched-trades")
 
 
 def load_trades(broker: Broker) -> int:

@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import duckdb
+import pyarrow as pa
 import pytest
 
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "demo" / "app.sql"
@@ -26,6 +28,7 @@ def demo_outputs(tmp_path):
         "cancelled_trades.path": tmp_path / "cancelled_trades.csv",
         "whale_alerts.path": tmp_path / "whale_alerts.csv",
         "symbol_stats.path": tmp_path / "symbol_stats.jsonl",
+        "enriched_trades.path": tmp_path / "enriched_trades.jsonl",
     }
 
 
@@ -76,15 +79,43 @@ def test_run_demo_from_another_directory(tmp_path):
         assert got_row[:3] == want[:3]
         assert got_row[3] == pytest.approx(want[3], abs=0.011)
 
+    # The stream-table join: filled trades LEFT JOIN the instruments table, whose rows are
+    # the last line of each symbol in the file (AMZN's second line replaces its first).
+    latest = {}
+    for line in (DEMO.parent / "data" / "instruments.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        latest[row["symbol"]] = row
+    assert latest["AMZN"]["sector"] == "Consumer Discretionary" and "TSLA" not in latest
+    con = duckdb.connect()
+    con.register("trades", pa.Table.from_pylist(trades))
+    con.register("instruments", pa.Table.from_pylist(list(latest.values())))
+    expected_enriched = con.sql(
+        "SELECT t.symbol, i.name, i.sector, t.price, t.qty, t.price * t.qty AS notional, t.ts "
+        "FROM trades t LEFT JOIN instruments i ON t.symbol = i.symbol "
+        "WHERE t.status = 'FILLED' ORDER BY t.ts"
+    ).fetchall()
+    enriched = [
+        tuple(json.loads(line).values())
+        for line in outputs["enriched_trades.path"].read_text().splitlines()
+    ]
+    assert enriched == expected_enriched
+    assert any(row[2] is None for row in enriched)  # TSLA: no instrument, NULL columns
+    assert {row[2] for row in enriched if row[0] == "AMZN"} == {"Consumer Discretionary"}
+
 
 def test_validate_and_explain_demo(tmp_path):
     result = velostream("validate", DEMO, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     result = velostream("explain", DEMO, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "wave 1: big_trades, cancelled_trades, minute_bars, symbol_stats" in result.stdout
+    assert (
+        "wave 1: big_trades, cancelled_trades, instruments, minute_bars, symbol_stats"
+        in result.stdout
+    )
     assert "window TUMBLING(1m)" in result.stdout
-    assert "wave 2: whale_alerts" in result.stdout
+    assert "wave 2: enriched_trades, whale_alerts" in result.stdout
+    assert "table  instruments: key symbol" in result.stdout
+    assert "join   instruments: table (key symbol)" in result.stdout
     assert "file_source" in result.stdout and "file_sink" in result.stdout
 
 

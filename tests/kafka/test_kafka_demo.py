@@ -41,6 +41,7 @@ def test_the_kafka_demo_gives_the_rows_of_the_file_demo(
                 "whale_alerts",
                 "symbol_stats",
                 "minute_bars",
+                "enriched_trades",
             )
         },
     )
@@ -66,3 +67,15 @@ def test_the_kafka_demo_gives_the_rows_of_the_file_demo(
     assert sorted(json.dumps(v, sort_keys=True) for v in big) == sorted(
         json.dumps(v, sort_keys=True) for v in expected_big
     )
+    # The stream-table join: trades from Kafka LEFT JOIN the instruments table (loaded from
+    # the file demo's instruments.jsonl), keyed by symbol: the file demo's rows.
+    enriched = run_demo.read_topic(kafka_broker, "demo-enriched-trades")
+    expected_enriched = [
+        json.loads(line) for line in (tmp_path / "enriched_trades.out").read_text().splitlines()
+    ]
+    assert len(expected_enriched) > 0
+    assert sorted(json.dumps(v, sort_keys=True) for _, v in enriched) == sorted(
+        json.dumps(v, sort_keys=True) for v in expected_enriched
+    )
+    assert all(key == v["symbol"].encode() for key, v in enriched)
+    assert any(v["sector"] is None for _, v in enriched)  # TSLA is not in the table
