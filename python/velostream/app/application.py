@@ -20,6 +20,7 @@ of the SQL file. ``CREATE TABLE`` is rejected until it lands.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -228,6 +229,12 @@ def _defects_as_internal_errors(what: str) -> Iterator[None]:
         if converted is exc:
             raise
         raise converted from exc
+
+
+def _output_schema(query: Any) -> pa.Schema | None:
+    """A query's output schema (None until its input's is known)."""
+    schema: pa.Schema | None = query.output_schema
+    return schema
 
 
 def _reject_nul(properties: Mapping[str, str]) -> None:
@@ -441,7 +448,47 @@ class Application:
                             )
                 sink_paths.append((path, f"sink {sink_name!r} of {info.name!r}"))
         self._check_writes(infos)
+        self._check_join_feeds(infos)
         return infos
+
+    @staticmethod
+    def _check_join_feeds(infos: list[StatementInfo]) -> None:
+        """Refuse a statement that joins a table loaded from its own in-process input.
+
+        Rows a statement reads in-process wait, in the thread of the statement that
+        emits them, until the tables it joins are READY; a table fed by that same thread
+        would never be.
+        """
+        by_name = {info.name: info for info in infos}
+
+        def closure(name: str, through_joins: bool) -> set[str]:
+            seen: set[str] = set()
+            stack = [name]
+            while stack:
+                current = by_name.get(stack.pop())
+                if current is None:
+                    continue
+                for nxt in (*current.upstream, *(current.joins if through_joins else ())):
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        stack.append(nxt)
+            return seen
+
+        for info in infos:
+            if not info.joins or not info.upstream:
+                continue
+            feeding = closure(info.name, through_joins=False)
+            for table in info.joins:
+                shared = sorted(({table} | closure(table, through_joins=True)) & feeding)
+                if shared:
+                    with _located(info.statement):
+                        raise _config_error(
+                            f"{info.name!r} reads {shared[0]!r} in-process and joins table "
+                            f"{table!r}, which is loaded from {shared[0]!r} too: {table!r} "
+                            f"could not be READY before {info.name!r} reads; give "
+                            f"{table!r} an input of its own (its source in its WITH)",
+                            key=f"{table}.type",
+                        )
 
     def _declared_source(self, name: str, statement: Statement, known: set[str]) -> dict[str, str]:
         """The connector properties of a declared source (``CREATE STREAM s (...) WITH``).
@@ -999,12 +1046,20 @@ class Application:
             sources = [
                 create_source(
                     name,
-                    props,
+                    (
+                        # A table is rebuilt from the start of its topics on every run.
+                        {"auto.offset.reset": "earliest", **props}
+                        if info.is_table and props.get("type") == "kafka_source"
+                        else props
+                    ),
                     base_dir=self.base_dir,
                     bad_records=policy,
                     schema=self._declared_schema(name),
                     statement_properties=info.properties,
-                    group_id=f"{info.properties.get('application.id', 'velostream')}-{info.name}",
+                    group_id=(
+                        f"{info.properties.get('application.id', 'velostream')}-{info.name}"
+                        + ("-table" if info.is_table else "")
+                    ),
                     columns=columns,
                     retry=retry,
                 )
@@ -1022,6 +1077,7 @@ class Application:
                 )
                 for name, props in info.sinks.items()
             ]
+            query = self._compile(info.statement, info.properties)
             table = None
             if info.is_table:
                 if info.name in self.registry:
@@ -1029,9 +1085,12 @@ class Application:
                 handle = self.registry.create(
                     info.name, key=info.key, source=self._describe_table_input(info)
                 )
-                table = TableSink(handle, sources)
+                declared = [self._declared_schema(name) for name in info.sources]
+                if len(declared) == 1 and declared[0] is not None and not info.upstream:
+                    # Declared columns: the table's are known before any row comes.
+                    query.bind(declared[0])
+                table = TableSink(handle, sources, schema=functools.partial(_output_schema, query))
                 sinks.append(table)
-            query = self._compile(info.statement, info.properties)
             runner = StatementRunner(
                 info.name, query, sinks, sources=sources, bad_records=policy, dead_letters=writer
             )
@@ -1047,7 +1106,24 @@ class Application:
         for info in self.statements:
             for upstream in info.upstream:
                 runners[upstream].downstream.append(runners[info.name])
+        for runner in runners.values():
+            if runner.table is not None and not runner.sources:
+                # Fed in-process: its load follows the sources of the statements it reads.
+                runner.table.feed_from(self._root_sources(runner.name, runners))
         return runners, dead_letters
+
+    def _root_sources(self, name: str, runners: Mapping[str, StatementRunner]) -> list[Any]:
+        """The external sources whose records reach statement ``name`` (in-process too)."""
+        found: list[Any] = []
+        stack, seen = [name], set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            found.extend(runners[current].sources)
+            stack.extend(self._by_name[current].upstream)
+        return found
 
     def _describe_table_input(self, info: StatementInfo) -> str:
         parts = [
@@ -1086,6 +1162,13 @@ class Application:
                     for name in info.joins:
                         handle = self.registry.get(name)
                         assert handle is not None
+                        if handle.keyed is None:
+                            raise SqlValidationError(
+                                f"{info.name!r} joins table {name!r}, which is loaded but "
+                                "empty, and its columns are unknown (its input had no row): "
+                                "declare its source's columns (CREATE STREAM src (col TYPE, "
+                                "...) WITH (...)) so an empty table can be joined"
+                            )
                         query.attach_table(name, handle)
                     attached.append(True)
                     logger.info(

@@ -158,7 +158,9 @@ class JobGraph:
             name: Checkpoint(
                 runner.tracker,
                 [r.flush_sinks for r in runner.chain()],
-                runner.sources,
+                # A table is loaded from the start of its input on every run (it has no
+                # changelog yet): its positions are never committed.
+                runner.sources if runner.table is None else [],
                 retry=runner.retry_source,
             )
             for name, runner in runners.items()
@@ -274,8 +276,9 @@ class JobGraph:
                         runner.push(numbers.number(batch), source, found, locate)
                 if self._failed.is_set():
                     return
-                if runner.table is not None:
-                    runner.table.tick(inbox.empty)
+                for fed in runner.chain():  # a table fed in-process too
+                    if fed.table is not None:
+                        fed.table.tick(inbox.empty)
                 if time.monotonic() >= next_checkpoint:
                     checkpoint.run()
                     next_checkpoint = time.monotonic() + interval

@@ -124,6 +124,7 @@ class StatementRunner:
         #: Called by each reader before it reads (with the run's stop event): a
         #: statement joining tables waits there until they are READY.
         self.gate: Callable[[threading.Event], None] | None = None
+        self._gated = False
         #: The table this statement builds (``CREATE TABLE ... AS SELECT``), if any.
         self.table: Any = None
 
@@ -216,6 +217,10 @@ class StatementRunner:
             input = source.name
         if locate is None:
             locate = getattr(source, "locate", None)
+        if self.gate is not None and batch.num_rows > 0 and not self._gated:
+            # Rows from a statement upstream: the joined tables READY first.
+            self.gate(self.abort if self.abort is not None else threading.Event())
+            self._gated = True
         with self._lock:
             if batch.num_rows > 0:
                 first = self.records_in

@@ -33,22 +33,35 @@ __all__ = ["TableSink"]
 class TableSink:
     """Upserts a statement's output into a table and tells when the table is ready."""
 
-    def __init__(self, handle: TableHandle, sources: Sequence[Source] = ()) -> None:
+    def __init__(
+        self,
+        handle: TableHandle,
+        sources: Sequence[Source] = (),
+        schema: Callable[[], pa.Schema | None] | None = None,
+    ) -> None:
         """Feed ``handle`` from a statement reading ``sources``.
 
         Args:
             handle: the table (``LOADING``).
-            sources: the statement's external sources (their positions and sizes give
-                the load's progress and tell when the bulk load is done).
+            sources: the external sources whose records reach the statement (its own,
+                or those of the statements it reads in-process): their positions and
+                sizes give the load's progress and tell when the bulk load is done.
+            schema: the statement's output schema once known, so that a table whose
+                input had no rows still has its columns (and can be joined).
         """
         self.handle = handle
         self.name = handle.name
-        self.sources = list(sources)
+        self._schema = schema
         self._written = 0
-        self._read = {id(s): (0, 0) for s in self.sources}
         self._measured = False
         self._lock = threading.Lock()
+        self.feed_from(sources)
         handle.progress.start()
+
+    def feed_from(self, sources: Sequence[Source]) -> None:
+        """Follow the load through ``sources`` (see ``__init__``)."""
+        self.sources = list(sources)
+        self._read = {id(s): (0, 0) for s in self.sources}
 
     def write(self, batch: pa.RecordBatch) -> None:
         """Upsert the rows of ``batch`` (a later row of a key wins)."""
@@ -92,6 +105,10 @@ class TableSink:
     def finished(self) -> None:
         """The statement's input ended and its last rows are in: the table is ready."""
         self._progress()
+        schema = self._schema() if self._schema is not None else None
+        if self.handle.keyed is None and schema is not None:
+            # No row came: the table is empty, with the statement's columns.
+            self.handle.upsert(pa.RecordBatch.from_pylist([], schema=schema), count=False)
         self.handle.mark_ready()
 
     def failed(self, error: BaseException) -> None:
