@@ -30,7 +30,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -397,6 +397,56 @@ class _InputMeter:
             self.total = None  # a file gone since: the percent stays unknown
 
 
+#: Batches a table load reads ahead of its query and upserts.
+_READ_AHEAD = 4
+
+_DONE = object()
+
+
+def _read_ahead(source: Source, stop: threading.Event | None) -> Iterator[pa.RecordBatch]:
+    """``source``'s batches to its end, read and decoded by a thread of their own.
+
+    Reading and decoding (Rust, GIL released) then overlap the query and the upserts
+    (Rust too) on a second core. The reader waits while ``_READ_AHEAD`` batches are
+    queued; its error is raised here; closing the iterator early stops it.
+    """
+    inbox: queue.Queue[Any] = queue.Queue(maxsize=_READ_AHEAD)
+    halt = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not halt.is_set():
+            try:
+                inbox.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            for batch in source.batches(until_end=True, stop=stop):
+                if not put(batch):
+                    return
+        except BaseException as exc:
+            put(exc)
+            return
+        put(_DONE)
+
+    reader = threading.Thread(target=read, name=f"velostream-load-{source.name}", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = inbox.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        halt.set()
+        reader.join()
+
+
 class TableLoad:
     """Loads one table: its inputs through its query into its handle.
 
@@ -562,7 +612,7 @@ class TableLoad:
             inputs = self.open_inputs(stop, policy)
             meters = [_InputMeter(source) for source in inputs]
             for meter in meters:
-                for batch in meter.source.batches(until_end=True, stop=stop):
+                for batch in _read_ahead(meter.source, stop):
                     if not meter.started:
                         meter.measure()
                         self._set_total(progress, meters)
