@@ -238,7 +238,7 @@ class FileSource:
         )
 
     def caught_up(self) -> bool:
-        """Whether a watched file was read to its end (then followed as it grows)."""
+        """Whether every line there was at the start was read (a watched file: then followed)."""
         return self._caught_up
 
     def batches(
@@ -269,6 +269,9 @@ class FileSource:
                 ) from exc
             if stop is not None and stop.is_set():
                 return
+        if not until_end:
+            # Long-running: a file not followed ends here, having handed on all it held.
+            self._caught_up = True
 
     # ----------------------------------------------------------------------- reading
 

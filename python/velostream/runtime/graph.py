@@ -276,6 +276,8 @@ class JobGraph:
                         runner.push(numbers.number(batch), source, found, locate)
                 if self._failed.is_set():
                     return
+                if not live:
+                    break  # the end: the statement finishes (last rows out) before READY
                 for fed in runner.chain():  # a table fed in-process too
                     if fed.table is not None:
                         fed.table.tick(inbox.empty)
