@@ -74,6 +74,9 @@ def test_an_empty_table_with_declared_columns_can_be_joined(tmp_path: Path) -> N
             'out.type' = 'file_sink', 'out.path' = 'out.jsonl');
     """
     app = vs.Application.from_sql(sql, base_dir=tmp_path)
+    # The tables are in the registry from the start (a health probe sees them LOADING).
+    assert app.registry.names() == ["customers"]
+    assert app.registry.get("customers").status == vs.TableStatus.LOADING
     app.run(until_end=True)
     assert read(tmp_path / "out.jsonl") == [{"oid": o["oid"], "name": None} for o in ORDERS[:3]]
     handle = app.registry.get("customers")

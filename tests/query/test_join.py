@@ -213,8 +213,9 @@ def test_defaults_without_use_defaults_are_refused() -> None:
 
 def test_fail_names_the_key() -> None:
     q = with_strategy("fail")
-    with pytest.raises(vs.DataError, match=r"c\.id = 30 \(row 2"):
+    with pytest.raises(vs.DataError, match=r"c\.id = 30 \(row 2") as err:
         q.process(ORDERS)
+    assert err.value.value == "30"
 
 
 def test_wait_and_retry_times_out_then_falls_back_to_the_join_kind() -> None:

@@ -311,7 +311,14 @@ class Application:
             self.waves: list[list[str]] = dependency_waves(
                 {info.name: (*info.upstream, *info.joins) for info in self.statements}
             )
+            # The tables exist (LOADING) from the start: a health probe never sees an
+            # application without them; each run loads them afresh.
             self.registry = TableRegistry()
+            for info in self.statements:
+                if info.is_table:
+                    self.registry.create(
+                        info.name, key=info.key, source=self._describe_table_input(info)
+                    )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._report: RunReport | None = None
@@ -1080,11 +1087,10 @@ class Application:
             query = self._compile(info.statement, info.properties)
             table = None
             if info.is_table:
-                if info.name in self.registry:
-                    self.registry.drop(info.name)
-                handle = self.registry.create(
+                handle = self.registry.get(info.name) or self.registry.create(
                     info.name, key=info.key, source=self._describe_table_input(info)
                 )
+                handle.reset()
                 declared = [self._declared_schema(name) for name in info.sources]
                 if len(declared) == 1 and declared[0] is not None and not info.upstream:
                     # Declared columns: the table's are known before any row comes.

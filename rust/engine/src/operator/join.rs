@@ -100,22 +100,28 @@ impl LookupJoin {
     fn missing_error(&self, keys: &[ArrayRef], ids: &UInt32Array) -> EngineError {
         let row = (0..ids.len()).find(|&i| ids.is_null(i)).unwrap_or(0);
         let options = FormatOptions::default().with_null("NULL");
-        let shown: Vec<String> = keys
+        let values: Vec<String> = keys
             .iter()
-            .zip(&self.def.probe_text)
-            .map(|(k, text)| {
-                let value = ArrayFormatter::try_new(k.as_ref(), &options)
+            .map(|k| {
+                ArrayFormatter::try_new(k.as_ref(), &options)
                     .map(|f| f.value(row).to_string())
-                    .unwrap_or_else(|_| "?".into());
-                format!("{text} = {value}")
+                    .unwrap_or_else(|_| "?".into())
             })
             .collect();
-        EngineError::Data(format!(
-            "JOIN {}: the table has no row with {} (row {row} of the batch; \
-             'join.missing.strategy' = 'fail')",
-            self.def.name,
-            shown.join(" and ")
-        ))
+        let shown: Vec<String> = values
+            .iter()
+            .zip(&self.def.probe_text)
+            .map(|(value, text)| format!("{text} = {value}"))
+            .collect();
+        EngineError::BadValue {
+            message: format!(
+                "JOIN {}: the table has no row with {} (row {row} of the batch; \
+                 'join.missing.strategy' = 'fail')",
+                self.def.name,
+                shown.join(" and ")
+            ),
+            value: values.join(", "),
+        }
     }
 }
 
