@@ -24,7 +24,9 @@ def count_line_ends(data: bytes | bytearray) -> int:
 
     """
     ends = data.count(b"\n")
-    carriage_returns = data.count(b"\r")
+    # `in` finds a byte several times faster than `count` counts one: most files have no
+    # `\r` at all, and then one fast look says so.
+    carriage_returns = data.count(b"\r") if b"\r" in data else 0
     if carriage_returns:
         ends += carriage_returns - data.count(b"\r\n")
     return ends
