@@ -98,16 +98,60 @@ pub struct GroupTable {
 
 /// A lookup-only index of a table's keys, for probing a whole batch of keys at once
 /// with the memory accesses of many rows in flight (a join's probe side). Open
-/// addressing with linear probing over one `u64` per slot: the high 32 bits of the
-/// key's hash (a tag) and the group id + 1 (0: an empty slot). A batch is probed in
-/// three passes over a chunk of rows: hash every key; find each key's first slot with
-/// its tag, prefetching the slots of rows further on; compare the key bytes of that
-/// candidate, prefetching the candidates' bytes of rows further on. A tag that matches a
-/// different key (about one in 4 billion) falls back to probing on with comparisons.
+/// addressing with linear probing over 16-byte slots: the high 32 bits of the key's hash
+/// (a tag) with the group id + 1 (0: an empty slot), and the key itself when it fits in
+/// 8 bytes ([`Inline`]: an integer key, a string of at most 7 bytes). A batch is probed
+/// in passes over a chunk of rows: hash every key; find each key's slot, prefetching the
+/// slots of rows further on (a key held in its slot is then found or not without
+/// touching anything else); for a longer key, compare its bytes with the candidate's,
+/// prefetched meanwhile.
 struct ProbeIndex {
-    slots: Vec<u64>,
+    slots: Vec<[u64; 2]>,
     mask: usize,
     len: usize,
+    inline: Inline,
+}
+
+/// Which keys a [`ProbeIndex`] slot holds itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Inline {
+    /// 8-byte integer keys: all of them, as their bits.
+    Int64,
+    /// String keys of at most 7 bytes: the bytes, and the length in the top byte.
+    Short,
+    /// None (multi-column keys).
+    Never,
+}
+
+/// A slot's key when the key is not held in the slot (a string key of 8 bytes or more:
+/// a held string's top byte is its length, at most 7).
+const NOT_INLINE: u64 = u64::MAX;
+
+impl Inline {
+    fn of(encoding: &Encoding) -> Self {
+        match encoding {
+            Encoding::Int64 => Inline::Int64,
+            Encoding::Utf8 => Inline::Short,
+            _ => Inline::Never,
+        }
+    }
+
+    /// The key as a slot holds it, or [`NOT_INLINE`].
+    #[inline(always)]
+    fn key(self, bytes: &[u8]) -> u64 {
+        match self {
+            Inline::Int64 => u64::from_le_bytes(bytes.try_into().unwrap_or([0xFF; 8])),
+            Inline::Short if bytes.len() <= 7 => {
+                // Byte by byte: a copy of a variable length would be a call per key.
+                let mut word = (bytes.len() as u64) << 56;
+                for (i, &b) in bytes.iter().enumerate() {
+                    word |= (b as u64) << (8 * i);
+                }
+                word
+            }
+            _ => NOT_INLINE,
+        }
+    }
 }
 
 /// Rows ahead of the current one whose memory a probe pass prefetches.
@@ -124,14 +168,24 @@ fn prefetch<T>(at: *const T) {
     let _ = at;
 }
 
+/// What the slot pass found for a row.
+#[derive(Clone, Copy)]
+enum Probe {
+    Found(u32),
+    Absent,
+    /// The first slot with the key's tag, its bytes still to compare.
+    Candidate(usize),
+}
+
 impl ProbeIndex {
     /// An index with room for `keys` keys at a load of at most 3/4.
-    fn with_room_for(keys: usize) -> Self {
+    fn with_room_for(keys: usize, inline: Inline) -> Self {
         let size = (keys * 4 / 3 + 1).next_power_of_two().max(16);
         ProbeIndex {
-            slots: vec![0; size],
+            slots: vec![[0, 0]; size],
             mask: size - 1,
             len: 0,
+            inline,
         }
     }
 
@@ -140,13 +194,13 @@ impl ProbeIndex {
         hash & !0xFFFF_FFFF
     }
 
-    /// Add key id `g` of hash `hash` (a key not in the index).
-    fn insert(&mut self, hash: u64, g: u32) {
+    /// Add key id `g` of hash `hash` and bytes `key` (a key not in the index).
+    fn insert(&mut self, hash: u64, g: u32, key: &[u8]) {
         let mut at = hash as usize & self.mask;
-        while self.slots[at] != 0 {
+        while self.slots[at][0] != 0 {
             at = (at + 1) & self.mask;
         }
-        self.slots[at] = Self::tag(hash) | (g as u64 + 1);
+        self.slots[at] = [Self::tag(hash) | (g as u64 + 1), self.inline.key(key)];
         self.len += 1;
     }
 
@@ -155,17 +209,24 @@ impl ProbeIndex {
         (self.len + 1) * 4 > self.slots.len() * 3
     }
 
-    /// The first slot from `at` on holding `hash`'s tag, or `None` at an empty slot.
+    /// Find a key of hash `hash` held as `key` (its [`Inline::key`]) from slot `at` on.
     #[inline(always)]
-    fn next_candidate(&self, hash: u64, mut at: usize) -> Option<usize> {
+    fn find(&self, hash: u64, key: u64, mut at: usize) -> Probe {
         let tag = Self::tag(hash);
+        let held = key != NOT_INLINE || self.inline == Inline::Int64;
         loop {
-            let slot = self.slots[at];
-            if slot == 0 {
-                return None;
+            let [meta, slot_key] = self.slots[at];
+            if meta == 0 {
+                return Probe::Absent;
             }
-            if Self::tag(slot) == tag {
-                return Some(at);
+            if Self::tag(meta) == tag {
+                if held {
+                    if slot_key == key {
+                        return Probe::Found((meta & 0xFFFF_FFFF) as u32 - 1);
+                    }
+                } else if slot_key == NOT_INLINE {
+                    return Probe::Candidate(at);
+                }
             }
             at = (at + 1) & self.mask;
         }
@@ -173,11 +234,11 @@ impl ProbeIndex {
 
     #[inline(always)]
     fn id(&self, at: usize) -> u32 {
-        (self.slots[at] & 0xFFFF_FFFF) as u32 - 1
+        (self.slots[at][0] & 0xFFFF_FFFF) as u32 - 1
     }
 
     fn bytes(&self) -> usize {
-        self.slots.capacity() * 8
+        self.slots.capacity() * 16
     }
 }
 
@@ -310,10 +371,12 @@ impl GroupTable {
     }
 
     fn rebuild_probe_index(&mut self) {
-        let mut probe = ProbeIndex::with_room_for(self.keys.len as usize + 1);
+        let mut probe =
+            ProbeIndex::with_room_for(self.keys.len as usize + 1, Inline::of(&self.encoding));
         for g in 0..self.keys.len {
             if Some(g) != self.keys.null_group {
-                probe.insert(hash_of(&self.hasher, key_of(&self.keys, g)), g);
+                let key = key_of(&self.keys, g);
+                probe.insert(hash_of(&self.hasher, key), g, key);
             }
         }
         self.probe = Some(probe);
@@ -325,7 +388,7 @@ impl GroupTable {
         match &mut self.probe {
             None => {}
             Some(probe) if probe.full() => self.rebuild_probe_index(),
-            Some(probe) => probe.insert(hash, g),
+            Some(probe) => probe.insert(hash, g, key_of(&self.keys, g)),
         }
     }
 
@@ -687,52 +750,47 @@ impl GroupTable {
         key: impl Fn(usize) -> K,
         out: &mut Vec<Option<u32>>,
     ) {
-        const NONE: usize = usize::MAX;
         let mut hashes = [0u64; CHUNK];
-        let mut candidates = [NONE; CHUNK];
-        let (offsets, arena) = (&self.keys.offsets, &self.keys.arena);
+        let mut held = [0u64; CHUNK];
+        let mut found = [Probe::Absent; CHUNK];
         for start in (0..n).step_by(CHUNK) {
             let m = CHUNK.min(n - start);
-            for (j, hash) in hashes[..m].iter_mut().enumerate() {
-                *hash = hash_of(&self.hasher, key(start + j).as_ref());
+            // Pass 1: each key's hash, and the key as a slot would hold it.
+            for j in 0..m {
+                let bytes = key(start + j);
+                hashes[j] = hash_of(&self.hasher, bytes.as_ref());
+                held[j] = probe.inline.key(bytes.as_ref());
             }
+            // Pass 2: each key's slot, the slots of rows further on prefetched.
             for j in 0..m {
                 if j + PROBE_AHEAD < m {
-                    let at = hashes[j + PROBE_AHEAD] as usize & probe.mask;
-                    prefetch(&probe.slots[at]);
+                    prefetch(&probe.slots[hashes[j + PROBE_AHEAD] as usize & probe.mask]);
                 }
-                candidates[j] = if valid(start + j) {
-                    match probe.next_candidate(hashes[j], hashes[j] as usize & probe.mask) {
-                        Some(at) => {
-                            prefetch(&offsets[probe.id(at) as usize]);
-                            at
-                        }
-                        None => NONE,
-                    }
+                found[j] = if valid(start + j) {
+                    probe.find(hashes[j], held[j], hashes[j] as usize & probe.mask)
                 } else {
-                    NONE
+                    Probe::Absent
                 };
             }
+            // Pass 3: compare the bytes of keys not held in their slot.
             for j in 0..m {
-                if j + PROBE_AHEAD < m && candidates[j + PROBE_AHEAD] != NONE {
-                    let g = probe.id(candidates[j + PROBE_AHEAD]) as usize;
-                    prefetch(arena.as_ptr().wrapping_add(offsets[g] as usize));
-                }
-                let mut at = candidates[j];
-                let bytes = key(start + j);
-                let found = loop {
-                    if at == NONE {
-                        break None;
+                out.push(match found[j] {
+                    Probe::Found(g) => Some(g),
+                    Probe::Absent => None,
+                    Probe::Candidate(mut at) => {
+                        let bytes = key(start + j);
+                        loop {
+                            let g = probe.id(at);
+                            if same_bytes(key_of(&self.keys, g), bytes.as_ref()) {
+                                break Some(g);
+                            }
+                            match probe.find(hashes[j], held[j], (at + 1) & probe.mask) {
+                                Probe::Candidate(next) => at = next,
+                                _ => break None,
+                            }
+                        }
                     }
-                    let g = probe.id(at);
-                    if same_bytes(key_of(&self.keys, g), bytes.as_ref()) {
-                        break Some(g);
-                    }
-                    at = probe
-                        .next_candidate(hashes[j], (at + 1) & probe.mask)
-                        .unwrap_or(NONE);
-                };
-                out.push(found);
+                });
             }
         }
     }
