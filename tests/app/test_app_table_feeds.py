@@ -110,3 +110,24 @@ def test_joining_a_table_loaded_from_the_same_in_process_input_is_refused(tmp_pa
     with pytest.raises(vs.ConfigError, match="could not be READY before 'named' reads"):
         vs.Application.from_sql(sql, base_dir=tmp_path)
     assert time.monotonic() - started < 5
+
+
+def test_join_misses_are_counted_in_the_report_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines(tmp_path / "customers.jsonl", CUSTOMERS[:2])
+    lines(tmp_path / "orders.jsonl", ORDERS)
+    sql = """
+    CREATE TABLE customers AS SELECT id PRIMARY KEY, name FROM customers_src
+      WITH ('customers_src.type' = 'file_source', 'customers_src.path' = 'customers.jsonl');
+    CREATE STREAM named AS SELECT o.oid, c.name FROM orders o LEFT JOIN customers c ON o.cid = c.id
+      WITH ('orders.type' = 'file_source', 'orders.path' = 'orders.jsonl',
+            'out.type' = 'file_sink', 'out.path' = 'out.jsonl',
+            'join.missing.strategy' = 'skip_record');
+    """
+    with caplog.at_level("WARNING", logger="velostream.runtime"):
+        report = vs.Application.from_sql(sql, base_dir=tmp_path).run(until_end=True)
+    assert report.statements["named"].join_misses == 3  # the orders of customer 3
+    assert len(read(tmp_path / "out.jsonl")) == 6
+    assert "3 rows without a match in a joined table" in report.summary()
+    assert any("3 input rows had no match" in r.getMessage() for r in caplog.records)

@@ -10,6 +10,7 @@ lock, taken in dependency order, so several source threads can feed one graph.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from velostream.runtime.resilience import RetryPolicy, RetryStats, retry_call
 
 #: Where record ``row`` of a batch came from (``path:line``), when a source can tell.
 Locate = Callable[[int], "str | None"]
+
+logger = logging.getLogger("velostream.runtime")
 
 
 def _located(error: EventTimeError, locate: Locate | None) -> EventTimeError:
@@ -386,13 +389,28 @@ class StatementRunner:
         """
         start = self.started_at if self.started_at is not None else started_at
         end = self.finished_at if self.finished_at is not None else time.monotonic()
+        metrics = self.query.metrics()
+        misses = int(metrics.get("join_misses", 0))
+        if misses:
+            # Rows a LEFT JOIN was told to drop are data lost on purpose: a warning.
+            skipped = any(
+                j.get("missing") == "skip_record" for j in self.query.plan.get("joins") or ()
+            )
+            logger.log(
+                logging.WARNING if skipped else logging.INFO,
+                "%s: %d input rows had no match in a joined table (see "
+                "'join.missing.strategy' for what became of them)",
+                self.name,
+                misses,
+            )
         return StatementReport(
             name=self.name,
             records_in=self.records_in,
             records_out=self.records_out,
             errors=self.bad_records.count if self.bad_records is not None else 0,
-            late_dropped=int(self.query.metrics().get("late_dropped", 0)),
-            dead_lettered=int(self.query.metrics().get("dead_lettered", 0)),
+            late_dropped=int(metrics.get("late_dropped", 0)),
+            dead_lettered=int(metrics.get("dead_lettered", 0)),
+            join_misses=misses,
             dead_letters=self.dead_letters.count if self.dead_letters is not None else 0,
             retries=self.retries.retries,
             lag=_lag(self.sources),

@@ -15,6 +15,8 @@ class StatementReport:
         records_out: records the query emitted (each written to every sink).
         errors: bad input records (undecodable, type errors), whatever the strategy.
         late_dropped: late records dropped by the statement's windows (counted, SPEC 12).
+        join_misses: input rows whose key a joined table did not hold (what
+            ``'join.missing.strategy'`` then did with them: NULLs, defaults, dropped).
         dead_lettered: records its query routed to the dead letters (late, or event
             time unreadable).
         duration: seconds from the statement's start (its first source starting to read)
@@ -36,6 +38,7 @@ class StatementReport:
     errors: int = 0
     late_dropped: int = 0
     dead_lettered: int = 0
+    join_misses: int = 0
     duration: float = 0.0
     sources: dict[str, dict[str, int]] = field(default_factory=dict)
     sinks: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -118,6 +121,9 @@ class RunReport:
             end += f", {late:,} late records dropped"
         if dead:
             end += f", {dead:,} records sent to the dead letters by their query"
+        misses = sum(s.join_misses for s in self.statements.values())
+        if misses:
+            end += f", {misses:,} rows without a match in a joined table"
         if self.dead_letters:
             end += f", {self.dead_letters:,} dead letters written"
         if self.retries:
