@@ -131,3 +131,22 @@ def test_join_misses_are_counted_in_the_report_and_logged(
     assert len(read(tmp_path / "out.jsonl")) == 6
     assert "3 rows without a match in a joined table" in report.summary()
     assert any("3 input rows had no match" in r.getMessage() for r in caplog.records)
+
+
+def test_a_table_fed_by_two_streams_is_ready_with_both_inputs(tmp_path: Path) -> None:
+    lines(tmp_path / "a.jsonl", [{"k": i, "v": "a"} for i in range(3000)])
+    lines(tmp_path / "b.jsonl", [{"k": i, "v": "b"} for i in range(3000, 5000)])
+    sql = """
+    CREATE STREAM sa AS SELECT k, v FROM a
+      WITH ('a.type' = 'file_source', 'a.path' = 'a.jsonl', 'a.watch' = 'true');
+    CREATE STREAM sb AS SELECT k, v FROM b
+      WITH ('b.type' = 'file_source', 'b.path' = 'b.jsonl', 'b.watch' = 'true');
+    CREATE TABLE t AS SELECT k PRIMARY KEY, v FROM sa UNION ALL SELECT k, v FROM sb;
+    """
+    app = vs.Application.from_sql(sql, base_dir=tmp_path)
+    app.start()
+    try:
+        handle = app.registry.wait_for_table_ready("t", timeout=20)
+        assert handle.row_count == 5000  # every row of both inputs was in when READY
+    finally:
+        app.stop(timeout=20)

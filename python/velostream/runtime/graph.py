@@ -20,6 +20,7 @@ only is flushed (its windows closed), as at the end of its input.
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -117,6 +118,11 @@ def _read(
         yield batch, [(p.topic, p.partition, p.first, p.last) for p in positions]
 
 
+def _all_empty(inboxes: Sequence[queue.Queue[Any]]) -> bool:
+    """Whether every item put into ``inboxes`` was processed (none queued or in flight)."""
+    return all(inbox.unfinished_tasks == 0 for inbox in inboxes)
+
+
 class JobGraph:
     """Runs an application's statement runners until their inputs end or ``stop``.
 
@@ -165,6 +171,8 @@ class JobGraph:
             )
             for name, runner in runners.items()
         }
+        #: Table statement -> whether nothing is queued for the statements feeding it.
+        self._idle: dict[str, Callable[[], bool]] = {}
 
     @property
     def commits(self) -> int:
@@ -274,13 +282,14 @@ class JobGraph:
                         if callable(batch):
                             batch = batch()  # a deferred batch: decoded here
                         runner.push(numbers.number(batch), source, found, locate)
+                    inbox.task_done()  # processed: the tables it feeds may be idle
                 if self._failed.is_set():
                     return
                 if not live:
                     break  # the end: the statement finishes (last rows out) before READY
                 for fed in runner.chain():  # a table fed in-process too
                     if fed.table is not None:
-                        fed.table.tick(inbox.empty)
+                        fed.table.tick(self._idle[fed.name])
                 if time.monotonic() >= next_checkpoint:
                     checkpoint.run()
                     next_checkpoint = time.monotonic() + interval
@@ -308,10 +317,12 @@ class JobGraph:
             the first error of any thread (the others are in :attr:`errors`).
         """
         threads: list[threading.Thread] = []
+        inboxes: dict[str, queue.Queue[Any]] = {}
         for runner in self.runners.values():
             if not runner.sources:
                 continue
             inbox: queue.Queue[Any] = queue.Queue(maxsize=self.queue_size)
+            inboxes[runner.name] = inbox
             threads.append(
                 threading.Thread(
                     target=self._processor,
@@ -333,6 +344,18 @@ class JobGraph:
                         name=f"velostream-{runner.name}-{source.name}",
                     )
                 )
+        # A table is idle when every item queued for a statement whose rows reach it
+        # (several may feed it in-process) was processed: none queued, none in flight in
+        # another statement's thread.
+        for table in self.runners.values():
+            if table.table is None:
+                continue
+            feeding = [
+                inboxes[name]
+                for name, runner in self.runners.items()
+                if name in inboxes and table in runner.chain()
+            ]
+            self._idle[table.name] = functools.partial(_all_empty, feeding)
         try:
             for thread in threads:
                 thread.start()
