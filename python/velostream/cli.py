@@ -84,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
         help="processing path (default direct)",
     )
     run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=(
+            "threads running the partitions of each statement that reads Kafka "
+            "(default: the number of cores)"
+        ),
+    )
+    run.add_argument(
         "--http",
         metavar="[HOST:]PORT",
         help=(
@@ -170,7 +180,19 @@ def _load(args: argparse.Namespace) -> Application:
         args.file,
         properties=_settings(args.settings),
         processing_path=getattr(args, "path", "direct"),
+        workers=getattr(args, "workers", None),
     )
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 #: Allocations between two young-generation collections of the cyclic GC during a run.

@@ -56,6 +56,7 @@ from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
 from velostream.io.file_source import FileSource
+from velostream.partitioned import PartitionedQuery
 from velostream.query import UnionQuery
 from velostream.runtime.graph import JobGraph
 from velostream.runtime.guarded import GuardedSink
@@ -271,6 +272,7 @@ class Application:
         base_dir: str | os.PathLike[str] | None = None,
         source_file: str | os.PathLike[str] | None = None,
         processing_path: str = "direct",
+        workers: int | None = None,
     ) -> None:
         """Parse and validate an application (prefer :meth:`from_file` / :meth:`from_sql`).
 
@@ -280,6 +282,8 @@ class Application:
             base_dir: what relative paths resolve against (default: working directory).
             source_file: the SQL file, for messages.
             processing_path: ``"direct"`` (default) or ``"legacy"``.
+            workers: threads running the partitions of each partitioned statement
+                (default: the cores; SPEC section 9).
 
         Raises:
             SqlSyntaxError: the script does not parse.
@@ -293,6 +297,14 @@ class Application:
             self.base_dir = Path(base_dir).resolve() if base_dir is not None else Path.cwd()
             self.source_file = Path(source_file) if source_file is not None else None
             self.processing_path = processing_path
+            if workers is not None and (not isinstance(workers, int) or workers < 1):
+                raise ConfigError(
+                    f"workers must be a whole number of at least 1, not {workers!r}",
+                    key="workers",
+                    value=str(workers),
+                )
+            #: Worker threads per partitioned statement (None: the cores).
+            self.workers = workers
             if properties is not None and not isinstance(properties, Mapping):
                 raise ConfigError(
                     "properties must be a mapping of str keys to str values (a dict), not "
@@ -331,6 +343,7 @@ class Application:
         properties: Mapping[str, str] | None = None,
         *,
         processing_path: str = "direct",
+        workers: int | None = None,
     ) -> Application:
         """Load an application from a SQL file; relative paths resolve against its directory.
 
@@ -338,6 +351,7 @@ class Application:
             path: the SQL file.
             properties: application-level properties (override the ``WITH`` keys).
             processing_path: ``"direct"`` (default) or ``"legacy"``.
+            workers: threads per partitioned statement (default: the cores).
 
         The file is UTF-8 (a byte-order mark is skipped); UTF-16 and UTF-32 files with a
         byte-order mark are decoded too.
@@ -358,6 +372,7 @@ class Application:
             base_dir=file.resolve().parent,
             source_file=file,
             processing_path=processing_path,
+            workers=workers,
         )
 
     @classmethod
@@ -368,6 +383,7 @@ class Application:
         base_dir: str | os.PathLike[str] | None = None,
         *,
         processing_path: str = "direct",
+        workers: int | None = None,
     ) -> Application:
         """Build an application from SQL text.
 
@@ -376,6 +392,7 @@ class Application:
             properties: application-level properties (override the ``WITH`` keys).
             base_dir: what relative paths resolve against (default: working directory).
             processing_path: ``"direct"`` (default) or ``"legacy"``.
+            workers: threads per partitioned statement (default: the cores).
 
         Raises:
             SqlSyntaxError: the script does not parse (with line and column).
@@ -383,7 +400,13 @@ class Application:
             ConfigError: a bad, unknown or unsupported property, connector or FROM name.
             CircularDependencyError: streams read each other in a cycle.
         """
-        return cls(text, properties=properties, base_dir=base_dir, processing_path=processing_path)
+        return cls(
+            text,
+            properties=properties,
+            base_dir=base_dir,
+            processing_path=processing_path,
+            workers=workers,
+        )
 
     # ------------------------------------------------------------------- resolution
 
@@ -770,6 +793,49 @@ class Application:
             plan=query.plan,
         )
 
+    def partitioning(self, name: str) -> tuple[bool, str]:
+        """Whether statement ``name`` keeps its state per input partition, and why (not).
+
+        A statement is partitioned (one query per partition of its input, spread over
+        the workers, the partitions shared with the other processes of the application
+        through the consumer group in a continuous run) when it reads one Kafka source
+        and builds no table, and, if it keeps state by key, every group's records are
+        in one partition: the GROUP BY holds the fields the message key is made of
+        (``'<source>.key.fields'``). Otherwise it runs as one pipeline reading every
+        partition.
+        """
+        info = self._by_name[name]
+        if info.is_table:
+            return False, "a table is built whole in every process (from every partition)"
+        kafka = [s for s, props in info.sources.items() if props.get("type") == "kafka_source"]
+        if len(info.sources) != 1 or len(kafka) != 1:
+            return False, "it does not read exactly one Kafka source"
+        plan = info.plan
+        if "union" in plan:
+            return False, "a UNION ALL reads several inputs"
+        stateful = bool(
+            plan.get("group_by")
+            or plan.get("aggregates")
+            or plan.get("window")
+            or plan.get("distinct")
+        )
+        if not stateful:
+            return True, "stateless"
+        source = kafka[0]
+        declared = info.sources[source].get("key.fields", "")
+        key_fields = {f.strip() for f in declared.split(",") if f.strip()}
+        grouped = {g["name"] for g in plan.get("group_by") or () if g.get("op") == "column"}
+        if key_fields and key_fields <= grouped:
+            return True, f"its GROUP BY holds the message key ({', '.join(sorted(key_fields))})"
+        if not key_fields:
+            why = f"'{source}.key.fields' does not say what the message key is made of"
+        else:
+            why = (
+                f"its GROUP BY does not hold the message key "
+                f"({', '.join(sorted(key_fields))}, '{source}.key.fields')"
+            )
+        return False, f"{why}: a group's records may be in several partitions"
+
     def _compile(self, statement: Statement, properties: Mapping[str, str]) -> Any:
         from velostream.query import compile_statement
 
@@ -1085,6 +1151,14 @@ class Application:
                 for name, props in info.sinks.items()
             ]
             query = self._compile(info.statement, info.properties)
+            partitioned, why = self.partitioning(info.name)
+            if partitioned:
+                query = PartitionedQuery(
+                    functools.partial(self._compile, info.statement, info.properties),
+                    workers=self.workers,
+                )
+            elif any(p.get("type") == "kafka_source" for p in info.sources.values()):
+                logger.info("%s: one pipeline reads every partition (%s)", info.name, why)
             table = None
             if info.is_table:
                 handle = self.registry.get(info.name) or self.registry.create(
@@ -1105,6 +1179,10 @@ class Application:
                 runner.gate = self._join_gate(info, query, abort)
             if table is not None and sources:
                 runner.gate = self._load_gate(table, loading, runner.gate, abort)
+            if partitioned:
+                runner.group_member = True
+                if why != "stateless" and not self._stateful_readers(info.name):
+                    runner.changelog = self._changelog(info, sources[0])
             runner.retries = stats
             runner.retry_policy = RetryPolicy.from_properties(info.properties)
             runner.abort = abort
@@ -1117,6 +1195,37 @@ class Application:
                 # Fed in-process: its load follows the sources of the statements it reads.
                 runner.table.feed_from(self._root_sources(runner.name, runners))
         return runners, dead_letters
+
+    def _stateful_readers(self, name: str) -> bool:
+        """Whether a statement reading ``name``'s output in-process (transitively) keeps state.
+
+        Its state would hold rows derived from ``name``'s input that ``name``'s
+        changelog does not: ``name``'s positions can then only be committed as they are
+        released, and its restarts re-read them (no changelog).
+        """
+        for info in self.statements:
+            if name in info.upstream:
+                plan = info.plan
+                if info.is_table or any(
+                    p.get("group_by") or p.get("aggregates") or p.get("window") or p.get("distinct")
+                    for p in plan.get("union") or [plan]
+                ):
+                    return True
+                if self._stateful_readers(info.name):
+                    return True
+        return False
+
+    def _changelog(self, info: StatementInfo, source: Any) -> Any:
+        """The state changelog of partitioned statement ``info`` (on its source's cluster)."""
+        from velostream.runtime.changelog import StateChangelog, changelog_topic
+
+        app_id = info.properties.get("application.id", "velostream")
+        settings = {
+            k: v
+            for k, v in getattr(source, "_config", {}).items()
+            if k == "bootstrap.servers" or k.split(".")[0] in ("security", "sasl", "ssl", "client")
+        }
+        return StateChangelog(changelog_topic(app_id, info.name), settings, statement=info.name)
 
     def _root_sources(self, name: str, runners: Mapping[str, StatementRunner]) -> list[Any]:
         """The external sources whose records reach statement ``name`` (in-process too)."""

@@ -64,6 +64,7 @@ OWN_KEYS = (
     "topic.retry.interval",
     "batch.size",
     "schema.inference.rows",
+    "key.fields",
     *EVENT_TIME_KEYS,
 )
 
@@ -105,6 +106,29 @@ _FATAL_CODES = (
 
 
 @dataclass(frozen=True)
+class PartitionHooks:
+    """What a runtime keeping state per partition is told of the partitions it holds.
+
+    Attributes:
+        assigned: called with the (topic, partition) pairs given to this consumer,
+            before any of their records is read; restores their state and returns the
+            offsets to start them at (those it has no state for start at the group's
+            committed offset, or per ``auto.offset.reset``).
+        revoked: called before pairs are given up (a rebalance): returns once their
+            state is checkpointed and their offsets committed.
+        lost: called when pairs were taken away without a revocation (the consumer
+            was out of the group): their state is dropped, nothing committed.
+        group: join the consumer group (``subscribe``; partitions come and go with the
+            rebalances), instead of reading every partition (``assign``).
+    """
+
+    assigned: Callable[[list[tuple[str, int]]], Mapping[tuple[str, int], int]]
+    revoked: Callable[[list[tuple[str, int]]], None]
+    lost: Callable[[list[tuple[str, int]]], None]
+    group: bool = False
+
+
+@dataclass(frozen=True)
 class Position:
     """Offsets of one partition held by a batch: ``first`` to ``last`` inclusive."""
 
@@ -139,6 +163,14 @@ def consumer_config(
     if until_end:
         config["enable.partition.eof"] = True
     return checked_config(name, "kafka_source", config, settings, Consumer)
+
+
+def _shown_keys(keys: Sequence[tuple[str, int]]) -> str:
+    """(topic, partition) pairs as ``topic[0,1,2]`` for logs."""
+    topics: dict[str, list[int]] = {}
+    for topic, partition in keys:
+        topics.setdefault(topic, []).append(partition)
+    return ", ".join(f"{t}{sorted(ps)}" for t, ps in topics.items()) or "nothing"
 
 
 def _once(call: Callable[[], Any], name: str) -> Any:
@@ -252,6 +284,15 @@ class KafkaSource:
         self._start_ends: dict[tuple[str, int], int] | None = None
         #: (topic, partition) -> the offset after the last message handed to the reader.
         self._delivered: dict[tuple[str, int], int] = {}
+        #: Topic -> its partition count (once connected).
+        self.partition_counts: dict[str, int] = {}
+        self._hooks: PartitionHooks | None = None
+        #: (topic, partition) pairs the consumer group gave this consumer.
+        self._owned: set[tuple[str, int]] = set()
+        self._cooperative = False
+        #: An error raised in a rebalance callback, raised again by the reading loop.
+        self._callback_error: BaseException | None = None
+        self._rebalances = 0
 
     # ------------------------------------------------------------------ connecting
 
@@ -326,6 +367,7 @@ class KafkaSource:
         consumer = Consumer(config)
         self._consumer = consumer
         partitions = self._wait_for_topics(consumer, stop)
+        self.partition_counts = dict(partitions)
         assignment = [
             TopicPartition(topic, p) for topic, count in partitions.items() for p in range(count)
         ]
@@ -336,6 +378,16 @@ class KafkaSource:
                 self.name,
             )
             committed = {(tp.topic, tp.partition): tp.offset for tp in found}
+            if self._hooks is not None:
+                # State restored from a changelog starts its partitions where it ends.
+                restored = self._hooks.assigned([(tp.topic, tp.partition) for tp in assignment])
+                committed.update(restored)
+                assignment = [
+                    TopicPartition(tp.topic, tp.partition, restored[(tp.topic, tp.partition)])
+                    if (tp.topic, tp.partition) in restored
+                    else tp
+                    for tp in assignment
+                ]
             reset = str(config.get("auto.offset.reset", "latest")).lower()
             for tp in assignment:
                 low, high = self._retry(
@@ -374,6 +426,7 @@ class KafkaSource:
         stop: threading.Event | None = None,
         on_partitions: Callable[[list[tuple[str, int]]], None] | None = None,
         deferred: bool = False,
+        hooks: PartitionHooks | None = None,
     ) -> Iterator[tuple[Any, list[Position]]]:
         """Yield ``(batch, positions)`` until ``stop`` or, bounded, the end offsets.
 
@@ -389,16 +442,32 @@ class KafkaSource:
             deferred: yield, instead of each batch, a function that decodes it (with
                 the GIL released, bad records handled): a runtime calls it in another
                 thread, so that decoding overlaps the next ``consume``.
+            hooks: a runtime keeping state per partition: told of the partitions
+                assigned (before reading them) and revoked; with ``hooks.group`` the
+                consumer joins its group (cooperative rebalancing by default) and
+                reads the partitions the group gives it, not every partition (a
+                continuous run only: bounded reading needs every partition).
 
         Raises:
             SourceError: a topic does not exist (after the wait), the broker fails.
             DataError: a bad message under ``'error.strategy' = 'fail'``.
         """
+        if hooks is not None and hooks.group and until_end:
+            raise ConfigError(
+                f"kafka source {self.name!r}: a bounded read (until the end) reads every "
+                "partition itself; it cannot share them with a consumer group",
+                key=f"{self.name}.group.id",
+                value=self.group_id,
+            )
+        self._hooks = hooks
         self._reading = True
         try:
             yield from self._read(until_end, stop, on_partitions, deferred)
         finally:
             self._reading = False
+            # Leaving the group at close revokes what is left: the runtime has made
+            # its last checkpoint by then, nobody is told.
+            self._hooks = None
 
     def _read(
         self,
@@ -407,6 +476,9 @@ class KafkaSource:
         on_partitions: Callable[[list[tuple[str, int]]], None] | None,
         deferred: bool,
     ) -> Iterator[tuple[Any, list[Position]]]:
+        if self._hooks is not None and self._hooks.group:
+            yield from self._read_group(stop, deferred)
+            return
         assigned, waiting = self._connect(until_end, stop)
         if on_partitions is not None and waiting:
             on_partitions(waiting)
@@ -457,6 +529,133 @@ class KafkaSource:
                     self._delivered[(position.topic, position.partition)] = position.last + 1
             if until_end and not pending:
                 return
+
+    # ------------------------------------------------------------------ consumer group
+
+    def _read_group(
+        self, stop: threading.Event | None, deferred: bool
+    ) -> Iterator[tuple[Any, list[Position]]]:
+        """Read the partitions the consumer group assigns, as they come and go."""
+        from confluent_kafka import Consumer
+
+        config = dict(self._config)
+        config.setdefault("partition.assignment.strategy", "cooperative-sticky")
+        self._cooperative = "cooperative" in str(config["partition.assignment.strategy"])
+        consumer = Consumer(config)
+        self._consumer = consumer
+        partitions = self._wait_for_topics(consumer, stop)
+        if not partitions:
+            return  # stopped while waiting for a topic
+        self.partition_counts = dict(partitions)
+        self._retry(
+            functools.partial(
+                consumer.subscribe,
+                self.topics,
+                on_assign=self._on_assign,
+                on_revoke=self._on_revoke,
+                on_lost=self._on_lost,
+            ),
+            self.name,
+        )
+        while stop is None or not stop.is_set():
+            messages = self._retry(
+                functools.partial(consumer.consume, self.batch_size, CONSUME_TIMEOUT),
+                self.name,
+            )
+            self._raise_callback_error()
+            self.service()
+            if not messages:
+                continue
+            if self._decoder is None:
+                self._infer(messages)
+            read, events = _core.read_kafka(self._decoder, messages, self.metadata, None)
+            for topic, partition, _offset, code, text in events:
+                if code != _PARTITION_EOF:
+                    self._event(topic, partition, code, text)
+            out = []
+            for topic, partition, first, last, _count in read.positions:
+                key = (topic, partition)
+                if key not in self._owned:
+                    continue  # revoked since it was fetched (not expected: kept safe)
+                out.append(Position(topic, partition, first, last))
+                self._next[key] = last + 1
+                self._high[key] = self._fetched_high(key)
+            if out:
+                decode = functools.partial(self._decode, read)
+                yield (decode if deferred else decode()), out
+                for position in out:
+                    self._delivered[(position.topic, position.partition)] = position.last + 1
+
+    def _raise_callback_error(self) -> None:
+        error, self._callback_error = self._callback_error, None
+        if error is not None:
+            raise error
+
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions given to this consumer: their state first, then their records."""
+        from confluent_kafka import TopicPartition
+
+        try:
+            self._rebalances += 1
+            keys = [(tp.topic, tp.partition) for tp in partitions]
+            logger.info("kafka source %r: assigned %s", self.name, _shown_keys(keys))
+            hooks = self._hooks
+            restored = dict(hooks.assigned(keys)) if hooks is not None and keys else {}
+            starts = [
+                TopicPartition(tp.topic, tp.partition, restored[(tp.topic, tp.partition)])
+                if (tp.topic, tp.partition) in restored
+                else tp
+                for tp in partitions
+            ]
+            for key in keys:
+                self._owned.add(key)
+                if key in restored:
+                    self._next[key] = restored[key]
+            if self._cooperative:
+                consumer.incremental_assign(starts)
+            else:
+                consumer.assign(starts)
+        except BaseException as exc:  # raised again by the reading loop
+            self._callback_error = exc
+
+    def _on_revoke(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions taken away by a rebalance: checkpointed before they go."""
+        try:
+            self._rebalances += 1
+            keys = [(tp.topic, tp.partition) for tp in partitions]
+            logger.info("kafka source %r: revoked %s", self.name, _shown_keys(keys))
+            if self._hooks is not None and keys:
+                self._hooks.revoked(keys)
+            self._forget(keys)
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions lost (this consumer fell out of the group): state dropped."""
+        try:
+            keys = [(tp.topic, tp.partition) for tp in partitions]
+            logger.warning(
+                "kafka source %r: lost %s (out of the group): their state is dropped and "
+                "their records since the last commit will be read again by their new owner",
+                self.name,
+                _shown_keys(keys),
+            )
+            if self._hooks is not None and keys:
+                self._hooks.lost(keys)
+            self._forget(keys)
+        except BaseException as exc:
+            self._callback_error = exc
+
+    def _forget(self, keys: list[tuple[str, int]]) -> None:
+        for key in keys:
+            self._owned.discard(key)
+            self._next.pop(key, None)
+            self._high.pop(key, None)
+            self._delivered.pop(key, None)
+
+    def assignment(self) -> list[tuple[str, int]]:
+        """The (topic, partition) pairs read now (from values the reading thread keeps)."""
+        return sorted(self._owned)
 
     def _decode(self, read: Any) -> pa.RecordBatch:
         """Decode messages read by :meth:`read` (GIL released), bad records handled."""
@@ -650,6 +849,7 @@ class KafkaSource:
             "bytes_read": self._bytes,
             "commits": self._commits,
             "pauses": self._pauses,
+            "rebalances": self._rebalances,
         }
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -114,6 +114,17 @@ class OffsetTracker:
             if not entry.released and releases(entry.latest, held):
                 entry.released = True
 
+    def forget(self, partitions: set[int]) -> None:
+        """Drop the positions of partitions given up (a rebalance took them away)."""
+        kept: list[_Entry] = []
+        for entry in self._entries:
+            entry.positions = [pos for pos in entry.positions if pos[1] not in partitions]
+            if entry.positions:
+                kept.append(entry)
+        self._entries = kept
+        for key in [k for k in self.committed if k[2] in partitions]:
+            del self.committed[key]
+
     @property
     def pending(self) -> int:
         """Batches not committed yet."""
@@ -166,6 +177,7 @@ class Checkpoint:
         sources: Sequence[Any],
         *,
         retry: Callable[[Callable[[], None], str], None] | None = None,
+        state: Callable[[Collection[int] | None], None] | None = None,
     ) -> None:
         """Create the checkpoint.
 
@@ -178,15 +190,22 @@ class Checkpoint:
                 positions committed.
             retry: runs a commit of the named source, retrying transient failures
                 (default: once).
+            state: writes the statement's per-partition state to its changelog and
+                waits for it (after the flushes, before the commit): what it holds is
+                then durable and its positions committable.
         """
         self._retry = retry or (lambda call, _name: call())
         self.tracker = tracker
         self.flushes = list(flushes)
         self.sources = {s.name: s for s in sources if hasattr(s, "commit")}
+        self.state = state
         self.commits = 0
 
-    def run(self) -> None:
-        """Flush, then commit what the flush made durable.
+    def run(self, partitions: Collection[int] | None = None) -> None:
+        """Flush, write the state, then commit what the flush and the state made durable.
+
+        Args:
+            partitions: the partitions whose state to write (a revocation); None: all.
 
         Raises:
             SinkError: a sink could not make its rows durable (nothing is committed).
@@ -198,6 +217,8 @@ class Checkpoint:
             return
         for flush in self.flushes:
             flush()
+        if self.state is not None:
+            self.state(partitions)
         for name, offsets in self.tracker.committable().items():
             source = self.sources.get(name)
             if source is None or not offsets:

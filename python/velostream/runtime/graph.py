@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from velostream.io.base import Source
+from velostream.io.kafka_source import PartitionHooks
 from velostream.runtime.checkpoint import Checkpoint
 from velostream.runtime.job import StatementRunner
 
@@ -46,6 +47,11 @@ DEFAULT_COMMIT_INTERVAL = 5.0
 _END = object()
 #: A queue item declaring partitions with records to come (for the watermark).
 _EXPECT = object()
+#: Queue items of a partitioned statement's rebalances: partitions assigned (with their
+#: restored state), revoked (checkpoint, then drop), lost (drop).
+_ASSIGN = object()
+_REVOKE = object()
+_LOST = object()
 
 Positions = list[tuple[str, int, int, int]]
 
@@ -100,6 +106,7 @@ def _read(
     until_end: bool,
     stop: threading.Event,
     on_partitions: Callable[[list[int]], None],
+    hooks: PartitionHooks | None = None,
 ) -> Iterator[tuple[pa.RecordBatch, Positions]]:
     """A source's batches with their positions (none for sources without offsets)."""
     read = getattr(source, "read", None)
@@ -114,6 +121,7 @@ def _read(
         stop=stop,
         on_partitions=lambda parts: on_partitions(numbers.ids(parts)),
         deferred=True,
+        **({"hooks": hooks} if hooks is not None else {}),
     ):
         yield batch, [(p.topic, p.partition, p.first, p.last) for p in positions]
 
@@ -168,6 +176,7 @@ class JobGraph:
                 # changelog yet): its positions are never committed.
                 runner.sources if runner.table is None else [],
                 retry=runner.retry_source,
+                state=runner.save_state if runner.changelog is not None else None,
             )
             for name, runner in runners.items()
         }
@@ -199,6 +208,7 @@ class JobGraph:
         until_end: bool,
         stop: threading.Event,
         gate: Callable[[threading.Event], None] | None = None,
+        runner: StatementRunner | None = None,
     ) -> None:
         """Put every batch of ``source`` into ``inbox`` (waiting, paused, when it is full).
 
@@ -215,8 +225,14 @@ class JobGraph:
                 if stop.is_set():
                     return
             locator = getattr(source, "locator", None)
+            hooks = self._hooks(runner, source, inbox, until_end) if runner is not None else None
             for batch, positions in _read(
-                source, numbers, until_end=until_end, stop=stop, on_partitions=expect
+                source,
+                numbers,
+                until_end=until_end,
+                stop=stop,
+                on_partitions=expect,
+                hooks=hooks,
             ):
                 # Where its records came from, taken now: the source reads on meanwhile.
                 locate = locator() if locator is not None else None
@@ -227,6 +243,72 @@ class JobGraph:
             self._fail(exc, stop)
         finally:
             self._put(inbox, (source, _END, None), source)
+
+    def _hooks(
+        self, runner: StatementRunner, source: Source, inbox: queue.Queue[Any], until_end: bool
+    ) -> PartitionHooks | None:
+        """What a partitioned statement's Kafka source tells of its partitions.
+
+        Assigned partitions get their state from the changelog (read here, in the
+        reading thread, before any of their records is read) and are queued for the
+        statement's thread, in order before their records; revoked ones are queued
+        too and the reading thread waits until the statement's thread checkpointed
+        them (making the commits it asks meanwhile: the consumer is this thread's).
+        """
+        if not runner.partitioned or not hasattr(source, "partition_counts"):
+            return None
+        ensured: list[bool] = []
+
+        def assigned(keys: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+            parts = sorted({p for _, p in keys})
+            states: dict[int, Any] = {}
+            changelog = runner.changelog
+            if changelog is not None:
+                if not ensured:
+                    counts = getattr(source, "partition_counts", {}) or {}
+                    changelog.ensure(max(counts.values(), default=max(parts) + 1))
+                    ensured.append(True)
+                began = time.monotonic()
+                for partition in parts:
+                    stored = changelog.read(partition)
+                    if stored is not None:
+                        states[partition] = stored
+                if states:
+                    runner.restored_partitions += len(states)
+                    runner.restore_seconds += time.monotonic() - began
+                    logger.info(
+                        "%s: state of partitions %s restored from %s (%d bytes) in %.3f s",
+                        runner.name,
+                        sorted(states),
+                        changelog.topic,
+                        sum(s.size for s in states.values()),
+                        time.monotonic() - began,
+                    )
+            item = {p: (states[p].state if p in states else None) for p in parts}
+            self._put(inbox, (source, _ASSIGN, item), source)
+            return {
+                key: offset
+                for stored in states.values()
+                for key, offset in stored.offsets.items()
+                if key in keys
+            }
+
+        def revoked(keys: list[tuple[str, int]]) -> None:
+            done = threading.Event()
+            parts = sorted({p for _, p in keys})
+            if not self._put(inbox, (source, _REVOKE, (parts, done)), source):
+                return
+            service = getattr(source, "service", None)
+            while not done.wait(0.05):
+                if service is not None:
+                    service()
+                if self._failed.is_set():
+                    return
+
+        def lost(keys: list[tuple[str, int]]) -> None:
+            self._put(inbox, (source, _LOST, sorted({p for _, p in keys})), source)
+
+        return PartitionHooks(assigned, revoked, lost, group=runner.group_member and not until_end)
 
     def _put(self, inbox: queue.Queue[Any], item: Any, source: Source) -> bool:
         """Put ``item``, pausing the source while the queue is full; False on failure."""
@@ -277,6 +359,18 @@ class JobGraph:
                         live -= 1
                     elif batch is _EXPECT:
                         runner.expect_partitions(positions, source.name)
+                    elif batch is _ASSIGN:
+                        runner.assign(positions)
+                    elif batch is _REVOKE:
+                        parts, done = positions
+                        try:
+                            if not self._failed.is_set():
+                                checkpoint.run(parts)
+                                runner.revoke(parts)
+                        finally:
+                            done.set()
+                    elif batch is _LOST:
+                        runner.revoke(positions)
                     elif not self._failed.is_set():
                         found, locate, numbers = positions
                         if callable(batch):
@@ -340,7 +434,12 @@ class JobGraph:
                     threading.Thread(
                         target=self._reader,
                         args=(source, numbers, inbox),
-                        kwargs={"until_end": until_end, "stop": stop, "gate": runner.gate},
+                        kwargs={
+                            "until_end": until_end,
+                            "stop": stop,
+                            "gate": runner.gate,
+                            "runner": runner,
+                        },
                         name=f"velostream-{runner.name}-{source.name}",
                     )
                 )

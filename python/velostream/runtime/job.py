@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -21,6 +21,7 @@ import pyarrow as pa
 from velostream.errors import DataError, EventTimeError, InternalError
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
+from velostream.partitioned import PartitionedQuery
 from velostream.query import UnionQuery
 from velostream.runtime.checkpoint import HOLD_ALL, OffsetTracker
 from velostream.runtime.report import StatementReport
@@ -130,6 +131,74 @@ class StatementRunner:
         self._gated = False
         #: The table this statement builds (``CREATE TABLE ... AS SELECT``), if any.
         self.table: Any = None
+        #: Where the state of each partition is checkpointed (a
+        #: :class:`~velostream.runtime.changelog.StateChangelog`), for a statement whose
+        #: query keeps its state per partition; None: no changelog.
+        self.changelog: Any = None
+        #: Whether its source joins the consumer group in a continuous run (partitions
+        #: then come and go with rebalances) instead of reading every partition.
+        self.group_member = False
+        #: (topic, partition) -> the offset after the last record processed.
+        self.processed: dict[tuple[str, int], int] = {}
+        #: Partitions whose state changed since it was last written to the changelog.
+        self._dirty: set[int] = set()
+        self.restored_partitions = 0
+        self.restore_seconds = 0.0
+
+    @property
+    def partitioned(self) -> bool:
+        """Whether its query keeps its state per input partition."""
+        return isinstance(self.query, PartitionedQuery)
+
+    def assign(self, states: Mapping[int, bytes | None]) -> None:
+        """Partitions given to this process: hold them, with their restored state."""
+        with self._lock:
+            for partition, state in states.items():
+                self.query.assign(partition, state)
+
+    def revoke(self, partitions: Collection[int]) -> None:
+        """Partitions given up: their state and uncommitted positions are dropped."""
+        gone = set(partitions)
+        with self._lock:
+            for partition in gone:
+                self.query.revoke(partition)
+            self._dirty -= gone
+            for key in [k for k in self.processed if k[1] in gone]:
+                del self.processed[key]
+            self.tracker.forget(gone)
+
+    def save_state(self, partitions: Collection[int] | None = None) -> None:
+        """Write the state of the partitions changed since last time to the changelog.
+
+        Waits until the broker has it; then every record processed so far is in
+        durable state or in flushed output (the caller flushed the sinks first), so
+        its positions may be committed.
+
+        Every changed partition is written, not only ``partitions``: the positions of
+        the input are committed together, so all of them must be covered.
+
+        Args:
+            partitions: the partitions about to be given up (None: none), logged.
+        """
+        if self.changelog is None:
+            return
+        with self._lock:
+            held = set(self.query.partitions)
+            chosen = self._dirty & held
+            for partition in sorted(chosen):
+                offsets = {k: v for k, v in self.processed.items() if k[1] == partition}
+                self.changelog.write(partition, offsets, self.query.snapshot(partition))
+            self._dirty -= chosen
+        self.changelog.flush()
+        if partitions:
+            logger.info(
+                "%s: state of partitions %s checkpointed before they are given up",
+                self.name,
+                sorted(partitions),
+            )
+        with self._lock:
+            downstream = any(r.holding() is not None for r in self.downstream)
+            self.tracker.release(HOLD_ALL if downstream else None)
 
     def retry_source(self, call: Callable[[], None], name: str) -> None:
         """Run a call of source ``name`` (a commit), retrying transient failures."""
@@ -241,6 +310,10 @@ class StatementRunner:
                 latest = None
             if positions and source is not None:
                 self.tracker.add(source.name, positions, latest)
+                if self.changelog is not None:
+                    for topic, partition, _first, last in positions:
+                        self.processed[(topic, partition)] = last + 1
+                        self._dirty.add(partition)
             self.tracker.release(self.holding())
 
     def _process(self, batch: pa.RecordBatch, input: str | None) -> pa.RecordBatch:
@@ -358,6 +431,8 @@ class StatementRunner:
                 return
             self._finished = True
             output = self.query.flush()
+            if self.changelog is not None:
+                self._dirty.update(self.query.partitions)
             self.query.take_progress()
             self.held = None
             self._emit(output)
