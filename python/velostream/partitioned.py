@@ -293,11 +293,19 @@ class PartitionedQuery:
         Raises:
             DataError: a record has no partition; errors of the partitions' queries.
         """
+        return self._combine(self.process_parts(data))
+
+    def process_parts(self, data: Any) -> list[pa.RecordBatch]:
+        """:meth:`process`, its output as the batches of each partition (not concatenated).
+
+        Saves a copy of every output row where the caller takes several batches (a
+        runtime writing them to its sinks).
+        """
         if isinstance(data, pa.Table):
-            data = data.combine_chunks().to_batches()
-            data = data[0] if len(data) == 1 else pa.concat_batches(data) if data else None
-            if data is None:
-                return self._empty()
+            batches = data.combine_chunks().to_batches()
+            if not batches:
+                return []
+            data = batches[0] if len(batches) == 1 else pa.concat_batches(batches)
         if not isinstance(data, pa.RecordBatch):
             raise DataError(
                 f"a partitioned query takes a pyarrow RecordBatch or Table, not "
@@ -306,14 +314,12 @@ class PartitionedQuery:
         if self._schema is None:
             self._schema = data.schema
         parts = self._split(data)
-        if not parts:
-            return self._empty()
 
         def make(slices: list[pa.RecordBatch]) -> Callable[[Query], list[pa.RecordBatch]]:
             return lambda task: [task.process(s) for s in slices]
 
         outputs = self._run((p, make(slices)) for p, slices in parts)
-        return self._combine([o for out in outputs for o in out])
+        return [o for out in outputs for o in out if o.num_rows]
 
     def flush(self) -> pa.RecordBatch:
         """End of input: every partition closes what it holds open."""

@@ -51,12 +51,14 @@ from velostream.errors import (
     VelostreamError,
 )
 from velostream.health import HealthServer
+from velostream.io._kafka import ensure_topic, topic_partitions
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
 from velostream.io.file_sink import FileSink
 from velostream.io.file_source import FileSource
-from velostream.partitioned import PartitionedQuery
+from velostream.io.kafka_source import METADATA_COLUMNS
+from velostream.partitioned import PartitionedQuery, default_workers
 from velostream.query import UnionQuery
 from velostream.runtime.graph import JobGraph
 from velostream.runtime.guarded import GuardedSink
@@ -200,6 +202,44 @@ def _read_columns(info: StatementInfo) -> set[str]:
     names = {column.name for column in info.statement.query.find_all(exp.Column)}
     names |= {v for k, v in info.properties.items() if k.endswith("event.time.field")}
     return names
+
+
+#: The name of a statement's repartition stage: the statement's name and this.
+REPARTITION_SUFFIX = ".repartition"
+
+
+def repartition_topic(application_id: str, statement: str) -> str:
+    """The topic a statement's input is re-keyed through (SPEC section 9)."""
+    return f"{application_id}-{statement}-repartition"
+
+
+def _quoted(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _client_settings(source: Any) -> dict[str, Any]:
+    """The settings of a Kafka source's client that reach its cluster (servers, security)."""
+    return {
+        k: v
+        for k, v in getattr(source, "_config", {}).items()
+        if k == "bootstrap.servers" or k.split(".")[0] in ("security", "sasl", "ssl", "client")
+    }
+
+
+def _after(
+    done: threading.Event, gate: Callable[[threading.Event], None] | None
+) -> Callable[[threading.Event], None]:
+    """A reader gate that waits for ``done`` (or the run's stop), then for ``gate``."""
+
+    def wait(stop: threading.Event) -> None:
+        while not done.wait(0.1):
+            if stop.is_set():
+                return
+        if gate is not None:
+            gate(stop)
+
+    return wait
 
 
 def _config_error(message: str, key: str, value: str | None = None, **extra: Any) -> ConfigError:
@@ -834,7 +874,38 @@ class Application:
                 f"its GROUP BY does not hold the message key "
                 f"({', '.join(sorted(key_fields))}, '{source}.key.fields')"
             )
-        return False, f"{why}: a group's records may be in several partitions"
+        repartition = self.repartition_key(name)
+        if repartition:
+            return True, f"repartitioned by {', '.join(repartition)} ({why})"
+        return False, f"{why}, and it cannot be repartitioned: {self._no_repartition(name)}"
+
+    def repartition_key(self, name: str) -> tuple[str, ...]:
+        """The columns statement ``name``'s input is re-keyed by, or () when it is not.
+
+        A statement keeping state by a GROUP BY key its input's message key does not
+        hold is split in two (SPEC section 9): a stateless stage reads the source and
+        writes each record to the repartition topic keyed by the GROUP BY columns, and
+        the statement reads that topic, where every group is in one partition.
+        """
+        return () if self._no_repartition(name) else self._group_columns(name)
+
+    def _group_columns(self, name: str) -> tuple[str, ...]:
+        plan = self._by_name[name].plan
+        return tuple(g["name"] for g in plan.get("group_by") or () if g.get("op") == "column")
+
+    def _no_repartition(self, name: str) -> str:
+        """Why statement ``name`` cannot be repartitioned ('' when it can)."""
+        info = self._by_name[name]
+        plan = info.plan
+        group_by = plan.get("group_by") or ()
+        if not group_by:
+            return "it has no GROUP BY key (one group over all records)"
+        if not all(g.get("op") == "column" for g in group_by):
+            return "it groups by an expression, not by columns"
+        metadata = sorted(_read_columns(info) & {*METADATA_COLUMNS, "_partition", "_offset"})
+        if metadata:
+            return f"it reads {metadata[0]}, which would name the repartition topic's message"
+        return ""
 
     def _compile(self, statement: Statement, properties: Mapping[str, str]) -> Any:
         from velostream.query import compile_statement
@@ -1020,6 +1091,7 @@ class Application:
                         f"  commits: {source} as group {group}, every {every} once the sinks "
                         "acknowledged (at-least-once)"
                     )
+                    lines.extend(self._explain_partitioning(info, group))
             lines.append(f"  error.strategy: {info.error_strategy}")
             if info.dead_letter_sink is not None:
                 props = config.connectors(info.properties)[info.dead_letter_sink]
@@ -1058,7 +1130,7 @@ class Application:
     # ------------------------------------------------------------------- running
 
     def _build_runners(
-        self, abort: threading.Event
+        self, abort: threading.Event, until_end: bool = True
     ) -> tuple[dict[str, StatementRunner], list[DeadLetterWriter]]:
         runners: dict[str, StatementRunner] = {}
         dead_letters: list[DeadLetterWriter] = []
@@ -1171,6 +1243,14 @@ class Application:
                     query.bind(declared[0])
                 table = TableSink(handle, sources, schema=functools.partial(_output_schema, query))
                 sinks.append(table)
+            stage: StatementRunner | None = None
+            repartition = self.repartition_key(info.name) if partitioned else ()
+            if repartition:
+                # The statement reads the repartition topic; a stage of its own reads
+                # the source and writes it there, keyed by the GROUP BY columns.
+                stage, sources = self._repartition_stage(
+                    info, sources[0], repartition, guarded, policy, writer, retry, until_end
+                )
             runner = StatementRunner(
                 info.name, query, sinks, sources=sources, bad_records=policy, dead_letters=writer
             )
@@ -1187,6 +1267,15 @@ class Application:
             runner.retry_policy = RetryPolicy.from_properties(info.properties)
             runner.abort = abort
             runners[info.name] = runner
+            if stage is not None:
+                stage.retries = stats
+                stage.retry_policy = runner.retry_policy
+                stage.abort = abort
+                runners[stage.name] = stage
+                if until_end:
+                    # Bounded: the statement reads the repartition topic once the stage
+                    # wrote all of its input there (its end is then the topic's end).
+                    runner.gate = _after(stage.finished, runner.gate)
         for info in self.statements:
             for upstream in info.upstream:
                 runners[upstream].downstream.append(runners[info.name])
@@ -1195,6 +1284,135 @@ class Application:
                 # Fed in-process: its load follows the sources of the statements it reads.
                 runner.table.feed_from(self._root_sources(runner.name, runners))
         return runners, dead_letters
+
+    def _explain_partitioning(self, info: StatementInfo, group: str) -> list[str]:
+        """``explain``'s lines on how a statement reading Kafka is spread (SPEC section 9)."""
+        partitioned, why = self.partitioning(info.name)
+        if not partitioned:
+            return [f"  partitions: one pipeline reads every partition ({why})"]
+        workers = self.workers if self.workers is not None else default_workers()
+        lines = [
+            f"  partitions: one query per partition ({why}) on {workers} worker threads; "
+            f"in a continuous run the processes of the application share them as consumer "
+            f"group {group} (cooperative rebalancing)"
+        ]
+        key = self.repartition_key(info.name)
+        if key:
+            app_id = info.properties.get("application.id", "velostream")
+            lines.append(
+                f"  creates topic {repartition_topic(app_id, info.name)}: the repartition "
+                f"topic (as many partitions as the source's); stage {info.name}"
+                f"{REPARTITION_SUFFIX} writes every record there keyed by "
+                f"{', '.join(key)}, and {info.name} reads it as consumer group "
+                f"{app_id}-{info.name}-repartitioned"
+            )
+        if why != "stateless" and not self._stateful_readers(info.name):
+            from velostream.runtime.changelog import changelog_topic
+
+            app_id = info.properties.get("application.id", "velostream")
+            lines.append(
+                f"  creates topic {changelog_topic(app_id, info.name)}: the state changelog "
+                "(compacted, one partition per input partition; a snapshot of each "
+                "partition's state at every commit, restored when a partition is assigned)"
+            )
+        elif why != "stateless":
+            lines.append(
+                "  state: not checkpointed (a statement reading its output keeps state): "
+                "positions are committed as its rows are released"
+            )
+        return lines
+
+    def _repartition_stage(
+        self,
+        info: StatementInfo,
+        source: Any,
+        key: tuple[str, ...],
+        guarded: Callable[[Sink], Sink],
+        policy: BadRecordPolicy,
+        writer: DeadLetterWriter | None,
+        retry: Callable[[Callable[[], Any], str], Any],
+        until_end: bool,
+    ) -> tuple[StatementRunner, list[Any]]:
+        """The stage re-keying statement ``info``'s input, and the source it reads then.
+
+        The stage is a stateless statement of its own (``<name>.repartition``, in the
+        reports): ``SELECT * FROM <source>`` on the source's consumer group, written to
+        ``<application.id>-<name>-repartition`` with the message key made of ``key``
+        (the producer's partitioner then puts every group in one partition). The topic
+        has as many partitions as the source's topic and is created, before the stage
+        reads, when missing. The statement reads it as consumer group
+        ``<application.id>-<name>-repartitioned``.
+        """
+        app_id = info.properties.get("application.id", "velostream")
+        topic = repartition_topic(app_id, info.name)
+        name = source.name
+        original = info.sources[name]
+        client = _client_settings(source)
+        stage_name = info.name + REPARTITION_SUFFIX
+        statement = parse_script(f"SELECT * FROM {_quoted(name)}")[0]
+        stage_query = PartitionedQuery(
+            functools.partial(self._compile, statement, {}),
+            workers=self.workers,
+        )
+        sink = guarded(
+            create_sink(
+                f"{info.name}_repartition",
+                {"type": "kafka_sink", "topic": topic, **client},
+                key_fields=key,
+            )
+        )
+        stage = StatementRunner(
+            stage_name,
+            stage_query,
+            [sink],
+            sources=[source],
+            bad_records=policy,
+            dead_letters=writer,
+        )
+        stage.group_member = True
+        stage.gate = functools.partial(self._create_repartition_topic, source, topic, client)
+        own = ("topic", "group.id", "key.fields", "topic.wait.timeout", "topic.retry.interval")
+        props = {
+            **{k: v for k, v in original.items() if k not in own},
+            "topic": topic,
+            "group.id": f"{app_id}-{info.name}-repartitioned",
+            "key.fields": ",".join(key),
+            # The stage creates it once the source's topic exists.
+            "topic.wait.timeout": "3650d",
+            "topic.retry.interval": "200ms",
+        }
+        reread = create_source(
+            name,
+            props,
+            base_dir=self.base_dir,
+            bad_records=policy,
+            schema=self._declared_schema(name),
+            statement_properties=info.properties,
+            group_id=props["group.id"],
+            columns=_read_columns(info),
+            retry=retry,
+        )
+        del until_end
+        return stage, [reread]
+
+    @staticmethod
+    def _create_repartition_topic(
+        source: Any, topic: str, client: Mapping[str, Any], stop: threading.Event
+    ) -> None:
+        """Create the repartition topic with its source's partition count (a stage's gate).
+
+        Waits for the source's topic as the source itself would
+        (``'<source>.topic.wait.timeout'``); without it, the stage's read then says
+        the topic is missing.
+        """
+        deadline = time.monotonic() + (source.wait_timeout_ms or 0) / 1000
+        while True:
+            counts = [topic_partitions(client, t) for t in source.topics]
+            if all(counts) or time.monotonic() >= deadline or stop.is_set():
+                break
+            stop.wait(source.retry_interval_ms / 1000)
+        if all(counts):
+            ensure_topic(client, topic, max(counts), purpose="repartition topic")
 
     def _stateful_readers(self, name: str) -> bool:
         """Whether a statement reading ``name``'s output in-process (transitively) keeps state.
@@ -1220,12 +1438,9 @@ class Application:
         from velostream.runtime.changelog import StateChangelog, changelog_topic
 
         app_id = info.properties.get("application.id", "velostream")
-        settings = {
-            k: v
-            for k, v in getattr(source, "_config", {}).items()
-            if k == "bootstrap.servers" or k.split(".")[0] in ("security", "sasl", "ssl", "client")
-        }
-        return StateChangelog(changelog_topic(app_id, info.name), settings, statement=info.name)
+        return StateChangelog(
+            changelog_topic(app_id, info.name), _client_settings(source), statement=info.name
+        )
 
     def _root_sources(self, name: str, runners: Mapping[str, StatementRunner]) -> list[Any]:
         """The external sources whose records reach statement ``name`` (in-process too)."""
@@ -1373,7 +1588,7 @@ class Application:
                 # Again: a glob may match files that were not there when it was built.
                 self._check_writes(self.statements)
                 abort = threading.Event()
-                runners, dead_letters = self._build_runners(abort)
+                runners, dead_letters = self._build_runners(abort, until_end)
         except BaseException as exc:
             self._report = RunReport(duration=time.monotonic() - started, error=exc)
             raise
@@ -1385,7 +1600,9 @@ class Application:
             failed=abort,
             commit_interval=lambda runner: (
                 config.parse_duration_ms(
-                    self._by_name[runner.name].properties.get("commit.interval", "5s")
+                    self._by_name[runner.name.removesuffix(REPARTITION_SUFFIX)].properties.get(
+                        "commit.interval", "5s"
+                    )
                 )
                 / 1000
             ),

@@ -49,3 +49,84 @@ def checked_config(
     if close is not None:
         close()
     return config
+
+
+def topic_partitions(client_config: Mapping[str, Any], topic: str, timeout: float = 10.0) -> int:
+    """The partition count of ``topic`` (0 when it does not exist).
+
+    Raises:
+        SourceError: the broker cannot be reached.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    from velostream.errors import SourceError
+
+    admin = AdminClient({**client_config, "logger": CLIENT_LOGGER})  # type: ignore[dict-item]
+    try:
+        # Every topic: asking for this one by name makes a broker that creates topics
+        # on demand create it, with its default partition count.
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise SourceError(
+            f"cannot read the metadata of topic {topic!r} from "
+            f"{client_config.get('bootstrap.servers')}: {exc}",
+            source=topic,
+            cause=str(exc),
+        ) from None
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None:
+        return 0
+    return len(info.partitions)
+
+
+def ensure_topic(
+    client_config: Mapping[str, Any],
+    topic: str,
+    partitions: int,
+    *,
+    configs: Mapping[str, str] | None = None,
+    purpose: str = "internal topic",
+    timeout: float = 30.0,
+) -> bool:
+    """Create ``topic`` with ``partitions`` partitions unless it exists; True when created.
+
+    A topic created meanwhile by another process is fine.
+
+    Raises:
+        ConfigError: it exists with another partition count (its data is partitioned
+            for that count).
+        SinkError: the broker refuses to create it.
+    """
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from velostream.errors import SinkError
+
+    existing = topic_partitions(client_config, topic)
+    if existing == 0:
+        admin = AdminClient({**client_config, "logger": CLIENT_LOGGER})  # type: ignore[dict-item]
+        futures = admin.create_topics(
+            [NewTopic(topic, partitions, -1, config=dict(configs or {}))],
+            operation_timeout=timeout,
+        )
+        try:
+            futures[topic].result(timeout)
+            CLIENT_LOGGER.info("created %s %s (%d partitions)", purpose, topic, partitions)
+            return True
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if getattr(error, "code", lambda: None)() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise SinkError(
+                    f"cannot create {purpose} {topic!r}: {exc}", sink=topic, cause=str(exc)
+                ) from None
+        existing = topic_partitions(client_config, topic)
+    if existing != partitions:
+        raise ConfigError(
+            f"{purpose} {topic!r} has {existing} partitions, but its input has {partitions}: "
+            "its data would be spread for another count (delete it, or give the application "
+            "another 'application.id')",
+            key="application.id",
+            value=topic,
+        )
+    return False

@@ -144,6 +144,8 @@ class StatementRunner:
         self._dirty: set[int] = set()
         self.restored_partitions = 0
         self.restore_seconds = 0.0
+        #: Set once the statement finished (its input ended, its query flushed).
+        self.finished = threading.Event()
 
     @property
     def partitioned(self) -> bool:
@@ -316,9 +318,13 @@ class StatementRunner:
                         self._dirty.add(partition)
             self.tracker.release(self.holding())
 
-    def _process(self, batch: pa.RecordBatch, input: str | None) -> pa.RecordBatch:
+    def _process(
+        self, batch: pa.RecordBatch, input: str | None
+    ) -> pa.RecordBatch | list[pa.RecordBatch]:
         if isinstance(self.query, UnionQuery):
             return self.query.process(batch, input=input)
+        if isinstance(self.query, PartitionedQuery):
+            return self.query.process_parts(batch)  # per partition: no concatenation
         return self.query.process(batch)
 
     def _stateless(self) -> bool:
@@ -335,7 +341,7 @@ class StatementRunner:
         error: DataError,
         locate: Locate | None,
         input: str | None,
-    ) -> pa.RecordBatch:
+    ) -> list[pa.RecordBatch]:
         """Process ``batch`` without the rows the query fails on, under the error strategy.
 
         A computation that fails for some rows (a failed CAST, an overflow, a division by
@@ -367,7 +373,8 @@ class StatementRunner:
             start, length = pending.pop()
             part = batch.slice(start, length)
             try:
-                outputs.append(self._process(part, input))
+                done = self._process(part, input)
+                outputs.extend(done if isinstance(done, list) else [done])
             except DataError as exc:
                 if length == 1:
                     where = _row_location(part, source, start, locate)
@@ -377,8 +384,7 @@ class StatementRunner:
                     pending.append((start + half, length - half))
                     pending.append((start, half))
         policy.handle(source.name if source is not None else self.name, bad)
-        outputs = [o for o in outputs if o.num_rows] or outputs[:1]
-        return pa.concat_batches(outputs) if len(outputs) > 1 else outputs[0]
+        return [o for o in outputs if o.num_rows]
 
     def _route_dead_letters(self, first: int) -> None:
         """Write what the query routed to its dead letters (records after ``first``)."""
@@ -415,7 +421,11 @@ class StatementRunner:
             [record.encode() for record in records],
         )
 
-    def _emit(self, output: pa.RecordBatch) -> None:
+    def _emit(self, output: pa.RecordBatch | list[pa.RecordBatch]) -> None:
+        if isinstance(output, list):
+            for part in output:
+                self._emit(part)
+            return
         if output.num_rows == 0:
             return
         self.records_out += output.num_rows
@@ -447,6 +457,7 @@ class StatementRunner:
             if self.table is not None:
                 self.table.finished()
             self.finished_at = time.monotonic()
+            self.finished.set()
 
     def close(self) -> None:
         """Close the sinks and sources (idempotent for file connectors)."""
@@ -492,6 +503,11 @@ class StatementRunner:
             duration=max(0.0, end - start),
             sources={s.name: s.metrics() for s in self.sources},
             sinks={s.name: s.metrics() for s in self.sinks},
+            workers=self.query.workers if self.partitioned else 0,
+            partitions=self.query.partition_metrics() if self.partitioned else {},
+            restored=self.restored_partitions,
+            restore_seconds=self.restore_seconds,
+            rebalances=sum(int(s.metrics().get("rebalances", 0)) for s in self.sources),
         )
 
 

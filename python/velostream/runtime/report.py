@@ -29,6 +29,12 @@ class StatementReport:
         commits: source positions committed (Kafka offset commits).
         lag: its sources' consumer lag at the end, in records (None: unknown, or no
             source with a lag, such as a file).
+        workers: worker threads of a partitioned statement (0: not partitioned).
+        partitions: a partitioned statement's partitions held at the end -> their
+            counters (``records_in``, ``records_out``, ``state_groups``, ``worker``).
+        restored: partitions whose state was restored from the changelog.
+        restore_seconds: time spent reading and restoring them.
+        rebalances: partition assignments and revocations its consumer saw.
 
     """
 
@@ -46,6 +52,11 @@ class StatementReport:
     dead_letters: int = 0
     commits: int = 0
     lag: int | None = None
+    workers: int = 0
+    partitions: dict[int, dict[str, int]] = field(default_factory=dict)
+    restored: int = 0
+    restore_seconds: float = 0.0
+    rebalances: int = 0
 
 
 @dataclass
@@ -110,6 +121,24 @@ class RunReport:
                 f"{report.name:<{width}}  {report.records_in:>12,}  {report.records_out:>12,}  "
                 f"{report.errors:>8,}  {report.duration:>8.3f}"
             )
+        for report in self.statements.values():
+            if not report.workers:
+                continue
+            lines.append(
+                f"  {report.name}: {len(report.partitions)} partitions on {report.workers} "
+                f"workers, {report.rebalances:,} rebalances, {report.restored:,} partitions "
+                f"restored in {report.restore_seconds:.3f}s"
+            )
+            for worker in range(report.workers):
+                held = {p: m for p, m in report.partitions.items() if m.get("worker") == worker}
+                records = sum(m.get("records_in", 0) for m in held.values())
+                shown = ", ".join(
+                    f"{p}: {m.get('records_in', 0):,}" for p, m in sorted(held.items())
+                )
+                lines.append(
+                    f"    worker {worker}: {records:,} records in"
+                    + (f" (partition: records {shown})" if shown else "")
+                )
         status = "failed" if self.error is not None else "finished"
         end = (
             f"{status} in {self.duration:.3f}s: {self.records_in:,} records in, "
