@@ -148,22 +148,10 @@ class Worker:
     def __init__(self, folder: Path, index: int) -> None:
         self.log = folder / f"worker{index}.log"
         self.out = folder / f"worker{index}.out"
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "velostream",
-                "--log-level",
-                "INFO",
-                "run",
-                str(folder / "app.sql"),
-                "--workers",
-                "2",
-            ],
-            cwd=folder,
-            stdout=self.out.open("wb"),
-            stderr=self.log.open("wb"),
-        )
+        command = [sys.executable, "-m", "velostream", "--log-level", "INFO", "run"]
+        command += [str(folder / "app.sql"), "--workers", "2"]
+        with self.out.open("wb") as stdout, self.log.open("wb") as stderr:
+            self.process = subprocess.Popen(command, cwd=folder, stdout=stdout, stderr=stderr)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -199,7 +187,9 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
     totals_topic = kafka_broker.create_topic()
     bars_topic = kafka_broker.create_topic()
     app_id = f"scale-{uuid.uuid4().hex[:8]}"
-    (tmp_path / "app.sql").write_text(app_sql(topic, totals_topic, bars_topic, kafka_broker, app_id))
+    (tmp_path / "app.sql").write_text(
+        app_sql(topic, totals_topic, bars_topic, kafka_broker, app_id)
+    )
     first = make_trades(6000, 0, seed=1)
     second = make_trades(6000, 6000, seed=2)
     workers = [Worker(tmp_path, i) for i in range(3)]
@@ -208,9 +198,7 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
     try:
         # The group settles with partitions on every process.
         _wait(
-            lambda: all(
-                any(a != "nothing" for a in w.assignments()) for w in workers
-            ),
+            lambda: all(any(a != "nothing" for a in w.assignments()) for w in workers),
             90,
             "every process to be assigned partitions",
             workers,
@@ -230,8 +218,12 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
         write(kafka_broker, topic, second)
         # Each partition ends with a record an hour later: every window before it closes.
         closers = [
-            {"id": -1 - p, "symbol": next(s for s in SYMBOLS if partition_of(s) == p),
-             "qty": 0, "ts": START + 3_600_000}
+            {
+                "id": -1 - p,
+                "symbol": next(s for s in SYMBOLS if partition_of(s) == p),
+                "qty": 0,
+                "ts": START + 3_600_000,
+            }
             for p in range(PARTITIONS)
         ]
         write(kafka_broker, topic, closers)
@@ -245,8 +237,7 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
         )
         expected_bars = duckdb_bars(data)
         _wait(
-            lambda: expected_bars.keys()
-            <= {(r["symbol"], r["ws"]) for r in bars.poll()},
+            lambda: expected_bars.keys() <= {(r["symbol"], r["ws"]) for r in bars.poll()},
             120,
             "every window of the data",
             workers,

@@ -874,10 +874,11 @@ class Application:
                 f"its GROUP BY does not hold the message key "
                 f"({', '.join(sorted(key_fields))}, '{source}.key.fields')"
             )
-        repartition = self.repartition_key(name)
-        if repartition:
-            return True, f"repartitioned by {', '.join(repartition)} ({why})"
-        return False, f"{why}, and it cannot be repartitioned: {self._no_repartition(name)}"
+        cannot = self._no_repartition(name)
+        if not cannot:
+            columns = ", ".join(self._group_columns(name))
+            return True, f"repartitioned by {columns} ({why})"
+        return False, f"{why}, and it cannot be repartitioned: {cannot}"
 
     def repartition_key(self, name: str) -> tuple[str, ...]:
         """The columns statement ``name``'s input is re-keyed by, or () when it is not.
@@ -887,7 +888,10 @@ class Application:
         writes each record to the repartition topic keyed by the GROUP BY columns, and
         the statement reads that topic, where every group is in one partition.
         """
-        return () if self._no_repartition(name) else self._group_columns(name)
+        partitioned, why = self.partitioning(name)
+        if not partitioned or not why.startswith("repartitioned"):
+            return ()
+        return self._group_columns(name)
 
     def _group_columns(self, name: str) -> tuple[str, ...]:
         plan = self._by_name[name].plan
