@@ -159,10 +159,11 @@ class PartitionedQuery:
         task = self._tasks.get(partition)
         if task is None:
             task = self._factory()
-            if self._schema is not None:
-                task.bind(self._schema)
+            # Tables first: binding a query that joins a table not attached yet fails.
             for name, data in self._tables.items():
                 task.attach_table(name, data)
+            if self._schema is not None:
+                task.bind(self._schema)
             self._tasks[partition] = task
             load = [0] * self.workers
             for worker in self._worker_of.values():
@@ -311,9 +312,13 @@ class PartitionedQuery:
                 f"a partitioned query takes a pyarrow RecordBatch or Table, not "
                 f"{type(data).__name__}"
             )
-        if self._schema is None:
-            self._schema = data.schema
         parts = self._split(data)
+        if not parts:
+            return []
+        if self._schema is None:
+            # Only a batch that was split: a refused one (no partition column) must not
+            # become the schema the partitions made later are bound to.
+            self._schema = data.schema
 
         def make(slices: list[pa.RecordBatch]) -> Callable[[Query], list[pa.RecordBatch]]:
             return lambda task: [task.process(s) for s in slices]
@@ -344,7 +349,11 @@ class PartitionedQuery:
         return self._template.bind(schema)
 
     def attach_table(self, name: str, data: Any) -> None:
-        """Attach a joined table to every partition's query (shared, not copied)."""
+        """Attach a joined table to every partition's query.
+
+        A registry table is shared by every partition (rows it gains are seen by all);
+        a ``pyarrow.Table`` is indexed by each partition's query for itself.
+        """
         self._template.attach_table(name, data)
         self._tables[name] = data
         for task in self._tasks.values():
@@ -376,14 +385,19 @@ class PartitionedQuery:
         return routed[0] if len(routed) == 1 else pa.concat_batches(routed)
 
     def metrics(self) -> dict[str, int]:
-        """Counters summed over the partitions (given-up ones included), and ``partitions``."""
+        """Counters summed over the partitions (given-up ones included), and ``partitions``.
+
+        ``state_groups`` and ``state_bytes`` tell what is held now: the partitions held.
+        """
         out = dict(self._retired)
         for task in self._tasks.values():
             for key, value in task.metrics().items():
                 out[key] = out.get(key, 0) + value
         for key in ("records_in", "records_out", "late_dropped", "state_groups"):
             out.setdefault(key, 0)
-        out["state_groups"] = sum(t.metrics().get("state_groups", 0) for t in self._tasks.values())
+        # What is held now (not counters): the partitions held, not the ones given up.
+        for key in ("state_groups", "state_bytes"):
+            out[key] = sum(t.metrics().get(key, 0) for t in self._tasks.values())
         out["partitions"] = len(self._tasks)
         return out
 
