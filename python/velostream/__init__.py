@@ -19,6 +19,7 @@ from velostream.errors import (
     TopicNotFoundError,
     VelostreamError,
 )
+from velostream.partitioned import PartitionedQuery, compile_partitioned
 from velostream.query import Query, compile
 from velostream.runtime.resilience import RetryPolicy
 from velostream.tables import (
@@ -43,6 +44,7 @@ __all__ = [
     "LoadResult",
     "MissingDependencyError",
     "ParallelLoader",
+    "PartitionedQuery",
     "Query",
     "RetryPolicy",
     "RunReport",
@@ -59,6 +61,7 @@ __all__ = [
     "TopicNotFoundError",
     "VelostreamError",
     "compile",
+    "compile_partitioned",
 ]
 
 if _core.build_profile != "release":  # pragma: no cover - depends on the build

@@ -99,6 +99,8 @@ class PartitionedQuery:
         #: partition -> the worker thread (index) running it.
         self._worker_of: dict[int, int] = {}
         self._tables: dict[str, Any] = {}
+        #: Source partitions every partition's query waits for (see expect_everywhere).
+        self._expected: list[int] = []
         self._schema: pa.Schema | None = None
         self._pool = (
             ThreadPoolExecutor(count, thread_name_prefix="velostream-worker") if count > 1 else None
@@ -162,6 +164,8 @@ class PartitionedQuery:
             # Tables first: binding a query that joins a table not attached yet fails.
             for name, data in self._tables.items():
                 task.attach_table(name, data)
+            if self._expected:
+                task.expect_partitions(self._expected)
             if self._schema is not None:
                 task.bind(self._schema)
             self._tasks[partition] = task
@@ -363,6 +367,17 @@ class PartitionedQuery:
         """Declare partitions with records to come (each holds its own watermark back)."""
         for wanted in ids:
             self._task(wanted & _PARTITION_BITS).expect_partitions([wanted])
+
+    def expect_everywhere(self, ids: list[int]) -> None:
+        """Declare input partitions whose records may come to any partition's query.
+
+        A query reading a repartition topic: each of its partitions interleaves the
+        records of every source partition (``_source_partition``); each source
+        partition holds every query's watermark back until its first record there.
+        """
+        self._expected = list(dict.fromkeys([*self._expected, *ids]))
+        for task in self._tasks.values():
+            task.expect_partitions(list(ids))
 
     def take_progress(self) -> tuple[int | None, int | None]:
         """``(latest, held)`` over every partition (see ``Query.take_progress``)."""

@@ -402,6 +402,7 @@ def test_a_job_killed_halfway_and_restarted_misses_no_window(
         FROM trades GROUP BY symbol WINDOW TUMBLING(1s) EMIT FINAL
         WITH ({kafka_source("trades", topic, kafka_broker, "g-kill")},
               'trades.batch.size' = '1000', 'commit.interval' = '100ms',
+              'trades.session.timeout.ms' = '6000',
               'event.time.field' = 'ts', 'watermark.max_out_of_orderness' = '200ms',
               {kafka_sink("out", out_topic, kafka_broker)});
         """

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pytest
 from confluent_kafka import Consumer, Producer
 from kafka_support import Broker
 
@@ -281,3 +282,135 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
     # Every count of every symbol was emitted: nothing lost in the takeover.
     for symbol, (n, _volume) in expected_totals.items():
         assert {c for s, c in seen if s == symbol} == set(range(1, n + 1)), symbol
+
+
+def write_round_robin(broker: Broker, topic: str, records: list[dict]) -> None:
+    """Produce records without a key, round-robin: a symbol's records in every partition."""
+    producer = Producer(broker.client_config(**{"linger.ms": 5}))
+    for i, record in enumerate(records):
+        producer.produce(topic, value=json.dumps(record).encode(), partition=i % PARTITIONS)
+    assert producer.flush(30) == 0
+
+
+def test_a_group_by_on_another_key_than_the_message_key_is_repartitioned_across_processes(
+    tmp_path: Path, kafka_broker: Broker
+) -> None:
+    topic = kafka_broker.create_topic(partitions=PARTITIONS)
+    out = kafka_broker.create_topic()
+    app_id = f"rekey-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "app.sql").write_text(
+        f"""
+        CREATE STREAM totals AS
+        SELECT symbol PRIMARY KEY, COUNT(*) AS n, SUM(qty) AS volume
+        FROM trades GROUP BY symbol
+        WITH ('trades.type' = 'kafka_source', 'trades.topic' = '{topic}',
+              'trades.bootstrap.servers' = '{kafka_broker.bootstrap}',
+              'trades.fetch.wait.max.ms' = '10', 'trades.batch.size' = '500',
+              'trades.session.timeout.ms' = '6000', 'trades.heartbeat.interval.ms' = '500',
+              'application.id' = '{app_id}', 'commit.interval' = '300ms',
+              'out.type' = 'kafka_sink', 'out.topic' = '{out}',
+              'out.bootstrap.servers' = '{kafka_broker.bootstrap}');
+        """
+    )
+    explained = subprocess.run(
+        [sys.executable, "-m", "velostream", "explain", str(tmp_path / "app.sql")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"creates topic {app_id}-totals-repartition" in explained, explained
+    assert "repartitioned by symbol" in explained, explained
+    data = make_trades(9000, 0, seed=3)
+    workers = [Worker(tmp_path, i) for i in range(3)]
+    totals = TopicReader(kafka_broker, out)
+    try:
+        _wait(
+            lambda: all(any(a != "nothing" for a in w.assignments()) for w in workers),
+            90,
+            "every process to be assigned partitions",
+            workers,
+        )
+        # Every symbol's records are spread over all six partitions of the input.
+        write_round_robin(kafka_broker, topic, data)
+        expected = duckdb_totals(data)
+        _wait(
+            lambda: latest_totals(totals.poll()) == expected,
+            120,
+            "the totals of every record",
+            workers,
+        )
+        totals.poll(1.0)
+    finally:
+        for worker in workers:
+            worker.process.send_signal(signal.SIGTERM)
+        for worker in workers:
+            try:
+                worker.process.wait(60)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        totals.close()
+    for worker in workers:
+        assert worker.process.returncode == 0, worker.text()[-3000:]
+    # Each symbol is counted in one place: its counts run 1..n once each, never a
+    # second count from another process's share of the input.
+    seen: dict[str, list[int]] = defaultdict(list)
+    for row in totals.rows:
+        seen[row["symbol"]].append(row["n"])
+    for symbol, (n, _volume) in expected.items():
+        assert sorted(set(seen[symbol])) == list(range(1, n + 1)), symbol
+    assert latest_totals(totals.rows) == expected
+    # The run summaries report the stage that re-keys the input.
+    summaries = "".join(w.out.read_text() for w in workers)
+    assert "totals.repartition" in summaries, summaries
+
+
+def _totals_app(topic: str, out: str, broker: Broker, app_id: str, aggregate: str) -> str:
+    return f"""
+    CREATE STREAM totals AS
+    SELECT symbol PRIMARY KEY, COUNT(*) AS n, {aggregate} AS volume
+    FROM trades GROUP BY symbol
+    WITH ('trades.type' = 'kafka_source', 'trades.topic' = '{topic}',
+          'trades.bootstrap.servers' = '{broker.bootstrap}', 'trades.key.fields' = 'symbol',
+          'trades.fetch.wait.max.ms' = '10',
+          'application.id' = '{app_id}', 'commit.interval' = '200ms',
+          'out.type' = 'kafka_sink', 'out.topic' = '{out}',
+          'out.bootstrap.servers' = '{broker.bootstrap}');
+    """
+
+
+def test_a_restarted_application_restores_its_state_and_a_changed_query_is_refused(
+    tmp_path: Path, kafka_broker: Broker
+) -> None:
+    import velostream as vs
+    from velostream.errors import SnapshotError
+
+    topic = kafka_broker.create_topic(partitions=PARTITIONS)
+    out = kafka_broker.create_topic()
+    app_id = f"restart-{uuid.uuid4().hex[:8]}"
+    sql = _totals_app(topic, out, kafka_broker, app_id, "SUM(qty)")
+    first = make_trades(3000, 0, seed=4)
+    second = make_trades(3000, 3000, seed=5)
+    write(kafka_broker, topic, first)
+    report = vs.Application.from_sql(sql, workers=2).run(until_end=True)
+    assert report.statements["totals"].restored == 0
+    write(kafka_broker, topic, second)
+    report = vs.Application.from_sql(sql, workers=2).run(until_end=True)
+    # The second run read only the second half, on top of the first half's state.
+    assert report.statements["totals"].records_in == len(second)
+    assert report.statements["totals"].restored == PARTITIONS
+    reader = TopicReader(kafka_broker, out)
+    try:
+        deadline = time.monotonic() + 30
+        expected = duckdb_totals(first + second)
+        while latest_totals(reader.poll()) != expected and time.monotonic() < deadline:
+            pass
+        assert latest_totals(reader.rows) == expected
+    finally:
+        reader.close()
+    # Another query under the same application id cannot take that state over.
+    changed = _totals_app(topic, out, kafka_broker, app_id, "MAX(qty)")
+    write(kafka_broker, topic, make_trades(10, 6000, seed=6))
+    with pytest.raises(SnapshotError, match=f"{app_id}-totals-changelog") as info:
+        vs.Application.from_sql(changed).run(until_end=True)
+    assert "application.id" in str(info.value)

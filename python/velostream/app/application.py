@@ -227,6 +227,50 @@ def _client_settings(source: Any) -> dict[str, Any]:
     }
 
 
+def _with_origin(schema: pa.Schema | None) -> pa.Schema | None:
+    """A declared schema with the ``_source_partition`` a repartition stage adds."""
+    if schema is None or "_source_partition" in schema.names:
+        return schema
+    return schema.append(pa.field("_source_partition", pa.int64()))
+
+
+def _create_repartition_topic(
+    source: Any,
+    topic: str,
+    client: Mapping[str, Any],
+    reader: PartitionedQuery,
+    ready: threading.Event,
+    stop: threading.Event,
+) -> None:
+    """A repartition stage's gate: its topic made, the reading statement told its origins.
+
+    Waits for the source's topics as the source itself would
+    (``'<source>.topic.wait.timeout'``; without it, the stage's read then says a topic is
+    missing), creates the repartition topic with as many partitions as the source's
+    topic (the largest, for several), and tells every partition of the statement reading
+    it which source partitions its records come from (each holds the watermark back
+    until its first record).
+    """
+    deadline = time.monotonic() + (source.wait_timeout_ms or 0) / 1000
+    while True:
+        counts = [topic_partitions(client, t) for t in source.topics]
+        if all(counts) or time.monotonic() >= deadline or stop.is_set():
+            break
+        stop.wait(source.retry_interval_ms / 1000)
+    if not all(counts):
+        return
+    ensure_topic(client, topic, max(counts), purpose="repartition topic")
+    several = len(source.topics) > 1
+    reader.expect_everywhere(
+        [
+            (index << 24 | p) if several else p
+            for index, count in enumerate(counts)
+            for p in range(count)
+        ]
+    )
+    ready.set()
+
+
 def _after(
     done: threading.Event, gate: Callable[[threading.Event], None] | None
 ) -> Callable[[threading.Event], None]:
@@ -1253,7 +1297,7 @@ class Application:
                 # The statement reads the repartition topic; a stage of its own reads
                 # the source and writes it there, keyed by the GROUP BY columns.
                 stage, sources = self._repartition_stage(
-                    info, sources[0], repartition, guarded, policy, writer, retry, until_end
+                    info, sources[0], repartition, guarded, policy, writer, retry, query
                 )
             runner = StatementRunner(
                 info.name, query, sinks, sources=sources, bad_records=policy, dead_letters=writer
@@ -1276,10 +1320,10 @@ class Application:
                 stage.retry_policy = runner.retry_policy
                 stage.abort = abort
                 runners[stage.name] = stage
-                if until_end:
-                    # Bounded: the statement reads the repartition topic once the stage
-                    # wrote all of its input there (its end is then the topic's end).
-                    runner.gate = _after(stage.finished, runner.gate)
+                # It reads once the stage made the topic and told it the partitions
+                # its records come from; bounded, once the stage wrote all of its input
+                # there (its end is then the topic's end).
+                runner.gate = _after(stage.finished if until_end else stage.ready, runner.gate)
         for info in self.statements:
             for upstream in info.upstream:
                 runners[upstream].downstream.append(runners[info.name])
@@ -1335,7 +1379,7 @@ class Application:
         policy: BadRecordPolicy,
         writer: DeadLetterWriter | None,
         retry: Callable[[Callable[[], Any], str], Any],
-        until_end: bool,
+        query: PartitionedQuery,
     ) -> tuple[StatementRunner, list[Any]]:
         """The stage re-keying statement ``info``'s input, and the source it reads then.
 
@@ -1346,6 +1390,11 @@ class Application:
         has as many partitions as the source's topic and is created, before the stage
         reads, when missing. The statement reads it as consumer group
         ``<application.id>-<name>-repartitioned``.
+
+        Each record carries the source partition it came from (``_source_partition``):
+        the statement's watermark is tracked per source partition, as in one pipeline
+        reading the source, and every source partition holds it back until its first
+        record (a partition of the repartition topic interleaves all of them).
         """
         app_id = info.properties.get("application.id", "velostream")
         topic = repartition_topic(app_id, info.name)
@@ -1353,7 +1402,9 @@ class Application:
         original = info.sources[name]
         client = _client_settings(source)
         stage_name = info.name + REPARTITION_SUFFIX
-        statement = parse_script(f"SELECT * FROM {_quoted(name)}")[0]
+        # Several topics: the source numbers their partitions apart (`_source_partition`).
+        origin = "_source_partition" if len(source.topics) > 1 else "CAST(_partition AS BIGINT)"
+        statement = parse_script(f"SELECT *, {origin} AS _source_partition FROM {_quoted(name)}")[0]
         stage_query = PartitionedQuery(
             functools.partial(self._compile, statement, {}),
             workers=self.workers,
@@ -1374,7 +1425,10 @@ class Application:
             dead_letters=writer,
         )
         stage.group_member = True
-        stage.gate = functools.partial(self._create_repartition_topic, source, topic, client)
+        stage.ready = threading.Event()
+        stage.gate = functools.partial(
+            _create_repartition_topic, source, topic, client, query, stage.ready
+        )
         own = ("topic", "group.id", "key.fields", "topic.wait.timeout", "topic.retry.interval")
         props = {
             **{k: v for k, v in original.items() if k not in own},
@@ -1390,33 +1444,13 @@ class Application:
             props,
             base_dir=self.base_dir,
             bad_records=policy,
-            schema=self._declared_schema(name),
+            schema=_with_origin(self._declared_schema(name)),
             statement_properties=info.properties,
             group_id=props["group.id"],
             columns=_read_columns(info),
             retry=retry,
         )
-        del until_end
         return stage, [reread]
-
-    @staticmethod
-    def _create_repartition_topic(
-        source: Any, topic: str, client: Mapping[str, Any], stop: threading.Event
-    ) -> None:
-        """Create the repartition topic with its source's partition count (a stage's gate).
-
-        Waits for the source's topic as the source itself would
-        (``'<source>.topic.wait.timeout'``); without it, the stage's read then says
-        the topic is missing.
-        """
-        deadline = time.monotonic() + (source.wait_timeout_ms or 0) / 1000
-        while True:
-            counts = [topic_partitions(client, t) for t in source.topics]
-            if all(counts) or time.monotonic() >= deadline or stop.is_set():
-                break
-            stop.wait(source.retry_interval_ms / 1000)
-        if all(counts):
-            ensure_topic(client, topic, max(counts), purpose="repartition topic")
 
     def _stateful_readers(self, name: str) -> bool:
         """Whether a statement reading ``name``'s output in-process (transitively) keeps state.
@@ -1598,9 +1632,14 @@ class Application:
             raise
         self._live = runners
         errors: list[BaseException] = []
+        # A repartition stage runs in its statement's wave, before it.
+        waves = [
+            [*(n + REPARTITION_SUFFIX for n in wave if n + REPARTITION_SUFFIX in runners), *wave]
+            for wave in self.waves
+        ]
         graph = JobGraph(
             runners,
-            self.waves,
+            waves,
             failed=abort,
             commit_interval=lambda runner: (
                 config.parse_duration_ms(

@@ -165,6 +165,22 @@ def consumer_config(
     return checked_config(name, "kafka_source", config, settings, Consumer)
 
 
+#: Commit errors of a consumer outside the group while the group has members.
+_MEMBERS_LEFT = (
+    22,  # ILLEGAL_GENERATION
+    25,  # UNKNOWN_MEMBER_ID
+    27,  # REBALANCE_IN_PROGRESS
+)
+
+
+def _session_timeout(config: Mapping[str, Any]) -> float:
+    """The group session timeout of a consumer's settings, seconds (librdkafka's 45 s)."""
+    try:
+        return float(config.get("session.timeout.ms", 45_000)) / 1000
+    except (TypeError, ValueError):
+        return 45.0
+
+
 def _shown_keys(keys: Sequence[tuple[str, int]]) -> str:
     """(topic, partition) pairs as ``topic[0,1,2]`` for logs."""
     topics: dict[str, list[int]] = {}
@@ -290,6 +306,12 @@ class KafkaSource:
         #: (topic, partition) pairs the consumer group gave this consumer.
         self._owned: set[tuple[str, int]] = set()
         self._cooperative = False
+        #: A bounded group read: the partitions held that have not reached their end,
+        #: and each one's end offset.
+        self._bounded = False
+        self._pending: set[tuple[str, int]] = set()
+        self._ends: dict[tuple[str, int], int] = {}
+        self._assigned_once = False
         #: An error raised in a rebalance callback, raised again by the reading loop.
         self._callback_error: BaseException | None = None
         self._rebalances = 0
@@ -452,13 +474,6 @@ class KafkaSource:
             SourceError: a topic does not exist (after the wait), the broker fails.
             DataError: a bad message under ``'error.strategy' = 'fail'``.
         """
-        if hooks is not None and hooks.group and until_end:
-            raise ConfigError(
-                f"kafka source {self.name!r}: a bounded read (until the end) reads every "
-                "partition itself; it cannot share them with a consumer group",
-                key=f"{self.name}.group.id",
-                value=self.group_id,
-            )
         self._hooks = hooks
         self._reading = True
         try:
@@ -477,7 +492,7 @@ class KafkaSource:
         deferred: bool,
     ) -> Iterator[tuple[Any, list[Position]]]:
         if self._hooks is not None and self._hooks.group:
-            yield from self._read_group(stop, deferred)
+            yield from self._read_group(stop, deferred, until_end)
             return
         assigned, waiting = self._connect(until_end, stop)
         if on_partitions is not None and waiting:
@@ -533,13 +548,25 @@ class KafkaSource:
     # ------------------------------------------------------------------ consumer group
 
     def _read_group(
-        self, stop: threading.Event | None, deferred: bool
+        self, stop: threading.Event | None, deferred: bool, until_end: bool
     ) -> Iterator[tuple[Any, list[Position]]]:
-        """Read the partitions the consumer group assigns, as they come and go."""
+        """Read the partitions the consumer group assigns, as they come and go.
+
+        Bounded (``until_end``): each partition assigned is read to the high watermark
+        of the first fetch answer that reaches it (as :meth:`read` without a group), and
+        the read ends once every partition held has reached its end. A process alone in
+        its group holds every partition; several bounded processes share them.
+        """
         from confluent_kafka import Consumer
 
         config = dict(self._config)
         config.setdefault("partition.assignment.strategy", "cooperative-sticky")
+        if until_end:
+            config["enable.partition.eof"] = True
+        self._bounded = until_end
+        self._ends = {}
+        self._pending = set()
+        self._assigned_once = False
         self._cooperative = "cooperative" in str(config["partition.assignment.strategy"])
         consumer = Consumer(config)
         self._consumer = consumer
@@ -557,7 +584,10 @@ class KafkaSource:
             ),
             self.name,
         )
+        ends = self._ends
         while stop is None or not stop.is_set():
+            if until_end and self._assigned_once and not self._pending:
+                return
             messages = self._retry(
                 functools.partial(consumer.consume, self.batch_size, CONSUME_TIMEOUT),
                 self.name,
@@ -568,10 +598,16 @@ class KafkaSource:
                 continue
             if self._decoder is None:
                 self._infer(messages)
-            read, events = _core.read_kafka(self._decoder, messages, self.metadata, None)
-            for topic, partition, _offset, code, text in events:
-                if code != _PARTITION_EOF:
-                    self._event(topic, partition, code, text)
+            limits = ends if until_end else None
+            read, events = _core.read_kafka(self._decoder, messages, self.metadata, limits)
+            for topic, partition, offset, code, text in events:
+                if code == _PARTITION_EOF:
+                    key = (topic or "", partition if partition is not None else -1)
+                    if until_end and key in self._owned:
+                        if (offset or 0) >= ends.setdefault(key, offset or 0):
+                            self._pending.discard(key)
+                    continue
+                self._event(topic, partition, code, text)
             out = []
             for topic, partition, first, last, _count in read.positions:
                 key = (topic, partition)
@@ -580,6 +616,11 @@ class KafkaSource:
                 out.append(Position(topic, partition, first, last))
                 self._next[key] = last + 1
                 self._high[key] = self._fetched_high(key)
+                if until_end:
+                    if key not in ends:
+                        ends[key] = max(last + 1, self._high[key])
+                    if last + 1 >= ends[key]:
+                        self._pending.discard(key)
             if out:
                 decode = functools.partial(self._decode, read)
                 yield (decode if deferred else decode()), out
@@ -611,6 +652,9 @@ class KafkaSource:
                 self._owned.add(key)
                 if key in restored:
                     self._next[key] = restored[key]
+                if self._bounded:
+                    self._pending.add(key)
+            self._assigned_once = True
             if self._cooperative:
                 consumer.incremental_assign(starts)
             else:
@@ -649,6 +693,8 @@ class KafkaSource:
     def _forget(self, keys: list[tuple[str, int]]) -> None:
         for key in keys:
             self._owned.discard(key)
+            self._pending.discard(key)
+            self._ends.pop(key, None)
             self._next.pop(key, None)
             self._high.pop(key, None)
             self._delivered.pop(key, None)
@@ -797,14 +843,42 @@ class KafkaSource:
         from confluent_kafka import KafkaException, TopicPartition
 
         partitions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        try:
-            self._consumer.commit(offsets=partitions, asynchronous=False)
-        except KafkaException as exc:
-            raise SourceError(
-                f"kafka source {self.name!r}: committing offsets failed: {exc}",
-                source=self.name,
-                cause=str(exc),
-            ) from None
+        # Reading every partition itself (not a member), the consumer may commit only
+        # while the group has no member: one that was killed stays a member until its
+        # session times out, so the commit waits that long for it to leave.
+        patience = time.monotonic() + _session_timeout(self._config) + 5.0
+        warned = False
+        while True:
+            try:
+                self._consumer.commit(offsets=partitions, asynchronous=False)
+                break
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                code = getattr(error, "code", lambda: None)()
+                member = self._hooks is not None and self._hooks.group
+                if member or code not in _MEMBERS_LEFT or time.monotonic() >= patience:
+                    raise SourceError(
+                        f"kafka source {self.name!r}: committing offsets failed: {exc}"
+                        + (
+                            f" (group {self.group_id!r} still has members: another process "
+                            "of the application runs, or one was killed less than its "
+                            "session.timeout.ms ago)"
+                            if code in _MEMBERS_LEFT and not member
+                            else ""
+                        ),
+                        source=self.name,
+                        cause=str(exc),
+                    ) from None
+                if not warned:
+                    logger.warning(
+                        "kafka source %r: group %r still has members (a process killed "
+                        "less than session.timeout.ms ago, or one still running): the "
+                        "commit waits for them to leave",
+                        self.name,
+                        self.group_id,
+                    )
+                    warned = True
+                time.sleep(0.5)
         self._commits += 1
 
     def pause(self) -> None:

@@ -225,7 +225,7 @@ class JobGraph:
                 if stop.is_set():
                     return
             locator = getattr(source, "locator", None)
-            hooks = self._hooks(runner, source, inbox, until_end) if runner is not None else None
+            hooks = self._hooks(runner, source, inbox) if runner is not None else None
             for batch, positions in _read(
                 source,
                 numbers,
@@ -245,7 +245,7 @@ class JobGraph:
             self._put(inbox, (source, _END, None), source)
 
     def _hooks(
-        self, runner: StatementRunner, source: Source, inbox: queue.Queue[Any], until_end: bool
+        self, runner: StatementRunner, source: Source, inbox: queue.Queue[Any]
     ) -> PartitionHooks | None:
         """What a partitioned statement's Kafka source tells of its partitions.
 
@@ -308,7 +308,7 @@ class JobGraph:
         def lost(keys: list[tuple[str, int]]) -> None:
             self._put(inbox, (source, _LOST, sorted({p for _, p in keys})), source)
 
-        return PartitionHooks(assigned, revoked, lost, group=runner.group_member and not until_end)
+        return PartitionHooks(assigned, revoked, lost, group=runner.group_member)
 
     def _put(self, inbox: queue.Queue[Any], item: Any, source: Source) -> bool:
         """Put ``item``, pausing the source while the queue is full; False on failure."""

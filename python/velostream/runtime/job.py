@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from velostream.errors import DataError, EventTimeError, InternalError
+from velostream.errors import DataError, EventTimeError, InternalError, SnapshotError
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink, Source
 from velostream.partitioned import PartitionedQuery
@@ -146,6 +146,9 @@ class StatementRunner:
         self.restore_seconds = 0.0
         #: Set once the statement finished (its input ended, its query flushed).
         self.finished = threading.Event()
+        #: A repartition stage: set once its topic exists and its reader knows the
+        #: source partitions (see ``Application._repartition_stage``).
+        self.ready = threading.Event()
 
     @property
     def partitioned(self) -> bool:
@@ -153,10 +156,24 @@ class StatementRunner:
         return isinstance(self.query, PartitionedQuery)
 
     def assign(self, states: Mapping[int, bytes | None]) -> None:
-        """Partitions given to this process: hold them, with their restored state."""
+        """Partitions given to this process: hold them, with their restored state.
+
+        Raises:
+            SnapshotError: a stored state is not one of this query (the statement's
+                SQL changed since it was written), naming the changelog topic.
+        """
         with self._lock:
             for partition, state in states.items():
-                self.query.assign(partition, state)
+                try:
+                    self.query.assign(partition, state)
+                except SnapshotError as exc:
+                    topic = getattr(self.changelog, "topic", "its changelog")
+                    raise SnapshotError(
+                        f"statement {self.name!r}: the state of partition {partition} in "
+                        f"{topic} cannot be restored: {exc} (if the statement's SQL changed, "
+                        "run it under a new 'application.id' to start from empty state, or "
+                        "delete the topic and the consumer group's offsets)"
+                    ) from exc
 
     def revoke(self, partitions: Collection[int]) -> None:
         """Partitions given up: their state and uncommitted positions are dropped."""

@@ -133,11 +133,11 @@ class RunReport:
                 held = {p: m for p, m in report.partitions.items() if m.get("worker") == worker}
                 records = sum(m.get("records_in", 0) for m in held.values())
                 shown = ", ".join(
-                    f"{p}: {m.get('records_in', 0):,}" for p, m in sorted(held.items())
+                    f"partition {p}: {m.get('records_in', 0):,}" for p, m in sorted(held.items())
                 )
                 lines.append(
                     f"    worker {worker}: {records:,} records in"
-                    + (f" (partition: records {shown})" if shown else "")
+                    + (f" ({shown})" if shown else "")
                 )
         status = "failed" if self.error is not None else "finished"
         end = (
