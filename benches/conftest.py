@@ -5,7 +5,10 @@ Every benchmark stores its records/s in ``benchmark.extra_info["records_per_s"]`
 the best round), so ``--benchmark-json`` keeps them; the terminal summary puts the figures
 of one run side by side: direct vs legacy, direct vs Polars/DuckDB on one thread each, the cost of
 keeping state between batches, scaling, state bytes per group, the stream-table join against
-issue 12's 40 M/s, the table bulk load (benches/test_tables.py) against its 2 M/s. A
+issue 12's 40 M/s, the table bulk load (benches/test_tables.py) against its 2 M/s, the
+scale-out figures of issue 13 (benches/test_scale_out.py: records/s on 1 and 2 workers and
+their factor, restore time vs state size; benches/test_kafka_e2e.py: 1 and 2 workers end to
+end). A
 workload that joins tables (``WORKLOADS[name].tables``) gets them attached to every query
 before the timing (:func:`compile_query`), like compiling.
 """
@@ -164,7 +167,21 @@ def _verdict(ok: bool | None) -> str:
 
 
 #: SPEC section 10, end to end on Kafka (records/s on 2 cores).
-KAFKA_TARGETS = {"velostream_filter": 1_000_000, "velostream_tumbling": 700_000}
+KAFKA_TARGETS = {
+    "velostream_filter": 1_000_000,
+    "velostream_tumbling": 700_000,
+    "velostream_filter_w2": 1_000_000,
+    "velostream_tumbling_w2": 700_000,
+}
+#: End-to-end contenders run with ``--workers 1`` and ``--workers 2`` (the scaling factor).
+KAFKA_WORKER_PAIRS = {
+    "filter, 2 / 1 workers": ("velostream_filter", "velostream_filter_w2"),
+    "tumbling, 2 / 1 workers": ("velostream_tumbling", "velostream_tumbling_w2"),
+    "tumbling repartitioned vs keyed, 2 workers each": (
+        "velostream_tumbling_w2",
+        "velostream_tumbling_repartition",
+    ),
+}
 
 
 def _kafka_summary(write: Callable[[str], None]) -> None:
@@ -187,6 +204,14 @@ def _kafka_summary(write: Callable[[str], None]) -> None:
         if target is not None and steady is not None:
             parts.append(f"target {_fmt(target)}/s steady: {_verdict(steady >= target)}")
         write(f"  {name}: " + ", ".join(parts))
+    for label, (first, second) in KAFKA_WORKER_PAIRS.items():
+        ratios = []
+        for tag, kind in (("kafka_e2e", "wall"), ("kafka_e2e_steady", "steady")):
+            a, b = RESULTS.get((tag, first)), RESULTS.get((tag, second))
+            if a and b:
+                ratios.append(f"{kind} {b / a:.2f}x")
+        if ratios:
+            write(f"  {label}: {second} / {first} = " + ", ".join(ratios))
 
 
 def _table_load_summary(write: Callable[[str], None]) -> None:
@@ -211,6 +236,101 @@ def _table_load_summary(write: Callable[[str], None]) -> None:
             write(f"  duckdb {label} {_fmt(rate)}/s on one thread" + versus)
 
 
+#: RESULTS tags of the sections above the per-workload ones (their keys name workloads too).
+_OWN_SECTIONS = (
+    "scale_out",
+    "scale_out_interleaved",
+    "scale_out_cpu",
+    "scale_out_factor",
+    "scale_out_factor_interleaved",
+    "restore",
+    "restore_cold",
+    "scale_out_batch",
+    "scale_out_batch_cpu",
+)
+
+
+def _scale_out_summary(write: Callable[[str], None]) -> None:
+    """The in-memory scale-out figures of benches/test_scale_out.py, if it ran."""
+    workloads = [
+        n for n in WORKLOADS if any(k[0].startswith("scale_out") and k[1] == n for k in RESULTS)
+    ]
+    if not workloads:
+        return
+    write(
+        "scale-out in memory (6 partitions, 10 K-row batches in runs of one partition), records/s:"
+    )
+    for name in workloads:
+        for tag, factor_tag, label in (
+            ("scale_out_interleaved", "scale_out_factor_interleaved", "interleaved"),
+            ("scale_out", "scale_out_factor", "separate tests"),
+        ):
+            rates = {m: RESULTS.get((tag, name, m)) for m in ("plain", "w1", "w2")}
+            if not any(rates.values()):
+                continue
+            plain, one, two = rates["plain"], rates["w1"], rates["w2"]
+            parts = [f"plain Query {_fmt(plain)}/s", f"1 worker {_fmt(one)}/s"]
+            if plain and one:
+                parts[-1] += f" ({one / plain:.2f}x plain)"
+            parts.append(f"2 workers {_fmt(two)}/s")
+            factor = RESULTS.get((factor_tag, name))
+            if factor is not None:
+                parts.append(f"2 / 1 workers = {factor:.2f}x")
+            cpu = {m: RESULTS.get(("scale_out_cpu", name, m)) for m in ("w1", "w2")}
+            if tag == "scale_out_interleaved" and all(v is not None for v in cpu.values()):
+                parts.append(
+                    f"CPU s per wall s: 1 worker {cpu['w1']:.2f}, 2 workers {cpu['w2']:.2f}"
+                )
+            write(f"  {name} ({label}): " + ", ".join(parts))
+        by_size = {k[2:]: v for k, v in RESULTS.items() if k[:2] == ("scale_out_batch", name)}
+        if by_size:
+            write(f"  {name}, by batch size (interleaved):")
+        for size in sorted({s for s, _ in by_size}, key=int):
+            plain, one, two, raw = (by_size.get((size, m)) for m in ("plain", "w1", "w2", "raw2"))
+            busy = RESULTS.get(("scale_out_batch_cpu", name, size, "w2"))
+            line = (
+                f"    {int(size):,}-row batches: plain Query {_fmt(plain)}/s, 1 worker "
+                f"{_fmt(one)}/s, 2 workers {_fmt(two)}/s"
+            )
+            if one and two:
+                line += f" ({two / one:.2f}x"
+                line += f", CPU s per wall s {busy:.2f})" if busy is not None else ")"
+            if raw:
+                line += f"; 2 plain Queries on 2 threads {_fmt(raw)}/s"
+                line += f" ({raw / plain:.2f}x plain)" if plain else ""
+            write(line)
+
+
+def _restore_summary(write: Callable[[str], None]) -> None:
+    """Restore time vs state size (benches/test_scale_out.py), if it ran."""
+    sizes = sorted({k[1] for k in RESULTS if k[0] == "restore"}, key=int)
+    if not sizes:
+        return
+    write("restore of one partition's GROUP BY state through the changelog (best round):")
+    for size in sizes:
+        got = {k[2]: v for k, v in RESULTS.items() if k[:2] == ("restore", size)}
+        mib = f"{got['bytes'] / 2**20:.1f} MiB" if "bytes" in got else "-"
+        phases = ", ".join(
+            f"{label} {got[phase]:.3f} s"
+            for phase, label in (
+                ("snapshot_s", "snapshot"),
+                ("write_s", "write+flush"),
+                ("read_s", "read"),
+                ("restore_s", "assign"),
+                ("total_s", "total (write+read+assign)"),
+            )
+            if phase in got
+        )
+        write(f"  {int(size):>9,} groups: {mib}; {phases}")
+    cold = {k[2]: v for k, v in RESULTS.items() if k[0] == "restore_cold" and k[1] == sizes[0]}
+    if cold:
+        write(
+            "  not included (warm clients above): a new producer's first write+flush "
+            f"{cold.get('first_write_s', float('nan')):.3f} s, a new changelog consumer's "
+            f"first read {cold.get('first_read_s', float('nan')):.3f} s (1 KiB snapshot)"
+        )
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """One table with the figures of this run and the SPEC section 10 targets."""
     if not RESULTS:
@@ -219,8 +339,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     terminalreporter.section("velostream benchmark summary (best round, records/s)")
     _kafka_summary(write)
     _table_load_summary(write)
+    _scale_out_summary(write)
+    _restore_summary(write)
     for name in WORKLOADS:
-        if not any(name in key for key in RESULTS):
+        if not any(name in key for key in RESULTS if key[0] not in _OWN_SECTIONS):
             continue  # this run measured nothing of the workload
         direct = RESULTS.get(("direct", name))
         legacy = RESULTS.get(("legacy", name))

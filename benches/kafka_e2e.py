@@ -23,9 +23,20 @@ on its own fresh output topic and consumer group:
   ``final()``). Quix Streams pins confluent-kafka < 2.13 while the project pins 2.16.1,
   so it runs in its own venv (``benches/requirements-quix.txt``; ``--quix-python``).
 - ``velostream_filter``, ``velostream_tumbling``: an application SQL file per workload,
-  run as ``python -m velostream run app.sql --until-end``. A run that exits non-zero is
-  a failure ("failed (exit N): <first line of its stderr>"); only Quix Streams, which
-  lives in a venv of its own, can be "not available".
+  run as ``python -m velostream run app.sql --until-end --workers 1``; ``..._w2``: the
+  same with ``--workers 2`` (a statement reading Kafka keeps one query per input
+  partition, the partitions spread over the workers: issue 13). The tumbling SQL
+  declares ``'trades.key.fields' = 'symbol'`` (the input is keyed by symbol, the
+  GROUP BY key: no repartitioning); ``velostream_tumbling_repartition`` leaves it out
+  (``--workers 2``): velostream then re-keys the input through a repartition topic on
+  the broker before the window, and its output must pass the same check; its windows
+  wait for the whole input (see ``WAIT_FOR_ALL``: re-keyed from a backlog, records
+  arrive up to the data's whole span late), so it has a wall rate only. Each run has
+  its own ``'application.id'`` (its changelog and repartition topics are named after
+  it). A run that exits non-zero is a failure ("failed (exit N): <first line of its
+  stderr>"); only Quix Streams, which lives in a venv of its own, can be "not
+  available". The per-worker lines of velostream's run summary (records per worker and
+  partition) are kept in the result's detail and printed under the table.
 
 Every contender's output topic is read back and checked against an oracle computed by
 DuckDB over the generated data (row count and per-row values); a wrong output is
@@ -54,6 +65,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import subprocess
@@ -100,7 +112,10 @@ CONTENDERS = (
     "quix_filter",
     "quix_tumbling",
     "velostream_filter",
+    "velostream_filter_w2",
     "velostream_tumbling",
+    "velostream_tumbling_w2",
+    "velostream_tumbling_repartition",
 )
 #: What each contender computes (its output is checked against that workload's oracle).
 WORKLOAD = {
@@ -111,8 +126,31 @@ WORKLOAD = {
     "quix_filter": "filter",
     "quix_tumbling": "tumbling",
     "velostream_filter": "filter",
+    "velostream_filter_w2": "filter",
     "velostream_tumbling": "tumbling",
+    "velostream_tumbling_w2": "tumbling",
+    "velostream_tumbling_repartition": "tumbling",
 }
+#: The velostream contenders: (SQL template, ``--workers``, whether the source declares
+#: ``'trades.key.fields' = 'symbol'``). The input is keyed by symbol: declared, the
+#: tumbling window's GROUP BY symbol is co-partitioned with it and each partition's
+#: state stays in its partition; not declared, velostream re-keys the input through a
+#: repartition topic on the broker first (``..._repartition``: the cost of that).
+VELOSTREAM_RUNS: dict[str, tuple[str, int, bool]] = {
+    "velostream_filter": ("filter", 1, False),
+    "velostream_filter_w2": ("filter", 2, False),
+    "velostream_tumbling": ("tumbling", 1, True),
+    "velostream_tumbling_w2": ("tumbling", 2, True),
+    "velostream_tumbling_repartition": ("tumbling", 2, False),
+}
+#: Contenders whose windows wait for the whole input (out-of-orderness = the data's
+#: event-time span + GRACE_MS). Re-keyed from a backlog, a repartition topic partition
+#: holds each source partition's records in long runs: a record comes up to the whole
+#: span of the data behind the latest one of its partition (measured: 10 s of 10 s at
+#: 100 K records, 100 s of 100 s at 1 M), so with GRACE_MS most records are dropped as
+#: late (67 % at 100 K). Its windows then close only at the end of input: no steady rate
+#: (the output's span would be the final flush), only wall.
+WAIT_FOR_ALL = {"velostream_tumbling_repartition"}
 #: The contender every ratio is taken against.
 BASELINE = "bare_filter"
 DEFAULT_QUIX_PYTHON = Path.home() / ".cache/velostream/quix-venv/bin/python"
@@ -123,6 +161,7 @@ SELECT symbol, price, qty, price * qty AS notional
 FROM trades
 WHERE price > {price_min} AND status = 'open'
 WITH (
+    'application.id' = '{application_id}',
 {source},
     'filtered.type' = 'kafka_sink',
     'filtered.topic' = '{output}',
@@ -142,6 +181,7 @@ WITH (
     'event.time.field' = 'ts',
     'event.time.format' = 'epoch_millis',
     'watermark.max_out_of_orderness' = '{grace_ms}ms',
+    'application.id' = '{application_id}',
 {source},
     'bars.type' = 'kafka_sink',
     'bars.topic' = '{output}',
@@ -249,6 +289,11 @@ class KafkaE2E:
             f"produced in {self.produce_s:.2f} s (setup {time.perf_counter() - start:.1f} s)"
         )
         self.oracle = _oracle(table)
+        import pyarrow.compute as pc
+
+        ts = table["ts"]
+        #: Event time from the first to the last trade, milliseconds.
+        self.event_span_ms = int(pc.max(ts).as_py()) - int(pc.min(ts).as_py())
         self.log(
             f"oracle: filter {self.oracle['filter_rows']:,} rows, tumbling "
             f"{len(self.oracle['windows']):,} windows ({self.oracle['quix_closed']:,} closed "
@@ -284,7 +329,9 @@ class KafkaE2E:
         env = None
         if name.startswith("velostream_"):
             sql_path = self._write_sql(name, output, group)
+            workers = VELOSTREAM_RUNS[name][1]
             command = [sys.executable, "-m", "velostream", "run", sql_path, "--until-end"]
+            command += ["--workers", str(workers)]
         elif name.startswith("quix_"):
             python = self.quix_python or str(DEFAULT_QUIX_PYTHON)
             command = [python, __file__, "--child", name, "--spec", json.dumps(spec)]
@@ -366,6 +413,10 @@ class KafkaE2E:
         summary = _velostream_summary(run.stdout)
         if summary:
             result.detail["velostream_summary"] = summary
+        workers = _velostream_workers(run.stdout)
+        if workers:
+            result.detail["velostream_workers"] = "\n".join(workers)
+            result.detail["velostream_worker_records"] = _velostream_worker_records(workers)
         workload = WORKLOAD[run.name]
         if workload is not None:
             messages = _read_topic(self.broker, run.output)
@@ -395,6 +446,13 @@ class KafkaE2E:
         result.inner_rps = n / result.inner_s if result.inner_s else None
         # The steady rate: from the output's produce times where they are such, else
         # from the contender's own clock (the bare loop's two agree within 1 %).
+        if result.name in WAIT_FOR_ALL:
+            result.span_rps = None  # every window closes at the end: no steady rate
+            if result.ok:
+                result.note = (
+                    f"windows wait {self.event_span_ms + GRACE_MS:,} ms, the whole input: "
+                    "repartitioned from a backlog, records come up to its span late"
+                )
         if result.span_rps is not None:
             result.steady_rps, result.steady_from = result.span_rps, "span"
         elif result.inner_rps is not None:
@@ -408,6 +466,7 @@ class KafkaE2E:
 
     def _write_sql(self, name: str, output: str, group: str) -> str:
         bootstrap = self.broker.bootstrap
+        workload, _workers, keyed = VELOSTREAM_RUNS[name]
         source_keys = {
             "type": "kafka_source",
             "topic": self.input,
@@ -416,14 +475,19 @@ class KafkaE2E:
             "auto.offset.reset": "earliest",
             **{k: str(v) for k, v in CONSUMER_SETTINGS.items()},
         }
+        if keyed:
+            source_keys["key.fields"] = "symbol"
         source = ",\n".join(f"    'trades.{k}' = '{v}'" for k, v in source_keys.items())
-        template = FILTER_SQL if name == "velostream_filter" else TUMBLING_SQL
+        template = FILTER_SQL if workload == "filter" else TUMBLING_SQL
         sql = template.format(
             price_min=PRICE_MIN,
-            grace_ms=GRACE_MS,
+            grace_ms=GRACE_MS + (self.event_span_ms if name in WAIT_FOR_ALL else 0),
             source=source,
             output=output,
             bootstrap=bootstrap,
+            # Its own: the changelog and repartition topics are named after it (a run
+            # must not restore the state another run left on the broker).
+            application_id=group,
         )
         path = os.path.join(self.tmp, f"{name}.sql")
         Path(path).write_text(sql)
@@ -747,6 +811,33 @@ def _velostream_summary(stdout: str) -> str | None:
     return None
 
 
+#: ``  <statement>: P partitions on N workers, R rebalances, K partitions restored in S s``
+#: and its ``    worker i: N records in (partition: records p: n, ...)`` lines.
+_PARTITIONED_LINE = re.compile(r"^  (\S+): (\d+) partitions on (\d+) workers, ")
+_WORKER_LINE = re.compile(r"^    worker (\d+): ([\d,]+) records in")
+
+
+def _velostream_workers(stdout: str) -> list[str]:
+    """The per-worker section of ``velostream run``'s summary (partitioned statements)."""
+    lines: list[str] = []
+    for line in stdout.splitlines():
+        if _PARTITIONED_LINE.match(line) or (lines and _WORKER_LINE.match(line)):
+            lines.append(line.rstrip())
+    return lines
+
+
+def _velostream_worker_records(lines: list[str]) -> dict[str, list[int]]:
+    """Statement -> records in per worker, from :func:`_velostream_workers`' lines."""
+    out: dict[str, list[int]] = {}
+    current: list[int] | None = None
+    for line in lines:
+        if (head := _PARTITIONED_LINE.match(line)) is not None:
+            current = out.setdefault(head.group(1), [])
+        elif (worker := _WORKER_LINE.match(line)) is not None and current is not None:
+            current.append(int(worker.group(2).replace(",", "")))
+    return out
+
+
 # ---------------------------------------------------------------------------- the children
 # Each contender runs in a process of its own (``--child NAME``). These functions import
 # only what their venv has: the Quix children run in Quix Streams' venv.
@@ -1029,8 +1120,9 @@ def _secs(value: float | None) -> str:
 
 def format_table(results: dict[str, Result]) -> str:
     """The results as a table (records/s: input records / seconds)."""
+    width = max([20, *(len(name) for name in results)])
     lines = [
-        f"{'contender':<20} {'wall s':>7} {'cpu s':>6} {'broker':>6} {'wall rec/s':>11} "
+        f"{'contender':<{width}} {'wall s':>7} {'cpu s':>6} {'broker':>6} {'wall rec/s':>11} "
         f"{'x bare':>7} {'steady rec/s':>13} {'x bare':>7} {'from':>6} {'out rows':>9}  status"
     ]
     for r in results.values():
@@ -1040,7 +1132,7 @@ def format_table(results: dict[str, Result]) -> str:
         wall = f"{r.wall_s:.2f}" if r.wall_s else "-"
         status = r.status + (f" ({r.note})" if r.note else "")
         lines.append(
-            f"{r.name:<20} {wall:>7} {_secs(r.cpu_s):>6} {_secs(r.broker_cpu_s):>6} "
+            f"{r.name:<{width}} {wall:>7} {_secs(r.cpu_s):>6} {_secs(r.broker_cpu_s):>6} "
             f"{_fmt(r.wall_rps):>11} {ratio_w:>7} "
             f"{_fmt(r.steady_rps):>13} {ratio_s:>7} {r.steady_from or '-':>6} {out:>9}  {status}"
         )
@@ -1132,6 +1224,8 @@ def _main(argv: list[str] | None = None) -> int:
         for r in results.values():
             if "velostream_summary" in r.detail:
                 print(f"{r.name}: {r.detail['velostream_summary']}")
+            if "velostream_workers" in r.detail:
+                print(r.detail["velostream_workers"])
     return 0 if all(r.ok or r.status.startswith("not available") for r in results.values()) else 1
 
 
