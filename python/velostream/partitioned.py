@@ -23,6 +23,7 @@ runtime repartitions first); a key spread over partitions gives one group per pa
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -33,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from velostream.errors import ConfigError, DataError, VelostreamError
+from velostream.errors import ConfigError, DataError, SnapshotError, VelostreamError
 from velostream.query import Query, compile
 
 #: ``held`` when every record read so far is held (see ``Query.take_progress``).
@@ -73,6 +74,7 @@ class PartitionedQuery:
         *,
         workers: int | None = None,
         partition_column: str = "_partition",
+        dedup: tuple[str, str] | None = None,
     ) -> None:
         """Create the query; partitions are added as their records come.
 
@@ -80,6 +82,11 @@ class PartitionedQuery:
             factory: makes one fresh query (one per partition).
             workers: threads running partitions in parallel (default: the cores).
             partition_column: the integer column naming each record's partition.
+            dedup: ``(origin column, offset column)`` for input re-keyed through a
+                repartition topic, which is written at least once: each partition
+                keeps the last offset of every origin it folded in (with its state, in
+                its snapshot) and drops a record whose offset is not beyond it, so a
+                record written twice is counted once.
 
         Raises:
             ConfigError: ``workers`` is below 1.
@@ -106,6 +113,10 @@ class PartitionedQuery:
             ThreadPoolExecutor(count, thread_name_prefix="velostream-worker") if count > 1 else None
         )
         self._lock = threading.Lock()
+        self._dedup = dedup
+        #: partition -> origin -> the last origin offset folded into its state.
+        self._seen: dict[int, dict[int, int]] = {}
+        self._duplicates = 0
         #: Counters of partitions given up (revoked), so totals do not go backwards.
         self._retired: dict[str, int] = {}
 
@@ -182,6 +193,9 @@ class PartitionedQuery:
             SnapshotError: ``state`` is not a snapshot of this query (nothing changes).
         """
         fresh = partition not in self._tasks
+        seen: dict[int, int] = {}
+        if state is not None and self._dedup is not None:
+            seen, state = _split_positions(state)
         task = self._task(partition)
         if state is not None:
             try:
@@ -190,6 +204,8 @@ class PartitionedQuery:
                 if fresh:
                     self._forget(partition)
                 raise
+            if self._dedup is not None:
+                self._seen[partition] = seen
 
     def revoke(self, partition: int) -> None:
         """Give ``partition`` up: its state is dropped (snapshot it first to keep it)."""
@@ -203,6 +219,7 @@ class PartitionedQuery:
     def _forget(self, partition: int) -> None:
         self._tasks.pop(partition, None)
         self._worker_of.pop(partition, None)
+        self._seen.pop(partition, None)
 
     def snapshot(self, partition: int) -> bytes:
         """The state of ``partition`` (see ``Query.snapshot``).
@@ -217,6 +234,8 @@ class PartitionedQuery:
                 key="partition",
                 value=str(partition),
             )
+        if self._dedup is not None:
+            return _join_positions(self._seen.get(partition, {}), task.snapshot())
         return task.snapshot()
 
     def restore(self, partition: int, blob: bytes) -> PartitionedQuery:
@@ -324,11 +343,48 @@ class PartitionedQuery:
             # become the schema the partitions made later are bound to.
             self._schema = data.schema
 
-        def make(slices: list[pa.RecordBatch]) -> Callable[[Query], list[pa.RecordBatch]]:
-            return lambda task: [task.process(s) for s in slices]
+        def make(
+            partition: int, slices: list[pa.RecordBatch]
+        ) -> Callable[[Query], list[pa.RecordBatch]]:
+            if self._dedup is None:
+                return lambda task: [task.process(s) for s in slices]
+            return lambda task: [task.process(self._fresh(partition, s)) for s in slices]
 
-        outputs = self._run((p, make(slices)) for p, slices in parts)
+        outputs = self._run((p, make(p, slices)) for p, slices in parts)
         return [o for out in outputs for o in out if o.num_rows]
+
+    def _fresh(self, partition: int, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """``batch`` without the records this partition folded in already (dedup).
+
+        A record is kept when its offset is beyond every earlier offset of its origin
+        (in the state, and earlier in the batch): numpy per origin, no Python per row.
+        """
+        assert self._dedup is not None
+        origin_column, offset_column = self._dedup
+        names = batch.schema.names
+        for column in (origin_column, offset_column):
+            if column not in names or batch.column(column).null_count:
+                raise DataError(
+                    f"re-keyed input needs a non-null {column!r} on every record (the "
+                    f"repartition stage writes it); the input has {names}",
+                    field=column,
+                )
+        origins = batch.column(origin_column).to_numpy(zero_copy_only=False)
+        offsets = batch.column(offset_column).to_numpy(zero_copy_only=False).astype(np.int64)
+        seen = self._seen.setdefault(partition, {})
+        keep = np.ones(len(offsets), dtype=bool)
+        for origin in np.unique(origins).tolist():
+            where = np.flatnonzero(origins == origin)
+            mine = offsets[where]
+            before = np.maximum.accumulate(np.concatenate(([seen.get(origin, -1)], mine[:-1])))
+            keep[where] = mine > before
+            seen[origin] = max(seen.get(origin, -1), int(mine.max()))
+        dropped = len(keep) - int(keep.sum())
+        if not dropped:
+            return batch
+        with self._lock:
+            self._duplicates += dropped
+        return batch.filter(pa.array(keep))
 
     def flush(self) -> pa.RecordBatch:
         """End of input: every partition closes what it holds open."""
@@ -414,6 +470,8 @@ class PartitionedQuery:
         for key in ("state_groups", "state_bytes"):
             out[key] = sum(t.metrics().get(key, 0) for t in self._tasks.values())
         out["partitions"] = len(self._tasks)
+        if self._dedup is not None:
+            out["duplicates_dropped"] = self._duplicates
         return out
 
     def partition_metrics(self) -> dict[int, dict[str, int]]:
@@ -433,6 +491,35 @@ class PartitionedQuery:
             f"<velostream.PartitionedQuery {self._template.statement.text!r} "
             f"partitions={self.partitions} workers={self.workers}>"
         )
+
+
+#: The header of a partition's snapshot that carries its last origin offsets (dedup).
+_POSITIONS_MAGIC = b"VSRP"
+
+
+def _join_positions(seen: Mapping[int, int], state: bytes) -> bytes:
+    """A snapshot with the last offset folded in of every origin in front of it."""
+    head = json.dumps({str(k): v for k, v in seen.items()}).encode()
+    return _POSITIONS_MAGIC + len(head).to_bytes(4, "little") + head + state
+
+
+def _split_positions(blob: bytes) -> tuple[dict[int, int], bytes]:
+    """The origin offsets and the query's snapshot of :func:`_join_positions`.
+
+    Raises:
+        SnapshotError: the blob has no such header, or a broken one.
+    """
+    if not blob.startswith(_POSITIONS_MAGIC) or len(blob) < 8:
+        raise SnapshotError(
+            "not a snapshot of a re-keyed partition (it lacks the offsets of the source "
+            "partitions folded in)"
+        )
+    size = int.from_bytes(blob[4:8], "little")
+    try:
+        seen = {int(k): int(v) for k, v in json.loads(blob[8 : 8 + size]).items()}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise SnapshotError(f"a re-keyed partition's snapshot has a broken header: {exc}") from None
+    return seen, bytes(blob[8 + size :])
 
 
 def compile_partitioned(

@@ -204,6 +204,10 @@ def _read_columns(info: StatementInfo) -> set[str]:
     return names
 
 
+#: What a repartition stage adds to each record: the source partition it came from (its
+#: ``_source_partition`` number) and its offset there.
+ORIGIN_COLUMNS = ("_source_partition", "_source_offset")
+
 #: The name of a statement's repartition stage: the statement's name and this.
 REPARTITION_SUFFIX = ".repartition"
 
@@ -228,10 +232,13 @@ def _client_settings(source: Any) -> dict[str, Any]:
 
 
 def _with_origin(schema: pa.Schema | None) -> pa.Schema | None:
-    """A declared schema with the ``_source_partition`` a repartition stage adds."""
-    if schema is None or "_source_partition" in schema.names:
+    """A declared schema with the columns a repartition stage adds (origin, offset)."""
+    if schema is None:
         return schema
-    return schema.append(pa.field("_source_partition", pa.int64()))
+    for column in ORIGIN_COLUMNS:
+        if column not in schema.names:
+            schema = schema.append(pa.field(column, pa.int64()))
+    return schema
 
 
 def _create_repartition_topic(
@@ -908,6 +915,10 @@ class Application:
         source = kafka[0]
         declared = info.sources[source].get("key.fields", "")
         key_fields = {f.strip() for f in declared.split(",") if f.strip()}
+        if len(info.sources[source].get("topic", source).split(",")) > 1:
+            # Partition p of two topics may go to two processes: keyed state cannot
+            # follow both, so it is re-keyed into one topic first.
+            key_fields = set()
         grouped = {g["name"] for g in plan.get("group_by") or () if g.get("op") == "column"}
         if key_fields and key_fields <= grouped:
             return True, f"its GROUP BY holds the message key ({', '.join(sorted(key_fields))})"
@@ -919,10 +930,24 @@ class Application:
                 f"({', '.join(sorted(key_fields))}, '{source}.key.fields')"
             )
         cannot = self._no_repartition(name)
+        if not cannot and not self.scaled_out(name):
+            cannot = "it has no 'application.id' to name the repartition topic after"
         if not cannot:
             columns = ", ".join(self._group_columns(name))
             return True, f"repartitioned by {columns} ({why})"
         return False, f"{why}, and it cannot be repartitioned: {cannot}"
+
+    def scaled_out(self, name: str) -> bool:
+        """Whether statement ``name`` runs as part of a scaled-out application.
+
+        With ``'application.id'`` set (SPEC section 9), the processes running the
+        application share its partitions through consumer groups, keyed state is
+        checkpointed to changelog topics and re-keyed through repartition topics, all
+        named after it. Without it, an application runs in one process: its partitioned
+        statements read every partition themselves (on their workers) and keep their
+        state in memory, as before scale-out.
+        """
+        return "application.id" in self._by_name[name].properties
 
     def repartition_key(self, name: str) -> tuple[str, ...]:
         """The columns statement ``name``'s input is re-keyed by, or () when it is not.
@@ -1276,6 +1301,8 @@ class Application:
                 query = PartitionedQuery(
                     functools.partial(self._compile, info.statement, info.properties),
                     workers=self.workers,
+                    # Re-keyed input is written at least once: counted once.
+                    dedup=ORIGIN_COLUMNS if self.repartition_key(info.name) else None,
                 )
             elif any(p.get("type") == "kafka_source" for p in info.sources.values()):
                 logger.info("%s: one pipeline reads every partition (%s)", info.name, why)
@@ -1307,7 +1334,7 @@ class Application:
                 runner.gate = self._join_gate(info, query, abort)
             if table is not None and sources:
                 runner.gate = self._load_gate(table, loading, runner.gate, abort)
-            if partitioned:
+            if partitioned and self.scaled_out(info.name):
                 runner.group_member = True
                 if why != "stateless" and not self._stateful_readers(info.name):
                     runner.changelog = self._changelog(info, sources[0])
@@ -1339,14 +1366,29 @@ class Application:
         if not partitioned:
             return [f"  partitions: one pipeline reads every partition ({why})"]
         workers = self.workers if self.workers is not None else default_workers()
+        source = next(iter(info.sources.values()))
+        strategy = source.get("partition.assignment.strategy", "cooperative-sticky")
+        rebalancing = "cooperative" if "cooperative" in strategy else "eager"
+        if not self.scaled_out(info.name):
+            lines = [
+                f"  partitions: one query per partition ({why}) on {workers} worker threads, "
+                "every partition read by this process (set 'application.id' to share them "
+                "between processes)"
+            ]
+            if why != "stateless":
+                lines.append(
+                    "  state: in memory only (no changelog without 'application.id'): "
+                    "positions are committed as its rows are released"
+                )
+            return lines
         lines = [
             f"  partitions: one query per partition ({why}) on {workers} worker threads; "
-            f"in a continuous run the processes of the application share them as consumer "
-            f"group {group} (cooperative rebalancing)"
+            f"the processes of the application share them as consumer group {group} "
+            f"({rebalancing} rebalancing)"
         ]
+        app_id = info.properties["application.id"]
         key = self.repartition_key(info.name)
         if key:
-            app_id = info.properties.get("application.id", "velostream")
             lines.append(
                 f"  creates topic {repartition_topic(app_id, info.name)}: the repartition "
                 f"topic (as many partitions as the source's); stage {info.name}"
@@ -1357,11 +1399,11 @@ class Application:
         if why != "stateless" and not self._stateful_readers(info.name):
             from velostream.runtime.changelog import changelog_topic
 
-            app_id = info.properties.get("application.id", "velostream")
             lines.append(
                 f"  creates topic {changelog_topic(app_id, info.name)}: the state changelog "
                 "(compacted, one partition per input partition; a snapshot of each "
-                "partition's state at every commit, restored when a partition is assigned)"
+                "changed partition's state at every commit, restored when a partition is "
+                "assigned)"
             )
         elif why != "stateless":
             lines.append(
@@ -1404,7 +1446,10 @@ class Application:
         stage_name = info.name + REPARTITION_SUFFIX
         # Several topics: the source numbers their partitions apart (`_source_partition`).
         origin = "_source_partition" if len(source.topics) > 1 else "CAST(_partition AS BIGINT)"
-        statement = parse_script(f"SELECT *, {origin} AS _source_partition FROM {_quoted(name)}")[0]
+        statement = parse_script(
+            f"SELECT *, {origin} AS _source_partition, _offset AS _source_offset "
+            f"FROM {_quoted(name)}"
+        )[0]
         stage_query = PartitionedQuery(
             functools.partial(self._compile, statement, {}),
             workers=self.workers,

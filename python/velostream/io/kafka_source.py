@@ -73,11 +73,16 @@ METADATA_COLUMNS = ("_topic", "_key", "_kafka_timestamp", "_headers")
 
 #: Consumer settings of velostream, overridable by the connector's keys. Offsets are
 #: committed by the runtime only (after the sinks acknowledged); fetching is not held
-#: back by a full prefetch queue for a whole second (librdkafka's default backoff).
+#: back by a full prefetch queue for a whole second (librdkafka's default backoff). A
+#: member of a consumer group (a scaled-out statement, SPEC section 9) that dies gives
+#: its partitions up after 10 s, not librdkafka's 45 s (as Kafka Streams' former
+#: default); some brokers also hold a join for part of the session timeout.
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "auto.offset.reset": "earliest",
     "fetch.queue.backoff.ms": 1,
     "fetch.wait.max.ms": 100,
+    "session.timeout.ms": 10_000,
+    "heartbeat.interval.ms": 1_000,
 }
 
 #: Settings the runtime's commit protocol needs: not overridable.

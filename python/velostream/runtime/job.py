@@ -142,6 +142,8 @@ class StatementRunner:
         self.processed: dict[tuple[str, int], int] = {}
         #: Partitions whose state changed since it was last written to the changelog.
         self._dirty: set[int] = set()
+        #: Their state before the end of the input was flushed (see :meth:`finish`).
+        self._final: dict[int, bytes] = {}
         self.restored_partitions = 0
         self.restore_seconds = 0.0
         #: Set once the statement finished (its input ended, its query flushed).
@@ -206,7 +208,10 @@ class StatementRunner:
             chosen = self._dirty & held
             for partition in sorted(chosen):
                 offsets = {k: v for k, v in self.processed.items() if k[1] == partition}
-                self.changelog.write(partition, offsets, self.query.snapshot(partition))
+                state = self._final.get(partition)
+                if state is None:
+                    state = self.query.snapshot(partition)
+                self.changelog.write(partition, offsets, state)
             self._dirty -= chosen
         self.changelog.flush()
         if partitions:
@@ -457,9 +462,12 @@ class StatementRunner:
             if self._finished:
                 return
             self._finished = True
-            output = self.query.flush()
             if self.changelog is not None:
-                self._dirty.update(self.query.partitions)
+                # The changelog keeps the state as it was before the end of the input
+                # closed its windows: a later run that goes on closes them when its
+                # watermark passes them (emitting them again, with what came since).
+                self._final = {p: self.query.snapshot(p) for p in self.query.partitions}
+            output = self.query.flush()
             self.query.take_progress()
             self.held = None
             self._emit(output)
