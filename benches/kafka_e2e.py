@@ -29,9 +29,8 @@ on its own fresh output topic and consumer group:
   declares ``'trades.key.fields' = 'symbol'`` (the input is keyed by symbol, the
   GROUP BY key: no repartitioning); ``velostream_tumbling_repartition`` leaves it out
   (``--workers 2``): velostream then re-keys the input through a repartition topic on
-  the broker before the window, and its output must pass the same check; its windows
-  wait for the whole input (see ``WAIT_FOR_ALL``: re-keyed from a backlog, records
-  arrive up to the data's whole span late), so it has a wall rate only. Each run has
+  the broker before the window, and its output must pass the same check (the
+  watermark is kept per source partition through the repartition topic). Each run has
   its own ``'application.id'`` (its changelog and repartition topics are named after
   it). A run that exits non-zero is a failure ("failed (exit N): <first line of its
   stderr>"); only Quix Streams, which lives in a venv of its own, can be "not
@@ -144,13 +143,11 @@ VELOSTREAM_RUNS: dict[str, tuple[str, int, bool]] = {
     "velostream_tumbling_repartition": ("tumbling", 2, False),
 }
 #: Contenders whose windows wait for the whole input (out-of-orderness = the data's
-#: event-time span + GRACE_MS). Re-keyed from a backlog, a repartition topic partition
-#: holds each source partition's records in long runs: a record comes up to the whole
-#: span of the data behind the latest one of its partition (measured: 10 s of 10 s at
-#: 100 K records, 100 s of 100 s at 1 M), so with GRACE_MS most records are dropped as
-#: late (67 % at 100 K). Its windows then close only at the end of input: no steady rate
-#: (the output's span would be the final flush), only wall.
-WAIT_FOR_ALL = {"velostream_tumbling_repartition"}
+#: event-time span + GRACE_MS): none since the repartition topic carries each record's
+#: source partition and the statement keeps a watermark per source partition (a
+#: partition of the repartition topic holds each source partition's records in long
+#: runs when re-keyed from a backlog: with one watermark for all, most records were late).
+WAIT_FOR_ALL: set[str] = set()
 #: The contender every ratio is taken against.
 BASELINE = "bare_filter"
 DEFAULT_QUIX_PYTHON = Path.home() / ".cache/velostream/quix-venv/bin/python"

@@ -23,12 +23,16 @@ __all__ = [
     "infer_json",
     "infer_json_schema",
     "parse_timestamps",
+    "process_many",
     "read_kafka",
 ]
 
 build_profile: str
 
 def _panic_at_boundary(message: str) -> None: ...
+def process_many(
+    jobs: Sequence[tuple[Processor, Sequence[Any]]], threads: int
+) -> list[list[pa.RecordBatch]]: ...
 
 @final
 class Processor:

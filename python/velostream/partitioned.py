@@ -34,11 +34,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from velostream import _core
 from velostream.errors import ConfigError, DataError, SnapshotError, VelostreamError
 from velostream.query import Query, compile
 
 #: ``held`` when every record read so far is held (see ``Query.take_progress``).
 HOLD_ALL = -(2**63)
+
+#: Rows a batch needs for its partitions to run on several threads (below, the cost of
+#: starting them exceeds what they save: measured on 2 cores, ``benches/test_scale_out.py``).
+PARALLEL_MIN_ROWS = 32_768
 
 #: Runs of one partition a batch may hold before it is sorted by partition instead.
 _MAX_RUNS = 64
@@ -343,15 +348,26 @@ class PartitionedQuery:
             # become the schema the partitions made later are bound to.
             self._schema = data.schema
 
-        def make(
-            partition: int, slices: list[pa.RecordBatch]
-        ) -> Callable[[Query], list[pa.RecordBatch]]:
-            if self._dedup is None:
-                return lambda task: [task.process(s) for s in slices]
-            return lambda task: [task.process(self._fresh(partition, s)) for s in slices]
+        if self._dedup is not None:
+            parts = [(p, [self._fresh(p, s) for s in slices]) for p, slices in parts]
+        tasks = [(self._task(p), slices) for p, slices in parts]
+        if all(task._legacy is None for task, _ in tasks):
+            # The direct path: one call into Rust runs every partition, in parallel on
+            # the workers' threads, with the GIL released once.
+            for task, _slices in tasks:
+                if task._tables:
+                    task._check_tables()
+            jobs = [(task._processor, slices) for task, slices in tasks]
+            # Starting a thread costs tens of microseconds: a small batch runs on one.
+            threads = self.workers if data.num_rows >= PARALLEL_MIN_ROWS else 1
+            outputs = _core.process_many(jobs, threads)
+            return [o for out in outputs for o in out if o.num_rows]
 
-        outputs = self._run((p, make(p, slices)) for p, slices in parts)
-        return [o for out in outputs for o in out if o.num_rows]
+        def make(slices: list[pa.RecordBatch]) -> Callable[[Query], list[pa.RecordBatch]]:
+            return lambda task: [task.process(s) for s in slices]
+
+        results = self._run((p, make(slices)) for p, slices in parts)
+        return [o for out in results for o in out if o.num_rows]
 
     def _fresh(self, partition: int, batch: pa.RecordBatch) -> pa.RecordBatch:
         """``batch`` without the records this partition folded in already (dedup).

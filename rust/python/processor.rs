@@ -558,6 +558,110 @@ impl Processor {
     }
 }
 
+impl Processor {
+    /// The batch as a Rust record batch (the cached-schema path first).
+    fn import(&self, py: Python<'_>, batch: &Bound<'_, PyAny>) -> PyResult<RecordBatch> {
+        match self.import_pyarrow_batch(py, batch)? {
+            Some(b) => Ok(b),
+            None => Ok(batch.extract::<PyRecordBatch>()?.into_inner()),
+        }
+    }
+}
+
+/// One processor's batches, in order, and what each gave.
+type Job<'a> = (&'a Processor, Vec<RecordBatch>);
+type Outcome = Result<Vec<RecordBatch>, Failure>;
+
+fn run_job((processor, batches): &Job<'_>) -> Outcome {
+    batches
+        .iter()
+        .map(|batch| processor.with(|p| p.process(batch)))
+        .collect()
+}
+
+/// Process the batches of several processors (the partitions of a partitioned query),
+/// in parallel on `threads` threads, with the GIL released once for all of them.
+///
+/// Each job is a processor and its batches, processed in order on one thread; jobs are
+/// dealt to the threads in turn (the calling thread takes the first share). Returns each
+/// job's outputs, in the jobs' order; the first failure (in job order) is raised once
+/// every job has run, as a call of each processor on its own would.
+#[pyfunction]
+#[pyo3(signature = (jobs, threads))]
+fn process_many<'py>(
+    py: Python<'py>,
+    jobs: Vec<(Bound<'py, Processor>, Vec<Bound<'py, PyAny>>)>,
+    threads: usize,
+) -> PyResult<Vec<Vec<Bound<'py, PyAny>>>> {
+    let mut imported: Vec<Job<'_>> = Vec::with_capacity(jobs.len());
+    for (processor, batches) in &jobs {
+        let processor = processor.get();
+        let batches = batches
+            .iter()
+            .map(|b| processor.import(py, b))
+            .collect::<PyResult<Vec<_>>>()?;
+        imported.push((processor, batches));
+    }
+    let threads = threads.clamp(1, imported.len().max(1));
+    let outcomes: Vec<Outcome> = py.detach(|| {
+        if threads == 1 {
+            return imported.iter().map(run_job).collect();
+        }
+        let mut slots: Vec<Option<Outcome>> = (0..imported.len()).map(|_| None).collect();
+        let shares: Vec<Vec<usize>> = (0..threads)
+            .map(|t| (t..imported.len()).step_by(threads).collect())
+            .collect();
+        std::thread::scope(|scope| {
+            let jobs = &imported;
+            let handles: Vec<_> = shares[1..]
+                .iter()
+                .map(|share| {
+                    scope.spawn(move || {
+                        share
+                            .iter()
+                            .map(|&i| (i, run_job(&jobs[i])))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for &i in &shares[0] {
+                slots[i] = Some(run_job(&jobs[i]));
+            }
+            for handle in handles {
+                // run_job catches panics itself: a thread cannot panic.
+                for (i, outcome) in handle.join().unwrap_or_default() {
+                    slots[i] = Some(outcome);
+                }
+            }
+        });
+        slots
+            .into_iter()
+            .map(|slot| slot.unwrap_or_else(|| Err(Failure::Panic("a job did not run".into()))))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(outcomes.len());
+    let mut first_error: Option<Failure> = None;
+    for (outcome, (processor, _)) in outcomes.into_iter().zip(&imported) {
+        match outcome {
+            Ok(batches) => out.push(
+                batches
+                    .into_iter()
+                    .map(|b| processor.to_pyarrow(py, b))
+                    .collect::<PyResult<Vec<_>>>()?,
+            ),
+            Err(failure) => {
+                first_error.get_or_insert(failure);
+                out.push(Vec::new());
+            }
+        }
+    }
+    match first_error {
+        Some(failure) => Err(failure.into()),
+        None => Ok(out),
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Processor>()
+    m.add_class::<Processor>()?;
+    m.add_function(wrap_pyfunction!(process_many, m)?)
 }
