@@ -31,7 +31,7 @@ build_profile: str
 
 def _panic_at_boundary(message: str) -> None: ...
 def process_many(
-    jobs: Sequence[tuple[Processor, Sequence[Any]]], threads: int
+    jobs: Sequence[tuple[Processor, Sequence[Any], int]], threads: int
 ) -> list[list[pa.RecordBatch]]: ...
 
 @final

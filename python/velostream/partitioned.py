@@ -357,7 +357,10 @@ class PartitionedQuery:
             for task, _slices in tasks:
                 if task._tables:
                     task._check_tables()
-            jobs = [(task._processor, slices) for task, slices in tasks]
+            jobs = [
+                (task._processor, slices, self._worker_of[p])
+                for (task, slices), (p, _s) in zip(tasks, parts, strict=True)
+            ]
             # Starting a thread costs tens of microseconds: a small batch runs on one.
             threads = self.workers if data.num_rows >= PARALLEL_MIN_ROWS else 1
             outputs = _core.process_many(jobs, threads)

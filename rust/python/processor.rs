@@ -582,19 +582,21 @@ fn run_job((processor, batches): &Job<'_>) -> Outcome {
 /// Process the batches of several processors (the partitions of a partitioned query),
 /// in parallel on `threads` threads, with the GIL released once for all of them.
 ///
-/// Each job is a processor and its batches, processed in order on one thread; jobs are
-/// dealt to the threads in turn (the calling thread takes the first share). Returns each
+/// Each job is a processor, its batches (processed in order) and the worker it belongs
+/// to: a worker's jobs run on thread `worker % threads` (the calling thread is thread 0),
+/// so a partition always runs on the thread its worker names. Returns each
 /// job's outputs, in the jobs' order; the first failure (in job order) is raised once
 /// every job has run, as a call of each processor on its own would.
 #[pyfunction]
 #[pyo3(signature = (jobs, threads))]
 fn process_many<'py>(
     py: Python<'py>,
-    jobs: Vec<(Bound<'py, Processor>, Vec<Bound<'py, PyAny>>)>,
+    jobs: Vec<(Bound<'py, Processor>, Vec<Bound<'py, PyAny>>, usize)>,
     threads: usize,
 ) -> PyResult<Vec<Vec<Bound<'py, PyAny>>>> {
     let mut imported: Vec<Job<'_>> = Vec::with_capacity(jobs.len());
-    for (processor, batches) in &jobs {
+    let workers: Vec<usize> = jobs.iter().map(|(_, _, worker)| *worker).collect();
+    for (processor, batches, _) in &jobs {
         let processor = processor.get();
         let batches = batches
             .iter()
@@ -602,19 +604,24 @@ fn process_many<'py>(
             .collect::<PyResult<Vec<_>>>()?;
         imported.push((processor, batches));
     }
-    let threads = threads.clamp(1, imported.len().max(1));
+    let threads = threads.max(1);
     let outcomes: Vec<Outcome> = py.detach(|| {
         if threads == 1 {
             return imported.iter().map(run_job).collect();
         }
         let mut slots: Vec<Option<Outcome>> = (0..imported.len()).map(|_| None).collect();
         let shares: Vec<Vec<usize>> = (0..threads)
-            .map(|t| (t..imported.len()).step_by(threads).collect())
+            .map(|t| {
+                (0..imported.len())
+                    .filter(|&i| workers[i] % threads == t)
+                    .collect()
+            })
             .collect();
         std::thread::scope(|scope| {
             let jobs = &imported;
             let handles: Vec<_> = shares[1..]
                 .iter()
+                .filter(|share| !share.is_empty())
                 .map(|share| {
                     scope.spawn(move || {
                         share

@@ -51,7 +51,7 @@ from velostream.errors import (
     VelostreamError,
 )
 from velostream.health import HealthServer
-from velostream.io._kafka import ensure_topic, topic_partitions
+from velostream.io._kafka import CLIENT_LOGGER, ensure_topic, topic_partitions
 from velostream.io.bad_records import BadRecordPolicy, DeadLetterWriter
 from velostream.io.base import Sink
 from velostream.io.connectors import create_sink, create_source, resolve_path
@@ -268,14 +268,38 @@ def _create_repartition_topic(
         return
     ensure_topic(client, topic, max(counts), purpose="repartition topic")
     several = len(source.topics) > 1
-    reader.expect_everywhere(
-        [
-            (index << 24 | p) if several else p
-            for index, count in enumerate(counts)
-            for p in range(count)
-        ]
-    )
+    held = _partitions_with_records(client, source.topics, counts)
+    reader.expect_everywhere([(index << 24 | p) if several else p for index, p in held])
     ready.set()
+
+
+def _partitions_with_records(
+    client: Mapping[str, Any], topics: list[str], counts: list[int]
+) -> list[tuple[int, int]]:
+    """(topic index, partition) of the source partitions holding records now.
+
+    Only those hold a re-keyed statement's watermark back, as a source's partitions
+    with messages to read do for a statement reading them directly: one that is empty
+    now must not hold windows open until ``'watermark.idle_timeout'``.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({**client, "group.id": "velostream-watermarks", "logger": CLIENT_LOGGER})
+    try:
+        held = []
+        for index, (topic, count) in enumerate(zip(topics, counts, strict=True)):
+            for partition in range(count):
+                try:
+                    low, high = consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=10
+                    )
+                except KafkaException:
+                    low, high = 0, 1  # unknown: waited for, as before
+                if high > low:
+                    held.append((index, partition))
+        return held
+    finally:
+        consumer.close()
 
 
 def _after(
@@ -888,12 +912,13 @@ class Application:
         """Whether statement ``name`` keeps its state per input partition, and why (not).
 
         A statement is partitioned (one query per partition of its input, spread over
-        the workers, the partitions shared with the other processes of the application
-        through the consumer group in a continuous run) when it reads one Kafka source
-        and builds no table, and, if it keeps state by key, every group's records are
-        in one partition: the GROUP BY holds the fields the message key is made of
-        (``'<source>.key.fields'``). Otherwise it runs as one pipeline reading every
-        partition.
+        the workers; with ``'application.id'``, the partitions shared with the other
+        processes of the application through its consumer group) when it reads one
+        Kafka source and builds no table, and, if it keeps state by key, every group's
+        records are in one partition: the GROUP BY holds the fields the message key is
+        made of (``'<source>.key.fields'``, one topic), or, with ``'application.id'``,
+        the input is re-keyed through a repartition topic first. Otherwise it runs as
+        one pipeline reading every partition.
         """
         info = self._by_name[name]
         if info.is_table:
@@ -1457,7 +1482,9 @@ class Application:
         sink = guarded(
             create_sink(
                 f"{info.name}_repartition",
-                {"type": "kafka_sink", "topic": topic, **client},
+                # Idempotent: a retried batch is never reordered (the statement drops
+                # a record whose source offset is not beyond the last one folded in).
+                {"type": "kafka_sink", "topic": topic, "enable.idempotence": "true", **client},
                 key_fields=key,
             )
         )

@@ -472,8 +472,8 @@ class KafkaSource:
             hooks: a runtime keeping state per partition: told of the partitions
                 assigned (before reading them) and revoked; with ``hooks.group`` the
                 consumer joins its group (cooperative rebalancing by default) and
-                reads the partitions the group gives it, not every partition (a
-                continuous run only: bounded reading needs every partition).
+                reads the partitions the group gives it, not every partition;
+                bounded, it ends once each partition it holds reached its end.
 
         Raises:
             SourceError: a topic does not exist (after the wait), the broker fails.

@@ -533,6 +533,7 @@ class StatementRunner:
             restored=self.restored_partitions,
             restore_seconds=self.restore_seconds,
             rebalances=sum(int(s.metrics().get("rebalances", 0)) for s in self.sources),
+            duplicates_dropped=int(metrics.get("duplicates_dropped", 0)),
         )
 
 

@@ -35,6 +35,8 @@ class StatementReport:
         restored: partitions whose state was restored from the changelog.
         restore_seconds: time spent reading and restoring them.
         rebalances: partition assignments and revocations its consumer saw.
+        duplicates_dropped: re-keyed records read twice from its repartition topic (a
+            stage that wrote them again after a crash), dropped to count them once.
 
     """
 
@@ -57,6 +59,7 @@ class StatementReport:
     restored: int = 0
     restore_seconds: float = 0.0
     rebalances: int = 0
+    duplicates_dropped: int = 0
 
 
 @dataclass
@@ -128,6 +131,11 @@ class RunReport:
                 f"  {report.name}: {len(report.partitions)} partitions on {report.workers} "
                 f"workers, {report.rebalances:,} rebalances, {report.restored:,} partitions "
                 f"restored in {report.restore_seconds:.3f}s"
+                + (
+                    f", {report.duplicates_dropped:,} re-keyed records read twice dropped"
+                    if report.duplicates_dropped
+                    else ""
+                )
             )
             for worker in range(report.workers):
                 held = {p: m for p, m in report.partitions.items() if m.get("worker") == worker}
