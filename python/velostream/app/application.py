@@ -1322,7 +1322,9 @@ class Application:
             ]
             query = self._compile(info.statement, info.properties)
             partitioned, why = self.partitioning(info.name)
-            if partitioned:
+            if partitioned and why != "stateless":
+                # Keyed state per partition. A stateless statement keeps one query for
+                # all its partitions: splitting its batches would only cost.
                 query = PartitionedQuery(
                     functools.partial(self._compile, info.statement, info.properties),
                     workers=self.workers,
@@ -1394,11 +1396,15 @@ class Application:
         source = next(iter(info.sources.values()))
         strategy = source.get("partition.assignment.strategy", "cooperative-sticky")
         rebalancing = "cooperative" if "cooperative" in strategy else "eager"
+        spread = (
+            "one query for all its partitions (stateless: no state to keep per partition)"
+            if why == "stateless"
+            else f"one query per partition ({why}) on {workers} worker threads"
+        )
         if not self.scaled_out(info.name):
             lines = [
-                f"  partitions: one query per partition ({why}) on {workers} worker threads, "
-                "every partition read by this process (set 'application.id' to share them "
-                "between processes)"
+                f"  partitions: {spread}, every partition read by this process (set "
+                "'application.id' to share them between processes)"
             ]
             if why != "stateless":
                 lines.append(
@@ -1407,9 +1413,8 @@ class Application:
                 )
             return lines
         lines = [
-            f"  partitions: one query per partition ({why}) on {workers} worker threads; "
-            f"the processes of the application share them as consumer group {group} "
-            f"({rebalancing} rebalancing)"
+            f"  partitions: {spread}; the processes of the application share them as "
+            f"consumer group {group} ({rebalancing} rebalancing)"
         ]
         app_id = info.properties["application.id"]
         key = self.repartition_key(info.name)
@@ -1475,10 +1480,7 @@ class Application:
             f"SELECT *, {origin} AS _source_partition, _offset AS _source_offset "
             f"FROM {_quoted(name)}"
         )[0]
-        stage_query = PartitionedQuery(
-            functools.partial(self._compile, statement, {}),
-            workers=self.workers,
-        )
+        stage_query = self._compile(statement, {})
         sink = guarded(
             create_sink(
                 f"{info.name}_repartition",

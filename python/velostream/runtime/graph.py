@@ -255,7 +255,9 @@ class JobGraph:
         too and the reading thread waits until the statement's thread checkpointed
         them (making the commits it asks meanwhile: the consumer is this thread's).
         """
-        if not runner.partitioned or not hasattr(source, "partition_counts"):
+        if not (runner.partitioned or runner.group_member) or not hasattr(
+            source, "partition_counts"
+        ):
             return None
         ensured: list[bool] = []
 

@@ -164,6 +164,8 @@ class StatementRunner:
             SnapshotError: a stored state is not one of this query (the statement's
                 SQL changed since it was written), naming the changelog topic.
         """
+        if not self.partitioned:
+            return  # one query for every partition: nothing per partition to hold
         with self._lock:
             for partition, state in states.items():
                 try:
@@ -181,8 +183,9 @@ class StatementRunner:
         """Partitions given up: their state and uncommitted positions are dropped."""
         gone = set(partitions)
         with self._lock:
-            for partition in gone:
-                self.query.revoke(partition)
+            if self.partitioned:
+                for partition in gone:
+                    self.query.revoke(partition)
             self._dirty -= gone
             for key in [k for k in self.processed if k[1] in gone]:
                 del self.processed[key]
