@@ -114,6 +114,26 @@ def _duration(text: str) -> None:
     parse_duration_ms(text)
 
 
+#: Characters Kafka allows in a topic name; an application id prefixes its topics.
+_TOPIC_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _topic_prefix(text: str) -> None:
+    if not text:
+        raise ValueError("expected a non-empty name")
+    bad = sorted({c for c in text if c not in _TOPIC_CHARACTERS})
+    if bad:
+        raise ValueError(
+            f"{text!r} holds {bad[0]!r}: it names Kafka topics and groups, which allow "
+            "only letters, digits, '.', '_' and '-'"
+        )
+    if len(text) > 200:
+        raise ValueError(
+            f"expected at most 200 characters (it prefixes topic names, at most 249), "
+            f"got {len(text)}"
+        )
+
+
 # The longest retry or circuit-breaker duration: longer ones are surely a mistake (a unit).
 _MAX_RESILIENCE_MS = 86_400_000
 
@@ -380,9 +400,10 @@ _STATEMENT_SPECS: tuple[PropertySpec, ...] = (
     # SPEC 9: scale-out.
     _spec(
         "application.id",
-        "the application's identity (Kafka consumer group, changelog topics)",
-        _non_empty,
-        "a non-empty name",
+        "the application's identity: turns scale-out on; names its consumer groups, "
+        "changelog and repartition topics",
+        _topic_prefix,
+        "a name of letters, digits, '.', '_' and '-' (at most 200)",
     ),
 )
 

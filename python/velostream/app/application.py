@@ -217,6 +217,23 @@ def repartition_topic(application_id: str, statement: str) -> str:
     return f"{application_id}-{statement}-repartition"
 
 
+def _check_topic_name(statement: str, topic: str, purpose: str) -> None:
+    """Refuse an internal topic name Kafka would refuse, naming the statement.
+
+    Raises:
+        ConfigError: the statement's name holds a character a topic name cannot.
+    """
+    bad = sorted({c for c in topic if not (c.isascii() and (c.isalnum() or c in "._-"))})
+    if bad or len(topic) > 249:
+        why = f"holds {bad[0]!r}" if bad else f"is {len(topic)} characters long (at most 249)"
+        raise ConfigError(
+            f"statement {statement!r} needs a {purpose} topic {topic!r}, which {why}: "
+            "name the statement with letters, digits, '.', '_' and '-' only",
+            key="application.id",
+            value=topic,
+        )
+
+
 def _quoted(name: str) -> str:
     """``name`` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
@@ -1470,6 +1487,7 @@ class Application:
         """
         app_id = info.properties.get("application.id", "velostream")
         topic = repartition_topic(app_id, info.name)
+        _check_topic_name(info.name, topic, "repartition")
         name = source.name
         original = info.sources[name]
         client = _client_settings(source)
@@ -1550,9 +1568,9 @@ class Application:
         from velostream.runtime.changelog import StateChangelog, changelog_topic
 
         app_id = info.properties.get("application.id", "velostream")
-        return StateChangelog(
-            changelog_topic(app_id, info.name), _client_settings(source), statement=info.name
-        )
+        # changelog_topic refuses a name Kafka would (a ConfigError naming both).
+        topic = changelog_topic(app_id, info.name)
+        return StateChangelog(topic, _client_settings(source), statement=info.name)
 
     def _root_sources(self, name: str, runners: Mapping[str, StatementRunner]) -> list[Any]:
         """The external sources whose records reach statement ``name`` (in-process too)."""
