@@ -360,9 +360,12 @@ def test_a_group_by_on_another_key_than_the_message_key_is_repartitioned_across_
     for symbol, (n, _volume) in expected.items():
         assert sorted(set(seen[symbol])) == list(range(1, n + 1)), symbol
     assert latest_totals(totals.rows) == expected
-    # The run summaries report the stage that re-keys the input.
+    # The run summaries report the stage that re-keys the input, per partition (one
+    # query for all of them: it keeps no state), and the statement per worker.
     summaries = "".join(w.out.read_text() for w in workers)
-    assert "totals.repartition" in summaries, summaries
+    assert re.search(r"totals\.repartition: \d+ partitions? on 1 worker,", summaries), summaries
+    assert re.search(r"totals: \d+ partitions? on 2 workers,", summaries), summaries
+    assert re.search(r"worker 1: [\d,]+ records in \(partition \d", summaries), summaries
 
 
 def _totals_app(topic: str, out: str, broker: Broker, app_id: str, aggregate: str) -> str:

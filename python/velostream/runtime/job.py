@@ -144,6 +144,8 @@ class StatementRunner:
         self._dirty: set[int] = set()
         #: Their state before the end of the input was flushed (see :meth:`finish`).
         self._final: dict[int, bytes] = {}
+        #: A stateless group member: records read per partition (for the report).
+        self._read: dict[int, int] = {}
         self.restored_partitions = 0
         self.restore_seconds = 0.0
         #: Set once the statement finished (its input ended, its query flushed).
@@ -341,6 +343,11 @@ class StatementRunner:
                     for topic, partition, _first, last in positions:
                         self.processed[(topic, partition)] = last + 1
                         self._dirty.add(partition)
+                if self.group_member and not self.partitioned:
+                    # One query for every partition: what each partition brought, for
+                    # the report (offsets read, bad records and tombstones included).
+                    for _topic, partition, first, last in positions:
+                        self._read[partition] = self._read.get(partition, 0) + last - first + 1
             self.tracker.release(self.holding())
 
     def _process(
@@ -531,8 +538,12 @@ class StatementRunner:
             duration=max(0.0, end - start),
             sources={s.name: s.metrics() for s in self.sources},
             sinks={s.name: s.metrics() for s in self.sinks},
-            workers=self.query.workers if self.partitioned else 0,
-            partitions=self.query.partition_metrics() if self.partitioned else {},
+            workers=self.query.workers if self.partitioned else 1 if self._read else 0,
+            partitions=(
+                self.query.partition_metrics()
+                if self.partitioned
+                else {p: {"records_in": n, "worker": 0} for p, n in sorted(self._read.items())}
+            ),
             restored=self.restored_partitions,
             restore_seconds=self.restore_seconds,
             rebalances=sum(int(s.metrics().get("rebalances", 0)) for s in self.sources),

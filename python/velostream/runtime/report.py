@@ -127,9 +127,11 @@ class RunReport:
         for report in self.statements.values():
             if not report.workers:
                 continue
+            count = len(report.partitions)
             lines.append(
-                f"  {report.name}: {len(report.partitions)} partitions on {report.workers} "
-                f"workers, {report.rebalances:,} rebalances, {report.restored:,} partitions "
+                f"  {report.name}: {count} partition{'s' if count != 1 else ''} on "
+                f"{report.workers} worker{'s' if report.workers != 1 else ''}, "
+                f"{report.rebalances:,} rebalances, {report.restored:,} partitions "
                 f"restored in {report.restore_seconds:.3f}s"
                 + (
                     f", {report.duplicates_dropped:,} re-keyed records read twice dropped"
