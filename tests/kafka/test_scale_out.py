@@ -181,6 +181,29 @@ def _wait(condition, timeout: float, what: str, workers: list[Worker]) -> None:
         time.sleep(0.5)
 
 
+def _wait_for_assignments(workers: list[Worker]) -> None:
+    """Until the group settled with partitions on every process."""
+    _wait(
+        lambda: all(any(a != "nothing" for a in w.assignments()) for w in workers),
+        90,
+        "every process to be assigned partitions",
+        workers,
+    )
+
+
+def _stop(workers: list[Worker]) -> None:
+    """SIGTERM every live process (they drain, flush and commit), then wait for them."""
+    for worker in workers:
+        if worker.alive():
+            worker.process.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.process.wait(60)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+
+
 def test_three_processes_share_six_partitions_and_survive_a_sigkill(
     tmp_path: Path, kafka_broker: Broker
 ) -> None:
@@ -198,12 +221,7 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
     bars = TopicReader(kafka_broker, bars_topic)
     try:
         # The group settles with partitions on every process.
-        _wait(
-            lambda: all(any(a != "nothing" for a in w.assignments()) for w in workers),
-            90,
-            "every process to be assigned partitions",
-            workers,
-        )
+        _wait_for_assignments(workers)
         write(kafka_broker, topic, first)
         expected_first = duckdb_totals(first)
         _wait(
@@ -246,15 +264,7 @@ def test_three_processes_share_six_partitions_and_survive_a_sigkill(
         totals.poll(1.0)
         bars.poll(1.0)
     finally:
-        for worker in workers:
-            if worker.alive():
-                worker.process.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.process.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+        _stop(workers)
         totals.close()
         bars.close()
     survivors = [w for w in workers if w is not victim]
@@ -324,12 +334,7 @@ def test_a_group_by_on_another_key_than_the_message_key_is_repartitioned_across_
     workers = [Worker(tmp_path, i) for i in range(3)]
     totals = TopicReader(kafka_broker, out)
     try:
-        _wait(
-            lambda: all(any(a != "nothing" for a in w.assignments()) for w in workers),
-            90,
-            "every process to be assigned partitions",
-            workers,
-        )
+        _wait_for_assignments(workers)
         # Every symbol's records are spread over all six partitions of the input.
         write_round_robin(kafka_broker, topic, data)
         expected = duckdb_totals(data)
@@ -341,14 +346,7 @@ def test_a_group_by_on_another_key_than_the_message_key_is_repartitioned_across_
         )
         totals.poll(1.0)
     finally:
-        for worker in workers:
-            worker.process.send_signal(signal.SIGTERM)
-        for worker in workers:
-            try:
-                worker.process.wait(60)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
+        _stop(workers)
         totals.close()
     for worker in workers:
         assert worker.process.returncode == 0, worker.text()[-3000:]
